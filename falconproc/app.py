@@ -1,0 +1,106 @@
+"""Wiring: create_app() builds the Falcon app, its routes, and the one place
+where domain errors become HTTP answers."""
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+import falcon
+
+from falconproc.config import Settings
+from falconproc.errors import (
+    ContentNotFound,
+    EmptyUpload,
+    HashMismatch,
+    IncompleteUpload,
+    InsufficientStorage,
+    ServiceOverloaded,
+    UnsupportedType,
+    UploadTooLarge,
+)
+from falconproc.observability.health import HealthService
+from falconproc.resources.content import MetadataResource, OriginalResource
+from falconproc.resources.errors import ApiError, error_body
+from falconproc.resources.health import HealthResource
+from falconproc.resources.upload import UploadResource
+from falconproc.services.ingest import IngestService
+from falconproc.store import ContentStore, create_store
+
+log = logging.getLogger(__name__)
+
+PUBLIC_PATHS = frozenset({"/health", "/metrics"})
+
+
+class BearerAuth:
+    """Every route but /health and /metrics needs the token, when one is configured."""
+
+    def __init__(self, token: str):
+        self.expected = f"Bearer {token}".encode()
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if req.path in PUBLIC_PATHS:
+            return
+        given = (req.get_header("Authorization") or "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(given, self.expected):  # constant time
+            raise ApiError(falcon.HTTP_401, "unauthorized", "a valid bearer token is required",
+                           headers={"WWW-Authenticate": 'Bearer realm="falconproc"'})
+
+
+def _serialize_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    resp.content_type = falcon.MEDIA_JSON
+    resp.media = error_body(exc)
+
+
+def _map(status: str, code: str, *, message: str | None = None, retry_after: bool = False, extra=None):
+    """An error handler turning a domain error into an ApiError."""
+
+    def handler(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict[str, Any]) -> None:
+        fields = extra(exc) if extra else {}
+        headers = {"Retry-After": str(getattr(exc, "retry_after", 5))} if retry_after else None
+        text = message or getattr(exc, "strerror", None) or str(exc) or code
+        raise ApiError(status, code, text, headers=headers, **fields)
+
+    return handler
+
+
+def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict[str, Any]) -> None:
+    if isinstance(exc, falcon.HTTPError):
+        raise exc
+    log.exception("unhandled error on %s %s", req.method, req.path)
+    raise ApiError(falcon.HTTP_500, "internal_error", "the service failed to handle this request")
+
+
+def create_app(settings: Settings | None = None, *, store: ContentStore | None = None,
+               ingest: IngestService | None = None) -> falcon.App:
+    settings = settings or Settings.from_env()
+    store = store or create_store(settings)
+    ingest = ingest or IngestService(settings, store)
+    health = HealthService(settings, store)
+
+    middleware = [BearerAuth(settings.auth_token)] if settings.auth_token else []
+    app = falcon.App(middleware=middleware)
+    app.req_options.strip_url_path_trailing_slash = True
+    app.set_error_serializer(_serialize_error)
+
+    app.add_route("/upload", UploadResource(ingest))
+    app.add_route("/cache/{content_hash}/original", OriginalResource(store))
+    app.add_route("/cache/{content_hash}/metadata", MetadataResource(store))
+    app.add_route("/health", HealthResource(health))
+
+    # Most general first: Falcon picks the most specific handler for an exception's MRO.
+    app.add_error_handler(Exception, _unexpected)
+    app.add_error_handler(UploadTooLarge, _map(falcon.HTTP_413, "payload_too_large",
+                                               extra=lambda e: {"limit": e.limit}))
+    app.add_error_handler(UnsupportedType, _map(falcon.HTTP_415, "unsupported_type",
+                                                extra=lambda e: {"mimeType": e.mime_type,
+                                                                 "supportedTypes": e.supported}))
+    app.add_error_handler(HashMismatch, _map(falcon.HTTP_400, "hash_mismatch",
+                                             extra=lambda e: {"expected": e.expected, "actual": e.actual}))
+    app.add_error_handler(EmptyUpload, _map(falcon.HTTP_400, "empty_body"))
+    app.add_error_handler(IncompleteUpload, _map(falcon.HTTP_400, "incomplete_body"))
+    app.add_error_handler(InsufficientStorage, _map(falcon.HTTP_507, "insufficient_storage"))
+    app.add_error_handler(ContentNotFound, _map(falcon.HTTP_404, "not_found",
+                                                message="no content is stored under this hash"))
+    app.add_error_handler(ServiceOverloaded, _map(falcon.HTTP_503, "overloaded", retry_after=True))
+    return app

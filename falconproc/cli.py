@@ -1,0 +1,105 @@
+"""Command line: ``falconproc serve | doctor | fsck | settings``."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+
+from falconproc.config import Settings, SettingsError, settings_markdown
+
+
+def _load_settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        print(f"falconproc: invalid setting: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _load_settings()  # fail fast with a clear message before gunicorn starts
+    argv = [sys.executable, "-m", "gunicorn", "-c", "python:falconproc.gunicorn_conf", "falconproc.wsgi:app"]
+    os.execv(sys.executable, argv)
+    return 0  # not reached
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from falconproc import __version__, native
+
+    settings = _load_settings()
+    report = {
+        "version": __version__,
+        "implementation": native.IMPLEMENTATION,
+        "compiledAvailable": native.CIngestProbe is not None,
+        "compiledImportError": native.IMPORT_ERROR,
+        "extensionsDisabled": native.NO_EXTENSIONS,
+        "python": sys.version.split()[0],
+        "tesseract": shutil.which("tesseract"),
+        "paths": {},
+    }
+    ok = True
+    for name in ("file_storage_path", "cache_path", "queue_path"):
+        path = getattr(settings, name)
+        path.mkdir(parents=True, exist_ok=True)
+        writable = os.access(path, os.W_OK)
+        ok &= writable
+        report["paths"][name] = {"path": str(path), "writable": writable}
+    print(json.dumps(report, indent=2))
+    if args.require_native and native.IMPLEMENTATION != "cython":
+        print("falconproc: the compiled native module did not load", file=sys.stderr)
+        return 1
+    return 0 if ok else 1
+
+
+def cmd_fsck(args: argparse.Namespace) -> int:
+    """Re-hash every original and check its metadata; exit 1 on any error."""
+    from falconproc.store import create_store
+
+    store = create_store(_load_settings())
+    checked = errors = 0
+    for content_hash in store.iter_hashes():
+        checked += 1
+        problem = None
+        try:
+            meta = store.metadata(content_hash)
+            digest = hashlib.sha256()
+            size = 0
+            with store.open(content_hash) as fh:
+                while block := fh.read(1024 * 1024):
+                    digest.update(block)
+                    size += len(block)
+            if digest.hexdigest() != content_hash:
+                problem = f"content hashes to {digest.hexdigest()}"
+            elif meta.get("contentHash") != content_hash or meta.get("size") != size:
+                problem = "metadata.json disagrees with the stored bytes"
+        except (OSError, ValueError) as exc:
+            problem = f"unreadable: {exc}"
+        if problem:
+            errors += 1
+            print(f"ERROR {content_hash}: {problem}")
+    removed = store.sweep_temp() if args.sweep else 0
+    print(json.dumps({"checked": checked, "errors": errors, "tempSwept": removed}))
+    return 1 if errors else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="falconproc", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the service under gunicorn").set_defaults(func=cmd_serve)
+    doctor = sub.add_parser("doctor", help="report the implementation, paths and tools in use")
+    doctor.add_argument("--require-native", action="store_true", help="exit 1 unless the compiled module loaded")
+    doctor.set_defaults(func=cmd_doctor)
+    fsck = sub.add_parser("fsck", help="verify every stored original against its hash")
+    fsck.add_argument("--sweep", action="store_true", help="also remove temp files of dead uploads")
+    fsck.set_defaults(func=cmd_fsck)
+    sub.add_parser("settings", help="print the settings table (Markdown)").set_defaults(
+        func=lambda a: print(settings_markdown()) or 0)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

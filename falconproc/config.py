@@ -1,0 +1,175 @@
+"""The only reader of the environment: one frozen Settings object.
+
+Each knob is declared once in ``SETTINGS`` with its environment variable,
+default, parser/validator and a one-line doc; the README table is generated
+from the same list (``falconproc settings --markdown``). A bad value raises
+``SettingsError`` with the variable name, which stops start-up.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the service cannot run with."""
+
+
+def _int_range(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip().replace("_", ""))
+        except ValueError:
+            raise SettingsError(f"expected an integer, got {raw!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
+            raise SettingsError(f"expected an integer {bound}, got {value}")
+        return value
+
+    return parse
+
+
+def _float_range(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"expected a number, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise SettingsError(f"expected a number between {lo} and {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _path(raw: str) -> Path:
+    if not raw.strip():
+        raise SettingsError("expected a path, got an empty string")
+    return Path(raw).expanduser().absolute()
+
+
+def _optional_str(raw: str) -> str | None:
+    return raw or None
+
+
+def _host(raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9.:\-\[\]]+", raw):
+        raise SettingsError(f"expected a host name or address, got {raw!r}")
+    return raw
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw.lower() not in options:
+            raise SettingsError(f"expected one of {', '.join(options)}, got {raw!r}")
+        return raw.lower()
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise SettingsError(f"expected a boolean (1/0, true/false), got {raw!r}")
+
+
+def _default_workers() -> int:
+    # Two web workers per core, capped: each is ~40 MB and the container has 1.25 GB
+    # to share with job processes.
+    return max(2, min(2 * (os.cpu_count() or 1), 8))
+
+
+def knob(env: str, default: Any, parse: Callable[[str], Any], doc: str, *, factory: bool = False) -> Any:
+    """Declare one setting: its environment variable, default, parser and doc, once."""
+    meta = {"env": env, "parse": parse, "doc": doc}
+    if factory:
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _data_path(sub: str) -> Callable[[], Path]:
+    return lambda: Path("./data", sub).absolute()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated service settings. Build with ``Settings.from_env()`` or directly in tests."""
+
+    port: int = knob("PORT", 3003, _int_range(1, 65535), "listen port")
+    host: str = knob("HOST", "127.0.0.1", _host, "listen address (the Docker image sets 0.0.0.0)")
+    file_storage_path: Path = knob("FILE_STORAGE_PATH", _data_path("files"), _path,
+                                   "originals + metadata.json, one directory per content hash", factory=True)
+    cache_path: Path = knob("CACHE_PATH", _data_path("cache"), _path,
+                            "derived files (presets, text) + cache metadata.json", factory=True)
+    queue_path: Path = knob("QUEUE_PATH", _data_path("queue"), _path, "the flat-file job queue", factory=True)
+    max_upload_bytes: int = knob("MAX_UPLOAD_BYTES", 104857600, _int_range(1),
+                                 "larger bodies get 413 (decided from Content-Length before reading; "
+                                 "a streamed body is cut off at the limit)")
+    memory_limit_bytes: int = knob("MEMORY_LIMIT_BYTES", 1342177280, _int_range(64 * 1024 * 1024),
+                                   "memory budget for the whole process tree")
+    auth_token: str | None = knob("PROCESSOR_AUTH_TOKEN", None, _optional_str,
+                                  "when set, every route but /health and /metrics requires "
+                                  "`Authorization: Bearer <token>` (401 otherwise)")
+    storage_reserve_bytes: int = knob("STORAGE_RESERVE_BYTES", 256 * 1024 * 1024, _int_range(0),
+                                      "an upload that would leave less free space than this on the "
+                                      "store's filesystem gets 507")
+    allowed_types: str | None = knob("ALLOWED_TYPES", None, _optional_str,
+                                     "comma-separated MIME types accepted instead of the default list")
+    read_chunk_bytes: int = knob("READ_CHUNK_BYTES", 1024 * 1024, _int_range(4096, 16 * 1024 * 1024),
+                                 "block size an upload is read, hashed and written in")
+    fsync: bool = knob("FSYNC", True, _bool,
+                       "fsync files and directories before answering (turn off only for throwaway stores)")
+    web_workers: int = knob("WEB_WORKERS", _default_workers, _int_range(1, 64),
+                            "gunicorn web worker processes (default: 2 per core, 2..8)", factory=True)
+    web_threads: int = knob("WEB_THREADS", 4, _int_range(1, 64),
+                            "threads per web worker (gthread): a slow client ties up a thread, not a process")
+    worker_timeout: int = knob("WORKER_TIMEOUT", 120, _int_range(5, 3600),
+                               "seconds a web worker may hang before gunicorn kills and replaces it")
+    keepalive: int = knob("KEEPALIVE", 5, _int_range(0, 300), "seconds an idle keep-alive connection is held")
+    max_requests: int = knob("MAX_REQUESTS", 5000, _int_range(0),
+                             "recycle a web worker after this many requests, jittered by 10% (0: never)")
+    graceful_timeout: int = knob("GRACEFUL_TIMEOUT", 30, _int_range(1, 3600),
+                                 "seconds running requests get to finish on shutdown")
+    log_level: str = knob("LOG_LEVEL", "info", _choice("debug", "info", "warning", "error", "critical"),
+                          "log level of the service and gunicorn")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every declared variable; unset ones keep their defaults."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw is None:
+                continue
+            try:
+                values[f.name] = f.metadata["parse"](raw)
+            except SettingsError as exc:
+                raise SettingsError(f"{f.metadata['env']}: {exc}") from None
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def settings_markdown() -> str:
+    """The settings table for the README, from the declarations above."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for f in fields(Settings):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is _default_workers:
+            default = "2 per core (2..8)"
+        else:
+            default = "./" + str(f.default_factory().relative_to(Path.cwd()))
+        shown = "unset" if default is None else f"`{default}`"
+        rows.append(f"| `{f.metadata['env']}` | {shown} | {f.metadata['doc']} |")
+    return "\n".join(rows)

@@ -1,0 +1,56 @@
+"""Domain errors. Each subclasses the nearest builtin; app.py maps them to HTTP."""
+from __future__ import annotations
+
+
+class FalconprocError(Exception):
+    """Base class for errors the service reports to clients."""
+
+
+class UploadTooLarge(FalconprocError, ValueError):
+    """The body is longer than MAX_UPLOAD_BYTES."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"upload exceeds the limit of {limit} bytes")
+        self.limit = limit
+
+
+class UnsupportedType(FalconprocError, ValueError):
+    """The sniffed content type is not accepted."""
+
+    def __init__(self, mime_type: str, supported: list[str]):
+        super().__init__(f"content type {mime_type} is not accepted")
+        self.mime_type = mime_type
+        self.supported = supported
+
+
+class HashMismatch(FalconprocError, ValueError):
+    """The client's x-content-sha256 differs from the bytes received."""
+
+    def __init__(self, expected: str, actual: str):
+        super().__init__(f"x-content-sha256 {expected} does not match the body's SHA-256 {actual}")
+        self.expected = expected
+        self.actual = actual
+
+
+class EmptyUpload(FalconprocError, ValueError):
+    """The body has no bytes."""
+
+
+class IncompleteUpload(FalconprocError, ValueError):
+    """The client sent fewer bytes than its Content-Length announced (disconnect)."""
+
+
+class InsufficientStorage(FalconprocError, OSError):
+    """The store would drop below its free-space reserve, or the disk is full."""
+
+
+class ContentNotFound(FalconprocError, FileNotFoundError):
+    """No stored content under this hash (or no such derived file)."""
+
+
+class ServiceOverloaded(FalconprocError, RuntimeError):
+    """Memory or queue pressure: the client should retry after a while."""
+
+    def __init__(self, message: str, retry_after: int = 5):
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,56 @@
+"""gunicorn settings and hooks, built from falconproc's Settings.
+
+Used as ``gunicorn -c python:falconproc.gunicorn_conf falconproc.wsgi:app``
+(which is what ``falconproc serve`` runs).
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from falconproc.config import Settings
+from falconproc.observability.runtime import mark_service_root
+from falconproc.store import create_store
+
+_settings = Settings.from_env()
+
+bind = [f"{_settings.host}:{_settings.port}"]
+workers = _settings.web_workers
+# gthread: a slow client holds one thread, not a whole process, and keep-alive works.
+worker_class = "gthread"
+threads = _settings.web_threads
+timeout = _settings.worker_timeout
+graceful_timeout = _settings.graceful_timeout
+keepalive = _settings.keepalive
+max_requests = _settings.max_requests
+# Jitter so that workers do not all recycle at the same moment.
+max_requests_jitter = max(1, _settings.max_requests // 10) if _settings.max_requests else 0
+# Request line and header limits stay at gunicorn's safe defaults; the body limit is ours.
+limit_request_line = 8190
+limit_request_fields = 100
+# Heartbeat files on tmpfs: a slow or full disk must not make gunicorn think workers hung.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+loglevel = _settings.log_level
+accesslog = "-"
+errorlog = "-"
+proc_name = "falconproc"
+
+
+def on_starting(server) -> None:
+    """In the master, before any worker exists: prepare the store and sweep debris."""
+    mark_service_root()
+    for path in (_settings.file_storage_path, _settings.cache_path, _settings.queue_path):
+        path.mkdir(parents=True, exist_ok=True)
+    store = create_store(_settings)
+    swept = store.sweep_temp()
+    logging.getLogger("gunicorn.error").info(
+        "falconproc starting: store %s, %d stale temp entries swept", _settings.file_storage_path, swept)
+
+
+def child_exit(server, worker) -> None:
+    """In the master, after a worker died (even by SIGKILL): its upload temp dirs lost
+    their locks with it, so they can be swept now; live uploads keep theirs."""
+    try:
+        create_store(_settings).sweep_temp()
+    except OSError:
+        logging.getLogger("gunicorn.error").exception("temp sweep after worker exit failed")

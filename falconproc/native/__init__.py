@@ -1,0 +1,33 @@
+"""Selector for the native hot path.
+
+Each compiled module in ``_native/`` has a pure-Python twin here. The compiled
+one is used when it was built and ``FALCONPROC_NO_EXTENSIONS`` is not set;
+``IMPLEMENTATION`` says which one this process runs ("cython" or "python").
+The flag is read here rather than in config.py because the choice has to be
+made at import time, before any Settings object exists (as falcon, yarl and
+multidict do).
+"""
+from __future__ import annotations
+
+import os
+
+from falconproc.native._ingest_py import IngestProbe as PyIngestProbe
+from falconproc.native._types import ProbeResult
+
+NO_EXTENSIONS = bool(os.environ.get("FALCONPROC_NO_EXTENSIONS"))
+
+CIngestProbe = None
+IMPORT_ERROR: str | None = None
+try:
+    from falconproc.native._ingest_c import IngestProbe as CIngestProbe  # type: ignore[no-redef]
+except ImportError as exc:  # not built: pure mode
+    IMPORT_ERROR = str(exc)
+
+if CIngestProbe is not None and not NO_EXTENSIONS:
+    IngestProbe = CIngestProbe
+    IMPLEMENTATION = "cython"
+else:
+    IngestProbe = PyIngestProbe
+    IMPLEMENTATION = "python"
+
+__all__ = ["IngestProbe", "PyIngestProbe", "CIngestProbe", "ProbeResult", "IMPLEMENTATION", "NO_EXTENSIONS"]

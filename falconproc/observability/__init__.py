@@ -1,0 +1,1 @@
+"""Health, memory readings and metrics."""

@@ -1,0 +1,43 @@
+"""The /health report."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from falconproc import native
+from falconproc.config import Settings
+from falconproc.observability.memory import read_memory
+from falconproc.observability.runtime import uptime_seconds
+from falconproc.store import ContentStore
+
+
+class HealthService:
+    def __init__(self, settings: Settings, store: ContentStore,
+                 queue_stats: Callable[[], dict[str, int]] | None = None):
+        self.settings = settings
+        self.store = store
+        self.queue_stats = queue_stats or (lambda: {"pending": 0, "processing": 0, "failed": 0})
+
+    def report(self) -> dict[str, Any]:
+        memory = read_memory()
+        files, total = self.store.usage()
+        available = self.store.free_space()
+        degraded = []
+        if available < self.settings.storage_reserve_bytes:
+            degraded.append("storage_low")
+        if memory.used > self.settings.memory_limit_bytes:
+            degraded.append("memory_over_limit")
+        return {
+            "status": "degraded" if degraded else "ok",
+            "reasons": degraded,
+            "uptime": round(uptime_seconds(), 3),
+            "implementation": native.IMPLEMENTATION,
+            "memory": {
+                "rss": memory.tree_rss,
+                "limit": self.settings.memory_limit_bytes,
+                "processes": memory.processes,
+                "cgroupCurrent": memory.cgroup_current,
+                "cgroupMax": memory.cgroup_max,
+            },
+            "storage": {"files": files, "totalSize": total, "availableSpace": available},
+            "queue": self.queue_stats(),
+        }

@@ -1,0 +1,151 @@
+"""Ingest: stream an upload through the native probe into the store.
+
+One pass over the body: each block read from the socket is hashed, counted,
+sniffed and written to the store's temp file by the native hot path. The whole
+upload is never in memory. Validation that can happen before reading (size
+from Content-Length, free space) happens first; everything else decides
+between commit and abort, and an abort leaves nothing behind.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, BinaryIO, Protocol
+
+from falconproc import native
+from falconproc.config import Settings
+from falconproc.errors import (
+    EmptyUpload,
+    HashMismatch,
+    IncompleteUpload,
+    InsufficientStorage,
+    UnsupportedType,
+    UploadTooLarge,
+)
+from falconproc.native import ProbeResult
+from falconproc.services.content_types import allowed_types, refine_zip
+from falconproc.store import ContentStore, UploadRecord
+from falconproc.store.local import upload_record_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    filename: str  # already decoded and sanitised
+    drive_id: str
+    user_id: str
+    expected_sha256: str | None
+    content_length: int | None  # None for chunked transfer
+
+
+@dataclass
+class IngestOutcome:
+    content_hash: str
+    metadata: dict[str, Any]
+    is_new: bool
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+
+
+class JobScheduler(Protocol):
+    """The seam for processing: given stored content, enqueue its jobs."""
+
+    def jobs_for(self, content_hash: str, metadata: dict[str, Any], is_new: bool) -> list[dict[str, Any]]: ...
+
+
+class NoJobs:
+    def jobs_for(self, content_hash: str, metadata: dict[str, Any], is_new: bool) -> list[dict[str, Any]]:
+        return []
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class IngestService:
+    def __init__(self, settings: Settings, store: ContentStore, *, scheduler: JobScheduler | None = None,
+                 probe_factory: Callable[..., Any] | None = None):
+        self.settings = settings
+        self.store = store
+        self.scheduler = scheduler or NoJobs()
+        self.probe_factory = probe_factory or native.IngestProbe
+        self.allowed = allowed_types(settings.allowed_types)
+
+    def check_admission(self, content_length: int | None) -> None:
+        """Refuse before reading a byte: too large, or not enough disk left."""
+        limit = self.settings.max_upload_bytes
+        if content_length is not None and content_length > limit:
+            raise UploadTooLarge(limit)
+        needed = content_length or 0
+        if self.store.free_space() - needed < self.settings.storage_reserve_bytes:
+            raise InsufficientStorage(errno.ENOSPC, "not enough free storage space for this upload")
+
+    def ingest(self, request: UploadRequest, body: BinaryIO) -> IngestOutcome:
+        self.check_admission(request.content_length)
+        pending = self.store.begin_upload()
+        try:
+            result = self._stream(request, body, pending.fd)
+            mime_type = result.mime_type
+            if mime_type == "application/zip":
+                mime_type = refine_zip(pending.path)
+            if mime_type not in self.allowed:
+                raise UnsupportedType(mime_type, list(self.allowed))
+        except BaseException:
+            pending.abort()
+            raise
+        uploaded_at = utc_now()
+        record = UploadRecord(request.drive_id, request.user_id, request.filename, uploaded_at)
+        metadata = build_metadata(result, mime_type, record)
+        try:
+            metadata, is_new = self.store.commit(pending, result.sha256, metadata, record)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientStorage(exc.errno, "storage is full") from exc
+            raise
+        jobs = self.scheduler.jobs_for(result.sha256, metadata, is_new)
+        return IngestOutcome(result.sha256, metadata, is_new, jobs)
+
+    def _stream(self, request: UploadRequest, body: BinaryIO, fd: int) -> ProbeResult:
+        probe = self.probe_factory(self.settings.max_upload_bytes, fd)
+        block = self.settings.read_chunk_bytes
+        remaining = request.content_length
+        try:
+            while remaining is None or remaining > 0:
+                want = block if remaining is None else min(block, remaining)
+                chunk = body.read(want)
+                if not chunk:
+                    break
+                probe.feed(chunk)
+                if remaining is not None:
+                    remaining -= len(chunk)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientStorage(exc.errno, "storage is full") from exc
+            raise
+        if remaining:
+            raise IncompleteUpload(f"body ended after {probe.size} of {request.content_length} bytes")
+        result = probe.finish()
+        if result.size == 0:
+            raise EmptyUpload("the request body is empty")
+        if request.expected_sha256 and request.expected_sha256 != result.sha256:
+            raise HashMismatch(request.expected_sha256, result.sha256)
+        return result
+
+
+def build_metadata(result: ProbeResult, mime_type: str, record: UploadRecord) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "contentHash": result.sha256,
+        "originalName": record.original_name,
+        "size": result.size,
+        "mimeType": mime_type,
+        "uploadedAt": record.uploaded_at,
+        "uploadedBy": record.user_id,
+        "driveId": record.drive_id,
+        "uploads": [upload_record_json(record)],
+    }
+    if result.width is not None and result.height is not None:
+        metadata["image"] = {"width": result.width, "height": result.height, "frames": result.frames}
+    return metadata

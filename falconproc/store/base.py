@@ -1,0 +1,97 @@
+"""The content-store interface every backend implements.
+
+An upload is written to a ``PendingUpload`` (a file descriptor the native hot
+path writes into as chunks arrive), then either committed under its hash or
+aborted. Nothing partial is ever visible under a hash.
+"""
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+_HASH_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def is_content_hash(value: str) -> bool:
+    """True for exactly 64 lowercase hex characters (checked before any filesystem access)."""
+    return bool(_HASH_RE.fullmatch(value))
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    """Who uploaded some bytes, under which name, when."""
+
+    drive_id: str
+    user_id: str
+    original_name: str
+    uploaded_at: str  # ISO 8601 UTC
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    content_hash: str
+    size: int
+    mime_type: str
+    mtime: float
+
+
+class PendingUpload(ABC):
+    """A temporary, invisible destination for one upload's bytes."""
+
+    fd: int  # the native probe writes here
+    path: Path  # a local file holding the bytes written so far (sniffing, refinement)
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Remove everything written so far. Safe to call twice."""
+
+
+class ContentStore(ABC):
+    """Originals + metadata.json per content hash."""
+
+    @abstractmethod
+    def begin_upload(self) -> PendingUpload: ...
+
+    @abstractmethod
+    def commit(self, pending: PendingUpload, content_hash: str, metadata: dict[str, Any],
+               record: UploadRecord) -> tuple[dict[str, Any], bool]:
+        """Make the pending bytes visible under ``content_hash``, durably.
+
+        Returns the stored metadata and whether this call stored new content. When the
+        hash is already stored, the pending bytes are dropped and ``record`` is added to
+        the entry's uploader list.
+        """
+
+    @abstractmethod
+    def exists(self, content_hash: str) -> bool: ...
+
+    @abstractmethod
+    def stat(self, content_hash: str) -> StoredObject:
+        """Raise ContentNotFound when absent."""
+
+    @abstractmethod
+    def open(self, content_hash: str) -> BinaryIO:
+        """The original's bytes, as a real file where possible (sendfile). Raise ContentNotFound."""
+
+    @abstractmethod
+    def metadata(self, content_hash: str) -> dict[str, Any]:
+        """The stored metadata.json. Raise ContentNotFound."""
+
+    @abstractmethod
+    def iter_hashes(self) -> Iterator[str]: ...
+
+    @abstractmethod
+    def free_space(self) -> int:
+        """Bytes available to new uploads on the backing storage."""
+
+    @abstractmethod
+    def usage(self) -> tuple[int, int]:
+        """(number of stored files, their total size)."""
+
+    @abstractmethod
+    def sweep_temp(self) -> int:
+        """Remove temp files of uploads whose process died. Returns how many."""

@@ -1,0 +1,220 @@
+"""Local filesystem content store.
+
+Layout under FILE_STORAGE_PATH::
+
+    {hash}/original        the uploaded bytes
+    {hash}/metadata.json   contentHash, originalName, size, mimeType, uploadedAt, uploadedBy,
+                           driveId, uploads: [every drive/user that sent these bytes]
+    .tmp/                  uploads in flight (one locked directory each) and metadata temps
+
+A new entry is assembled in a private directory under ``.tmp`` (original +
+metadata.json, both fsynced) and renamed into place in one step, so an entry is
+either absent or complete. Renaming a directory onto an existing non-empty one
+fails, which is how concurrent uploads of the same bytes find out that another
+one won: exactly one of them reports ``isNew``.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from falconproc.errors import ContentNotFound
+from falconproc.fsutil import DirectoryLock, atomic_write_json, fsync_dir, read_json
+from falconproc.store.base import ContentStore, PendingUpload, StoredObject, UploadRecord, is_content_hash
+
+TMP_DIR = ".tmp"
+# Metadata temp files are written and renamed within milliseconds; older ones are debris.
+STALE_TEMP_FILE_SECONDS = 600
+USAGE_CACHE_SECONDS = 10.0
+
+
+class LocalPendingUpload(PendingUpload):
+    """A private, flock-held directory under .tmp with the ``original`` being written."""
+
+    def __init__(self, tmp_root: Path):
+        self.dir = tmp_root / f"up-{os.getpid()}-{uuid.uuid4().hex}"
+        os.mkdir(self.dir, 0o755)
+        # The lock tells the sweeper this upload's process is alive; the kernel drops
+        # it if the process dies, even by SIGKILL.
+        self.lock = DirectoryLock(self.dir)
+        self.lock.acquire()
+        self.path = self.dir / "original"
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+    def close_fd(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def abort(self) -> None:
+        self.close_fd()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.lock.release()
+
+
+class LocalContentStore(ContentStore):
+    def __init__(self, root: Path, *, fsync: bool = True):
+        self.root = Path(root)
+        self.tmp_root = self.root / TMP_DIR
+        self.fsync = fsync
+        self.tmp_root.mkdir(parents=True, exist_ok=True)
+        self._usage_lock = threading.Lock()
+        self._usage: tuple[float, tuple[int, int]] | None = None
+
+    # -- writing -----------------------------------------------------------------
+
+    def begin_upload(self) -> LocalPendingUpload:
+        return LocalPendingUpload(self.tmp_root)
+
+    def commit(self, pending: PendingUpload, content_hash: str, metadata: dict[str, Any],
+               record: UploadRecord) -> tuple[dict[str, Any], bool]:
+        assert isinstance(pending, LocalPendingUpload)
+        self._check_hash(content_hash)
+        final = self.root / content_hash
+        try:
+            if self.fsync:
+                os.fsync(pending.fd)  # a failure is final: abort below, never retry
+            pending.close_fd()
+            if final.exists():
+                pending.abort()
+                return self.add_upload(content_hash, record), False
+            atomic_write_json(pending.dir / "metadata.json", metadata, fsync=self.fsync)
+            if self.fsync:
+                fsync_dir(pending.dir)
+            try:
+                os.rename(pending.dir, final)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                pending.abort()  # a concurrent upload of the same bytes won the rename
+                return self.add_upload(content_hash, record), False
+            pending.lock.release()
+            if self.fsync:
+                fsync_dir(self.root)
+            self._usage = None
+            return metadata, True
+        except BaseException:
+            pending.abort()
+            raise
+
+    def add_upload(self, content_hash: str, record: UploadRecord) -> dict[str, Any]:
+        """Append a drive/user to an entry's uploader list without losing concurrent updates."""
+        entry = self.root / content_hash
+        with DirectoryLock(entry):
+            metadata = read_json(entry / "metadata.json")
+            uploads = metadata.setdefault("uploads", [])
+            if not any(u["driveId"] == record.drive_id and u["userId"] == record.user_id for u in uploads):
+                uploads.append(upload_record_json(record))
+                atomic_write_json(entry / "metadata.json", metadata, fsync=self.fsync, tmp_dir=self.tmp_root)
+        return metadata
+
+    # -- reading -----------------------------------------------------------------
+
+    def _entry(self, content_hash: str) -> Path:
+        self._check_hash(content_hash)
+        return self.root / content_hash
+
+    @staticmethod
+    def _check_hash(content_hash: str) -> None:
+        if not is_content_hash(content_hash):  # never build a path from anything else
+            raise ValueError("content hash must be 64 lowercase hex characters")
+
+    def exists(self, content_hash: str) -> bool:
+        return (self._entry(content_hash) / "original").is_file()
+
+    def original_path(self, content_hash: str) -> Path:
+        return self._entry(content_hash) / "original"
+
+    def stat(self, content_hash: str) -> StoredObject:
+        meta = self.metadata(content_hash)
+        try:
+            st = os.stat(self._entry(content_hash) / "original")
+        except FileNotFoundError:
+            raise ContentNotFound(content_hash) from None
+        return StoredObject(content_hash, st.st_size, meta["mimeType"], st.st_mtime)
+
+    def open(self, content_hash: str) -> BinaryIO:
+        try:
+            return open(self._entry(content_hash) / "original", "rb")
+        except FileNotFoundError:
+            raise ContentNotFound(content_hash) from None
+
+    def metadata(self, content_hash: str) -> dict[str, Any]:
+        try:
+            return read_json(self._entry(content_hash) / "metadata.json")
+        except FileNotFoundError:
+            raise ContentNotFound(content_hash) from None
+
+    def iter_hashes(self) -> Iterator[str]:
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if is_content_hash(entry.name) and entry.is_dir(follow_symlinks=False):
+                    yield entry.name
+
+    # -- housekeeping ------------------------------------------------------------
+
+    def free_space(self) -> int:
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
+
+    def usage(self) -> tuple[int, int]:
+        # A walk of the store per health probe would be O(n); a short cache keeps it cheap.
+        with self._usage_lock:
+            now = time.monotonic()
+            if self._usage and now - self._usage[0] < USAGE_CACHE_SECONDS:
+                return self._usage[1]
+            files = total = 0
+            for content_hash in self.iter_hashes():
+                try:
+                    total += os.stat(self.root / content_hash / "original").st_size
+                    files += 1
+                except FileNotFoundError:
+                    continue
+            self._usage = (now, (files, total))
+            return files, total
+
+    def sweep_temp(self) -> int:
+        removed = 0
+        now = time.time()
+        with os.scandir(self.tmp_root) as entries:
+            for entry in entries:
+                path = Path(entry.path)
+                if entry.is_dir(follow_symlinks=False):
+                    lock = DirectoryLock(path, blocking=False)
+                    try:
+                        if not lock.acquire():
+                            continue  # its upload is still running
+                    except FileNotFoundError:
+                        continue
+                    try:
+                        shutil.rmtree(path, ignore_errors=True)
+                        removed += 1
+                    finally:
+                        lock.release()
+                else:
+                    try:
+                        if now - entry.stat().st_mtime > STALE_TEMP_FILE_SECONDS:
+                            os.unlink(path)
+                            removed += 1
+                    except FileNotFoundError:
+                        continue
+        return removed
+
+
+def upload_record_json(record: UploadRecord) -> dict[str, str]:
+    return {
+        "driveId": record.drive_id,
+        "userId": record.user_id,
+        "originalName": record.original_name,
+        "uploadedAt": record.uploaded_at,
+    }
+
+
+__all__ = ["LocalContentStore", "LocalPendingUpload", "upload_record_json"]
