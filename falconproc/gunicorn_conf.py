@@ -34,6 +34,8 @@ loglevel = _settings.log_level
 accesslog = "-"
 errorlog = "-"
 proc_name = "falconproc"
+# gunicorn >= 25 opens a control socket under ~/.gunicorn; several instances would fight over it.
+control_socket_disable = True
 
 
 def on_starting(server) -> None:

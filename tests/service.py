@@ -1,0 +1,99 @@
+"""Start the real service (falconproc serve -> gunicorn) on a free port for black-box tests."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Service:
+    base: Path
+    env: dict[str, str]
+    proc: subprocess.Popen | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.base / "service.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.env['PORT']}"
+
+    @property
+    def files(self) -> Path:
+        return Path(self.env["FILE_STORAGE_PATH"])
+
+    def start(self, timeout: float = 30.0) -> Service:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "falconproc.cli", "serve"], env=self.env,
+                                     stdout=log, stderr=subprocess.STDOUT, cwd=self.base)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"service exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200 and len(self.worker_pids()) >= int(
+                        self.env.get("WEB_WORKERS", "1")):
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"service did not become healthy:\n{self.log()}")
+
+    def worker_pids(self) -> list[int]:
+        if not self.proc:
+            return []
+        try:
+            return [c.pid for c in psutil.Process(self.proc.pid).children()]
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
+
+
+def make_service(base: Path, **overrides: str) -> Service:
+    base.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FILE_STORAGE", "CACHE_PATH", "QUEUE_PATH"))}
+    env.update({
+        "PORT": str(free_port()),
+        "HOST": "127.0.0.1",
+        "FILE_STORAGE_PATH": str(base / "files"),
+        "CACHE_PATH": str(base / "cache"),
+        "QUEUE_PATH": str(base / "queue"),
+        "WEB_WORKERS": "2",
+        "STORAGE_RESERVE_BYTES": "0",
+        "LOG_LEVEL": "warning",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+    })
+    env.update(overrides)
+    return Service(base, env)
