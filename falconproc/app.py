@@ -20,6 +20,7 @@ from falconproc.errors import (
     UploadTooLarge,
 )
 from falconproc.observability.health import HealthService
+from falconproc.observability.metrics import MetricsMiddleware, MetricsResource
 from falconproc.resources.content import MetadataResource, OriginalResource
 from falconproc.resources.errors import ApiError, error_body
 from falconproc.resources.health import HealthResource
@@ -78,7 +79,9 @@ def create_app(settings: Settings | None = None, *, store: ContentStore | None =
     ingest = ingest or IngestService(settings, store)
     health = HealthService(settings, store)
 
-    middleware = [BearerAuth(settings.auth_token)] if settings.auth_token else []
+    middleware: list[Any] = [MetricsMiddleware()]
+    if settings.auth_token:
+        middleware.append(BearerAuth(settings.auth_token))
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(_serialize_error)
@@ -87,6 +90,7 @@ def create_app(settings: Settings | None = None, *, store: ContentStore | None =
     app.add_route("/cache/{content_hash}/original", OriginalResource(store))
     app.add_route("/cache/{content_hash}/metadata", MetadataResource(store))
     app.add_route("/health", HealthResource(health))
+    app.add_route("/metrics", MetricsResource())
 
     # Most general first: Falcon picks the most specific handler for an exception's MRO.
     app.add_error_handler(Exception, _unexpected)

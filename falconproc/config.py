@@ -138,6 +138,9 @@ class Settings:
                              "recycle a web worker after this many requests, jittered by 10% (0: never)")
     graceful_timeout: int = knob("GRACEFUL_TIMEOUT", 30, _int_range(1, 3600),
                                  "seconds running requests get to finish on shutdown")
+    metrics_dir: Path | None = knob("METRICS_DIR", None, _path,
+                                    "where workers keep Prometheus samples (default: a fresh directory "
+                                    "under the system temp dir, tmpfs in the container)")
     log_level: str = knob("LOG_LEVEL", "info", _choice("debug", "info", "warning", "error", "critical"),
                           "log level of the service and gunicorn")
 

@@ -7,12 +7,20 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 
 from falconproc.config import Settings
 from falconproc.observability.runtime import mark_service_root
 from falconproc.store import create_store
 
 _settings = Settings.from_env()
+
+# prometheus_client picks multiprocess mode at import time from this variable, so it
+# is set here, in the master, before any worker imports the app. One fresh directory
+# per master: samples of a previous run must not leak into this one.
+_metrics_dir = tempfile.mkdtemp(prefix="falconproc-metrics-", dir=_settings.metrics_dir)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 bind = [f"{_settings.host}:{_settings.port}"]
 workers = _settings.web_workers
@@ -52,7 +60,14 @@ def on_starting(server) -> None:
 def child_exit(server, worker) -> None:
     """In the master, after a worker died (even by SIGKILL): its upload temp dirs lost
     their locks with it, so they can be swept now; live uploads keep theirs."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
     try:
         create_store(_settings).sweep_temp()
     except OSError:
         logging.getLogger("gunicorn.error").exception("temp sweep after worker exit failed")
+
+
+def on_exit(server) -> None:
+    shutil.rmtree(_metrics_dir, ignore_errors=True)

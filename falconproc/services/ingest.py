@@ -26,6 +26,7 @@ from falconproc.errors import (
     UploadTooLarge,
 )
 from falconproc.native import ProbeResult
+from falconproc.observability import metrics
 from falconproc.services.content_types import allowed_types, refine_zip
 from falconproc.store import ContentStore, UploadRecord
 from falconproc.store.local import upload_record_json
@@ -105,6 +106,7 @@ class IngestService:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise InsufficientStorage(exc.errno, "storage is full") from exc
             raise
+        metrics.record_upload(result.size, is_new)
         jobs = self.scheduler.jobs_for(result.sha256, metadata, is_new)
         return IngestOutcome(result.sha256, metadata, is_new, jobs)
 

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install everything falconproc needs on a fresh Debian machine into ./.venv.
+#   scripts/bootstrap.sh          the service
+#   scripts/bootstrap.sh --test   the service + test tools
+# System packages: a C toolchain and OpenSSL headers (the Cython hot path links
+# libcrypto), tesseract for OCR. Uses sudo when not root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extra=""
+[ "${1:-}" = "--test" ] && extra="[test]"
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+packages="build-essential libssl-dev python3-dev python3-venv tesseract-ocr tesseract-ocr-eng"
+if command -v apt-get >/dev/null; then
+  missing=$(for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+  if [ -n "$missing" ]; then
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+  fi
+fi
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# Editable install builds the Cython extension next to its pure twin; a failed
+# native build is an error here, not a silent fallback.
+FALCONPROC_REQUIRE_EXTENSIONS=1 .venv/bin/python -m pip install -q -e ".${extra}"
+.venv/bin/falconproc doctor --require-native >/dev/null
+echo "falconproc installed in .venv ($(.venv/bin/python -c 'import falconproc.native as n; print(n.IMPLEMENTATION)') hot path)"
