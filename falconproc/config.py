@@ -72,6 +72,28 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+def _type_map(parse_value: Callable[[str], Any]) -> Callable[[str], dict[str, Any]]:
+    """``image=2,text=3`` -> {"image": 2, "text": 3}."""
+
+    def parse(raw: str) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for item in filter(None, (part.strip() for part in raw.split(","))):
+            name, sep, value = item.partition("=")
+            if not sep or not re.fullmatch(r"[a-z0-9_]+", name.strip()):
+                raise SettingsError(f"expected type=value pairs separated by commas, got {raw!r}")
+            result[name.strip()] = parse_value(value.strip())
+        return result
+
+    return parse
+
+
+def _name_list(raw: str) -> tuple[str, ...]:
+    names = tuple(filter(None, (part.strip() for part in raw.split(","))))
+    if not all(re.fullmatch(r"[A-Za-z0-9_.]+", n) for n in names):
+        raise SettingsError(f"expected comma-separated names, got {raw!r}")
+    return names
+
+
 def _bool(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -138,6 +160,40 @@ class Settings:
                              "recycle a web worker after this many requests, jittered by 10% (0: never)")
     graceful_timeout: int = knob("GRACEFUL_TIMEOUT", 30, _int_range(1, 3600),
                                  "seconds running requests get to finish on shutdown")
+    max_queue_size: int = knob("MAX_QUEUE_SIZE", 100, _int_range(1),
+                               "pending jobs the queue holds; beyond it uploads get 503 with Retry-After")
+    job_max_attempts: int = knob("JOB_MAX_ATTEMPTS", 3, _int_range(1, 100),
+                                 "attempts before a job is dead-lettered")
+    job_backoff_base: float = knob("JOB_BACKOFF_BASE", 1.0, _float_range(0.0, 3600.0),
+                                   "retry backoff: base seconds, doubled per attempt")
+    job_backoff_cap: float = knob("JOB_BACKOFF_CAP", 10.0, _float_range(0.0, 86400.0),
+                                  "retry backoff: maximum seconds")
+    job_priorities: tuple[str, ...] = knob("JOB_PRIORITIES", ("image", "text", "ocr"), _name_list,
+                                           "job types, highest priority first")
+    job_concurrency: dict[str, int] = knob("JOB_CONCURRENCY", lambda: {"image": 2, "text": 3, "ocr": 1},
+                                           _type_map(_int_range(1, 64)),
+                                           "simultaneous jobs per type (others default to 1)", factory=True)
+    job_timeouts: dict[str, float] = knob("JOB_TIMEOUTS", lambda: {"image": 60.0, "text": 120.0, "ocr": 120.0},
+                                          _type_map(_float_range(0.1, 86400.0)),
+                                          "wall-clock seconds per job type before its process is killed "
+                                          "(others default to 60)", factory=True)
+    job_recycle_after: int = knob("JOB_RECYCLE_AFTER", 50, _int_range(1),
+                                  "a job process is replaced after this many jobs")
+    job_lease_seconds: float = knob("JOB_LEASE_SECONDS", 15.0, _float_range(1.0, 3600.0),
+                                    "a running job whose heartbeat is older than this is requeued")
+    job_memory_max_bytes: int = knob("JOB_MEMORY_MAX_BYTES", 768 * 1024 * 1024, _int_range(16 * 1024 * 1024),
+                                     "a job process growing past this RSS is killed (the attempt fails)")
+    job_plugins: tuple[str, ...] = knob("JOB_PLUGINS", (), _name_list,
+                                        "extra modules that register job handlers (comma-separated)")
+    run_supervisor: bool = knob("RUN_SUPERVISOR", True, _bool,
+                                "`falconproc serve` also runs the job supervisor (off when a separate "
+                                "`falconproc worker` container does)")
+    memory_headroom_bytes: int = knob("MEMORY_HEADROOM_BYTES", 128 * 1024 * 1024, _int_range(0),
+                                      "kept free under MEMORY_LIMIT_BYTES when admitting jobs")
+    memory_high_water: float = knob("MEMORY_HIGH_WATER", 0.85, _float_range(0.1, 1.0),
+                                    "fraction of MEMORY_LIMIT_BYTES above which uploads get 503")
+    web_worker_max_rss: int = knob("WEB_WORKER_MAX_RSS", 256 * 1024 * 1024, _int_range(32 * 1024 * 1024),
+                                   "a web worker past this RSS is recycled after its current request")
     metrics_dir: Path | None = knob("METRICS_DIR", None, _path,
                                     "where workers keep Prometheus samples (default: a fresh directory "
                                     "under the system temp dir, tmpfs in the container)")

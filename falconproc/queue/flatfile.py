@@ -1,0 +1,294 @@
+"""Flat-file job queue: one JSON file per job, maildir-style state directories.
+
+    QUEUE_PATH/pending/   queued, or waiting for a retry (file mtime = not-before time)
+    QUEUE_PATH/claimed/   running (file mtime = lease heartbeat)
+    QUEUE_PATH/done/      finished (pruned after DONE_RETENTION_SECONDS)
+    QUEUE_PATH/dead/      dead-lettered, with the last error
+    QUEUE_PATH/keys/      work key -> job id, for dedup while queued or running
+    QUEUE_PATH/tmp/       staging for atomic writes
+
+A job's state is the directory it is in, changed by rename, so a job is in
+exactly one state at any instant. File names sort by priority, then enqueue
+time, so a directory listing is the claim order. Every mutation holds one
+flock on QUEUE_PATH/lock: transitions are a few milliseconds, and the lock
+closes the races between claimers, the reaper and enqueuers (the kernel drops
+it if a holder dies).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import time
+import uuid
+import fcntl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from falconproc.fsutil import atomic_write_bytes, atomic_write_json, fsync_dir, read_json
+from falconproc.queue.base import DEAD, DONE, FAILED, QUEUED, RUNNING, Job, JobNotFound, JobQueue, QueueFull
+
+STATES = ("pending", "claimed", "done", "dead")
+_ID_RE = re.compile(r"[0-9]{2}-[0-9]{20}-[a-z0-9_]{1,32}-[0-9a-f]{8}")
+_TYPE_RE = re.compile(r"[a-z0-9_]{1,32}")
+DONE_RETENTION_SECONDS = 24 * 3600
+
+
+def is_job_id(value: str) -> bool:
+    return bool(_ID_RE.fullmatch(value))
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class FlatFileQueue(JobQueue):
+    def __init__(self, root: Path, *, max_pending: int = 100, max_attempts: int = 3, backoff_base: float = 1.0,
+                 backoff_cap: float = 10.0, priorities: tuple[str, ...] = (), fsync: bool = True,
+                 clock: Callable[[], float] = time.time):
+        self.root = Path(root)
+        self.priorities = priorities
+        self.max_pending = max_pending
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.fsync = fsync
+        self.clock = clock
+        for name in (*STATES, "keys", "tmp"):
+            (self.root / name).mkdir(parents=True, exist_ok=True)
+        self._lock_path = self.root / "lock"
+
+    # -- helpers -------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _path(self, state: str, job_id: str) -> Path:
+        return self.root / state / f"{job_id}.json"
+
+    def _write(self, state: str, job: Job, *, mtime: float | None = None) -> None:
+        path = self._path(state, job.id)
+        atomic_write_json(path, job.to_json(), fsync=self.fsync, tmp_dir=self.root / "tmp")
+        if mtime is not None:
+            os.utime(path, (mtime, mtime))
+
+    def _move(self, job_id: str, src: str, dst: str) -> None:
+        os.rename(self._path(src, job_id), self._path(dst, job_id))
+        if self.fsync:
+            fsync_dir(self.root / dst)
+            fsync_dir(self.root / src)
+
+    def _key_path(self, key: str) -> Path:
+        return self.root / "keys" / hashlib.sha256(key.encode()).hexdigest()[:32]
+
+    def _drop_key(self, job: Job) -> None:
+        path = self._key_path(job.key)
+        try:
+            if path.read_text() == job.id:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def _find(self, job_id: str) -> tuple[str, Job]:
+        if not is_job_id(job_id):
+            raise JobNotFound(job_id)
+        for state in STATES:
+            try:
+                job = Job.from_json(read_json(self._path(state, job_id)))
+            except FileNotFoundError:
+                continue
+            job.status = _status(state, job)
+            return state, job
+        raise JobNotFound(job_id)
+
+    def _backoff(self, attempts: int) -> float:
+        return min(self.backoff_base * 2 ** max(attempts - 1, 0), self.backoff_cap)
+
+    # -- the interface -------------------------------------------------------------
+
+    def priority_of(self, type: str) -> int:
+        """Position in the configured priority list; unlisted types run last."""
+        return self.priorities.index(type) if type in self.priorities else len(self.priorities)
+
+    def enqueue(self, type: str, content_hash: str, *, variant: str = "", priority: int | None = None,
+                payload: dict[str, Any] | None = None, max_attempts: int | None = None) -> Job:
+        if not _TYPE_RE.fullmatch(type):
+            raise ValueError(f"invalid job type {type!r}")
+        if priority is None:
+            priority = self.priority_of(type)
+        now = self.clock()
+        job = Job(id="", type=type, content_hash=content_hash, variant=variant, priority=priority,
+                  max_attempts=max_attempts or self.max_attempts, created_at=now, updated_at=now,
+                  payload=payload or {})
+        with self._locked():
+            key_path = self._key_path(job.key)
+            try:
+                existing_id = key_path.read_text()
+                state, existing = self._find(existing_id)
+                if state in ("pending", "claimed"):
+                    return existing
+            except (FileNotFoundError, JobNotFound):
+                pass
+            if self.pending_count() >= self.max_pending:
+                raise QueueFull(f"the queue holds {self.max_pending} pending jobs")
+            job.id = f"{min(max(priority, 0), 99):02d}-{time.time_ns():020d}-{type}-{uuid.uuid4().hex[:8]}"
+            self._write("pending", job, mtime=now)
+            atomic_write_bytes(key_path, job.id.encode(), fsync=self.fsync, tmp_dir=self.root / "tmp")
+        return job
+
+    def pending_count(self) -> int:
+        return sum(1 for name in os.listdir(self.root / "pending") if name.endswith(".json"))
+
+    def claim(self, types: list[str], worker_id: str | None = None) -> Job | None:
+        wanted = set(types)
+        now = self.clock()
+        with self._locked():
+            with os.scandir(self.root / "pending") as entries:
+                candidates = sorted((e for e in entries if e.name.endswith(".json")), key=lambda e: e.name)
+            for entry in candidates:
+                job_type = entry.name.split("-", 3)[2] if entry.name.count("-") >= 3 else ""
+                if job_type not in wanted:
+                    continue
+                try:
+                    if entry.stat().st_mtime > now:  # retry backoff not over yet
+                        continue
+                except FileNotFoundError:
+                    continue
+                job_id = entry.name[:-5]
+                job = Job.from_json(read_json(Path(entry.path)))
+                self._move(job_id, "pending", "claimed")
+                job.attempts += 1
+                job.status = RUNNING
+                job.claimed_by = worker_id or worker_identity()
+                job.updated_at = now
+                self._write("claimed", job, mtime=now)
+                return job
+        return None
+
+    def heartbeat(self, job: Job) -> None:
+        now = self.clock()
+        try:
+            os.utime(self._path("claimed", job.id), (now, now))
+        except FileNotFoundError:
+            raise JobNotFound(job.id) from None
+
+    def complete(self, job: Job, result: dict[str, Any] | None = None) -> Job:
+        with self._locked():
+            self._move(job.id, "claimed", "done")
+            job.status = DONE
+            job.result = result
+            job.updated_at = self.clock()
+            self._write("done", job)
+            self._drop_key(job)
+        return job
+
+    def fail(self, job: Job, error: str) -> Job:
+        now = self.clock()
+        with self._locked():
+            job.last_error = error[:2000]
+            job.updated_at = now
+            if job.attempts >= job.max_attempts:
+                self._move(job.id, "claimed", "dead")
+                job.status = DEAD
+                self._write("dead", job)
+                self._drop_key(job)
+            else:
+                self._move(job.id, "claimed", "pending")
+                job.status = FAILED
+                job.not_before = now + self._backoff(job.attempts)
+                self._write("pending", job, mtime=job.not_before)
+        return job
+
+    def release(self, job: Job) -> Job:
+        with self._locked():
+            self._move(job.id, "claimed", "pending")
+            job.attempts = max(job.attempts - 1, 0)
+            job.status = QUEUED if job.attempts == 0 else FAILED
+            job.claimed_by = None
+            job.updated_at = self.clock()
+            self._write("pending", job, mtime=job.updated_at)
+        return job
+
+    def reap(self, lease_seconds: float, alive: Callable[[str], bool] | None = None) -> int:
+        """Requeue claimed jobs whose lease expired or whose claimer is known dead.
+
+        An attempt that died with its process counts: a job that kills its runner every
+        time ends dead-lettered instead of looping.
+        """
+        now = self.clock()
+        reaped = 0
+        with self._locked():
+            with os.scandir(self.root / "claimed") as entries:
+                claimed = [e for e in entries if e.name.endswith(".json")]
+            for entry in claimed:
+                try:
+                    expired = now - entry.stat().st_mtime > lease_seconds
+                    job = Job.from_json(read_json(Path(entry.path)))
+                except FileNotFoundError:
+                    continue
+                dead_claimer = alive is not None and job.claimed_by is not None and not alive(job.claimed_by)
+                if not (expired or dead_claimer):
+                    continue
+                job.last_error = "the job's process died or stopped heartbeating (lease expired)"
+                job.updated_at = now
+                if job.attempts >= job.max_attempts:
+                    self._move(job.id, "claimed", "dead")
+                    job.status = DEAD
+                    self._write("dead", job)
+                    self._drop_key(job)
+                else:
+                    self._move(job.id, "claimed", "pending")
+                    job.status = FAILED
+                    self._write("pending", job, mtime=now)
+                reaped += 1
+        return reaped
+
+    def prune_done(self, older_than: float = DONE_RETENTION_SECONDS) -> int:
+        cutoff = self.clock() - older_than
+        removed = 0
+        with os.scandir(self.root / "done") as entries:
+            for entry in entries:
+                try:
+                    if entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+        return removed
+
+    def get(self, job_id: str) -> Job:
+        return self._find(job_id)[1]
+
+    def list(self, state: str) -> list[Job]:
+        jobs = []
+        for name in sorted(os.listdir(self.root / state)):
+            if name.endswith(".json"):
+                try:
+                    job = Job.from_json(read_json(self.root / state / name))
+                except FileNotFoundError:
+                    continue
+                job.status = _status(state, job)
+                jobs.append(job)
+        return jobs
+
+    def stats(self) -> dict[str, int]:
+        def count(state: str) -> int:
+            return sum(1 for name in os.listdir(self.root / state) if name.endswith(".json"))
+
+        return {"pending": count("pending"), "processing": count("claimed"), "failed": count("dead"),
+                "done": count("done")}
+
+
+def _status(state: str, job: Job) -> str:
+    if state == "pending":
+        return FAILED if job.attempts > 0 else QUEUED
+    return {"claimed": RUNNING, "done": DONE, "dead": DEAD}[state]
