@@ -19,13 +19,18 @@ from falconproc.errors import (
     UnsupportedType,
     UploadTooLarge,
 )
+from falconproc.governor import MemoryGovernor
+from falconproc.jobs import registry
 from falconproc.observability.health import HealthService
 from falconproc.observability.metrics import MetricsMiddleware, MetricsResource
 from falconproc.resources.content import MetadataResource, OriginalResource
 from falconproc.resources.errors import ApiError, error_body
 from falconproc.resources.health import HealthResource
+from falconproc.resources.jobs import JobResource
 from falconproc.resources.upload import UploadResource
+from falconproc.queue import JobQueue, create_queue
 from falconproc.services.ingest import IngestService
+from falconproc.services.jobs import QueueScheduler
 from falconproc.store import ContentStore, create_store
 
 log = logging.getLogger(__name__)
@@ -73,11 +78,15 @@ def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, para
 
 
 def create_app(settings: Settings | None = None, *, store: ContentStore | None = None,
+               queue: JobQueue | None = None, governor: MemoryGovernor | None = None,
                ingest: IngestService | None = None) -> falcon.App:
     settings = settings or Settings.from_env()
     store = store or create_store(settings)
-    ingest = ingest or IngestService(settings, store)
-    health = HealthService(settings, store)
+    queue = queue or create_queue(settings)
+    governor = governor or MemoryGovernor(settings)
+    registry.load(settings)  # the upload side needs to know which job types apply
+    ingest = ingest or IngestService(settings, store, scheduler=QueueScheduler(queue), governor=governor)
+    health = HealthService(settings, store, queue_stats=queue.stats, governor=governor)
 
     middleware: list[Any] = [MetricsMiddleware()]
     if settings.auth_token:
@@ -91,6 +100,7 @@ def create_app(settings: Settings | None = None, *, store: ContentStore | None =
     app.add_route("/cache/{content_hash}/metadata", MetadataResource(store))
     app.add_route("/health", HealthResource(health))
     app.add_route("/metrics", MetricsResource())
+    app.add_route("/jobs/{job_id}", JobResource(queue))
 
     # Most general first: Falcon picks the most specific handler for an exception's MRO.
     app.add_error_handler(Exception, _unexpected)

@@ -1,4 +1,4 @@
-"""Command line: ``falconproc serve | doctor | fsck | settings``."""
+"""Command line: ``falconproc serve | worker | doctor | fsck | settings``."""
 from __future__ import annotations
 
 import argparse
@@ -24,6 +24,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:falconproc.gunicorn_conf", "falconproc.wsgi:app"]
     os.execv(sys.executable, argv)
     return 0  # not reached
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from falconproc.jobs.supervisor import run_supervisor
+
+    settings = _load_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="[%(asctime)s] [%(process)d] %(levelname)s %(name)s: %(message)s")
+    run_supervisor(settings)
+    return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -89,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="falconproc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the service under gunicorn").set_defaults(func=cmd_serve)
+    sub.add_parser("worker", help="run the job supervisor alone (e.g. in its own container)").set_defaults(
+        func=cmd_worker)
     doctor = sub.add_parser("doctor", help="report the implementation, paths and tools in use")
     doctor.add_argument("--require-native", action="store_true", help="exit 1 unless the compiled module loaded")
     doctor.set_defaults(func=cmd_doctor)

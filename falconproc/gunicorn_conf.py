@@ -8,7 +8,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import threading
+import time
 
 from falconproc.config import Settings
 from falconproc.observability.runtime import mark_service_root
@@ -57,6 +61,63 @@ def on_starting(server) -> None:
         "falconproc starting: store %s, %d stale temp entries swept", _settings.file_storage_path, swept)
 
 
+class SupervisorKeeper:
+    """Runs ``falconproc worker`` as a child of the gunicorn master and restarts it if
+    it dies; gunicorn's shutdown stops it (SIGTERM: it drains its jobs)."""
+
+    RESTART_DELAY = 1.0
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._watch, name="supervisor-keeper", daemon=True)
+
+    def start(self) -> None:
+        self._spawn()
+        self.thread.start()
+
+    def _spawn(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "falconproc.cli", "worker"])
+
+    def _watch(self) -> None:
+        log = logging.getLogger("gunicorn.error")
+        while not self.stopping.is_set():
+            proc = self.proc
+            if proc is not None and proc.poll() is not None and not self.stopping.is_set():
+                log.warning("job supervisor exited with %s; restarting it", proc.returncode)
+                time.sleep(self.RESTART_DELAY)
+                if not self.stopping.is_set():
+                    self._spawn()
+            self.stopping.wait(0.5)
+
+    def stop(self, timeout: float) -> None:
+        self.stopping.set()
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+_keeper = SupervisorKeeper()
+
+
+def when_ready(server) -> None:
+    if _settings.run_supervisor:
+        _keeper.start()
+
+
+def post_request(worker, req, environ, resp) -> None:
+    """A web worker that has grown past its cap is recycled after this request."""
+    import psutil
+
+    if psutil.Process().memory_info().rss > _settings.web_worker_max_rss:
+        worker.log.warning("worker %s over WEB_WORKER_MAX_RSS; recycling it", worker.pid)
+        worker.alive = False
+
+
 def child_exit(server, worker) -> None:
     """In the master, after a worker died (even by SIGKILL): its upload temp dirs lost
     their locks with it, so they can be swept now; live uploads keep theirs."""
@@ -70,4 +131,5 @@ def child_exit(server, worker) -> None:
 
 
 def on_exit(server) -> None:
+    _keeper.stop(timeout=_settings.graceful_timeout + 5)
     shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -11,6 +11,7 @@ state for JPEG/PNG/GIF/WebP, whose interesting fields may lie anywhere in the st
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -415,7 +416,10 @@ class IngestProbe:
         if fd >= 0:
             done = 0
             while done < n:  # os.write retries EINTR itself (PEP 475) and raises OSError(errno, ...)
-                done += os.write(fd, mv[done:])
+                w = os.write(fd, mv[done:])
+                if w <= 0:  # never for files and pipes; do not spin if it happens
+                    raise OSError(errno.EIO, os.strerror(errno.EIO))
+                done += w
         self._hash.update(mv)
         head = self._head
         if len(head) < HEAD_MAX:

@@ -5,27 +5,29 @@ from typing import Any, Callable
 
 from falconproc import native
 from falconproc.config import Settings
-from falconproc.observability.memory import read_memory
+from falconproc.governor import MemoryGovernor
 from falconproc.observability.runtime import uptime_seconds
 from falconproc.store import ContentStore
 
 
 class HealthService:
     def __init__(self, settings: Settings, store: ContentStore,
-                 queue_stats: Callable[[], dict[str, int]] | None = None):
+                 queue_stats: Callable[[], dict[str, int]] | None = None, governor: MemoryGovernor | None = None):
         self.settings = settings
         self.store = store
         self.queue_stats = queue_stats or (lambda: {"pending": 0, "processing": 0, "failed": 0})
+        self.governor = governor or MemoryGovernor(settings)
 
     def report(self) -> dict[str, Any]:
-        memory = read_memory()
+        memory = self.governor.reading()
         files, total = self.store.usage()
         available = self.store.free_space()
+        queue = self.queue_stats()
         degraded = []
         if available < self.settings.storage_reserve_bytes:
             degraded.append("storage_low")
-        if memory.used > self.settings.memory_limit_bytes:
-            degraded.append("memory_over_limit")
+        if memory.used > self.governor.high_water:
+            degraded.append("memory_pressure")  # uploads are being answered 503
         return {
             "status": "degraded" if degraded else "ok",
             "reasons": degraded,
@@ -34,10 +36,13 @@ class HealthService:
             "memory": {
                 "rss": memory.tree_rss,
                 "limit": self.settings.memory_limit_bytes,
+                "used": memory.used,
+                "highWater": self.governor.high_water,
+                "throttling": memory.used > self.governor.high_water,
                 "processes": memory.processes,
                 "cgroupCurrent": memory.cgroup_current,
                 "cgroupMax": memory.cgroup_max,
             },
             "storage": {"files": files, "totalSize": total, "availableSpace": available},
-            "queue": self.queue_stats(),
+            "queue": {"pending": queue["pending"], "processing": queue["processing"], "failed": queue["failed"]},
         }

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, Protocol
 from falconproc import native
 from falconproc.config import Settings
 from falconproc.errors import (
+    ServiceOverloaded,
     EmptyUpload,
     HashMismatch,
     IncompleteUpload,
@@ -27,6 +28,7 @@ from falconproc.errors import (
 )
 from falconproc.native import ProbeResult
 from falconproc.observability import metrics
+from falconproc.queue import QueueFull
 from falconproc.services.content_types import allowed_types, refine_zip
 from falconproc.store import ContentStore, UploadRecord
 from falconproc.store.local import upload_record_json
@@ -54,12 +56,22 @@ class IngestOutcome:
 class JobScheduler(Protocol):
     """The seam for processing: given stored content, enqueue its jobs."""
 
+    def check_capacity(self) -> None: ...
+
     def jobs_for(self, content_hash: str, metadata: dict[str, Any], is_new: bool) -> list[dict[str, Any]]: ...
 
 
 class NoJobs:
+    def check_capacity(self) -> None:
+        return None
+
     def jobs_for(self, content_hash: str, metadata: dict[str, Any], is_new: bool) -> list[dict[str, Any]]:
         return []
+
+
+class AdmitAll:
+    def check_upload(self) -> None:
+        return None
 
 
 def utc_now() -> str:
@@ -68,18 +80,24 @@ def utc_now() -> str:
 
 class IngestService:
     def __init__(self, settings: Settings, store: ContentStore, *, scheduler: JobScheduler | None = None,
-                 probe_factory: Callable[..., Any] | None = None):
+                 governor: Any = None, probe_factory: Callable[..., Any] | None = None):
         self.settings = settings
         self.store = store
         self.scheduler = scheduler or NoJobs()
+        self.governor = governor or AdmitAll()
         self.probe_factory = probe_factory or native.IngestProbe
         self.allowed = allowed_types(settings.allowed_types)
 
     def check_admission(self, content_length: int | None) -> None:
-        """Refuse before reading a byte: too large, or not enough disk left."""
+        """Refuse before reading a byte: too large, memory or queue pressure, disk full."""
         limit = self.settings.max_upload_bytes
         if content_length is not None and content_length > limit:
             raise UploadTooLarge(limit)
+        self.governor.check_upload()
+        try:
+            self.scheduler.check_capacity()
+        except QueueFull as exc:
+            raise ServiceOverloaded(str(exc), retry_after=10) from None
         needed = content_length or 0
         if self.store.free_space() - needed < self.settings.storage_reserve_bytes:
             raise InsufficientStorage(errno.ENOSPC, "not enough free storage space for this upload")

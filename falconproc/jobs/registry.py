@@ -1,0 +1,62 @@
+"""The job type registry: image / text / OCR handlers plug in here without touching the queue.
+
+A module registers its types at import (``register(JobType(...))``); the
+supervisor imports the built-in handler modules plus any named in JOB_PLUGINS.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from falconproc.config import Settings
+from falconproc.queue import Job
+
+# Modules that register the service's own job types (the image, text and OCR
+# pipelines add themselves here as they land).
+BUILTIN_MODULES: tuple[str, ...] = ()
+DEFAULT_MEMORY_ESTIMATE = 64 * 1024 * 1024
+
+
+@dataclass
+class JobContext:
+    """What a handler may use; built in the job process."""
+
+    settings: Settings
+
+
+@dataclass(frozen=True)
+class JobType:
+    name: str
+    handler: Callable[[Job, JobContext], dict[str, Any] | None]
+    # Which stored content gets this job on upload (None: only enqueued explicitly).
+    applies_to: Callable[[dict[str, Any]], bool] | None = None
+    # Peak memory the job will need, for admission; handlers that know better
+    # (the image pipeline, from its resize plan) supply their own.
+    estimate_memory: Callable[[Job], int] | None = None
+
+    def memory_estimate(self, job: Job) -> int:
+        return self.estimate_memory(job) if self.estimate_memory else DEFAULT_MEMORY_ESTIMATE
+
+
+_REGISTRY: dict[str, JobType] = {}
+
+
+def register(job_type: JobType) -> JobType:
+    _REGISTRY[job_type.name] = job_type
+    return job_type
+
+
+def get(name: str) -> JobType | None:
+    return _REGISTRY.get(name)
+
+
+def all_types() -> list[JobType]:
+    return list(_REGISTRY.values())
+
+
+def load(settings: Settings) -> None:
+    """Import the built-in handler modules and the configured plugins (idempotent)."""
+    for module in (*BUILTIN_MODULES, *settings.job_plugins):
+        importlib.import_module(module)

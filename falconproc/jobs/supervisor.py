@@ -1,0 +1,355 @@
+"""The job supervisor: claims jobs and runs them in child processes.
+
+It is one single-threaded loop (started by ``falconproc serve`` from gunicorn's
+master, or alone as ``falconproc worker``) that:
+
+- claims jobs in priority order while each type is under its concurrency limit
+  and the memory governor admits the job's estimated peak (else the job waits,
+  claimed and heartbeating, without counting an attempt);
+- runs each job in a reusable child process, replaced after JOB_RECYCLE_AFTER
+  jobs, killed on its type's wall-clock timeout or past JOB_MEMORY_MAX_BYTES
+  (the attempt fails, the queue retries or dead-letters it);
+- heartbeats the leases of its jobs and reaps jobs of dead claimers;
+- on SIGTERM stops claiming, lets running jobs finish for the grace period,
+  then kills and returns the rest to the queue untouched.
+
+A crash or hang in a job affects only its own process.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+import psutil
+
+from falconproc.config import Settings
+from falconproc.governor import MemoryGovernor
+from falconproc.jobs import registry
+from falconproc.jobs.registry import JobContext
+from falconproc.queue import Job, JobNotFound, JobQueue
+
+log = logging.getLogger("falconproc.supervisor")
+
+PR_SET_PDEATHSIG = 1
+LOOP_INTERVAL = 0.05
+REAP_INTERVAL = 2.0
+DEFAULT_TIMEOUT = 60.0
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no orphaned jobs)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def _job_process_main(conn: Connection, settings: Settings) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Libraries in jobs (tesseract via OpenMP, numpy's BLAS) must not fan out threads.
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    context = JobContext(settings)
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        job = Job.from_json(message)
+        try:
+            job_type = registry.get(job.type)
+            if job_type is None:
+                raise LookupError(f"no handler registered for job type {job.type!r}")
+            result = job_type.handler(job, context)
+            conn.send(("ok", result))
+        except Exception as exc:  # noqa: BLE001 - any handler error fails the attempt
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            conn.send(("error", detail))
+
+
+@dataclass
+class JobProcess:
+    """A child process that runs jobs one at a time, reused until recycled."""
+
+    settings: Settings
+    process: multiprocessing.Process = field(init=False)
+    conn: Connection = field(init=False)
+    jobs_run: int = 0
+
+    def __post_init__(self) -> None:
+        ctx = multiprocessing.get_context("fork")
+        parent, child = ctx.Pipe()
+        self.process = ctx.Process(target=_job_process_main, args=(child, self.settings), daemon=True)
+        self.process.start()
+        child.close()
+        self.conn = parent
+
+    def send(self, job: Job) -> None:
+        self.jobs_run += 1
+        self.conn.send(job.to_json())
+
+    def rss(self) -> int:
+        try:
+            return psutil.Process(self.process.pid).memory_info().rss
+        except psutil.Error:
+            return 0
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        self.conn.close()
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except (OSError, BrokenPipeError):
+            pass
+        self.process.join(timeout=2)
+        if self.process.is_alive():
+            self.kill()
+        else:
+            self.conn.close()
+
+
+@dataclass
+class Running:
+    job: Job
+    proc: JobProcess | None  # None while waiting for memory admission
+    estimate: int
+    started: float = 0.0
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, queue: JobQueue, governor: MemoryGovernor | None = None):
+        self.settings = settings
+        self.queue = queue
+        self.governor = governor or MemoryGovernor(settings)
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self.running: list[Running] = []
+        self.idle: dict[str, list[JobProcess]] = {}
+        self.stopping = False
+        self.parent_pid = os.getppid()
+        self._last_reap = 0.0
+        self._last_heartbeat = 0.0
+
+    # -- configuration -----------------------------------------------------------
+
+    def limit(self, job_type: str) -> int:
+        return self.settings.job_concurrency.get(job_type, 1)
+
+    def timeout(self, job_type: str) -> float:
+        return self.settings.job_timeouts.get(job_type, DEFAULT_TIMEOUT)
+
+    def types_in_priority_order(self) -> list[str]:
+        known = [t.name for t in registry.all_types()]
+        ordered = [t for t in self.settings.job_priorities if t in known]
+        return ordered + sorted(t for t in known if t not in ordered)
+
+    # -- the loop ----------------------------------------------------------------
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._request_stop)
+        signal.signal(signal.SIGINT, self._request_stop)
+        self.queue.reap(self.settings.job_lease_seconds, alive=self._claimer_alive)
+        log.info("supervisor %s running job types %s", self.identity, self.types_in_priority_order())
+        while not self.stopping:
+            if os.getppid() != self.parent_pid:  # our gunicorn master died: do not linger
+                log.warning("parent process died; supervisor draining")
+                break
+            busy = self.step()
+            if not busy:
+                time.sleep(LOOP_INTERVAL)
+        self.drain()
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+
+    def step(self) -> bool:
+        """One pass: collect results, enforce limits, start jobs. True if anything happened."""
+        now = time.monotonic()
+        busy = self._collect(now)
+        self._enforce_limits(now)
+        if now - self._last_heartbeat > self.settings.job_lease_seconds / 3:
+            self._heartbeat()
+            self._last_heartbeat = now
+        if now - self._last_reap > REAP_INTERVAL:
+            self.queue.reap(self.settings.job_lease_seconds, alive=self._claimer_alive)
+            self._last_reap = now
+        busy |= self._start_admitted(now)
+        busy |= self._claim_more(now)
+        return busy
+
+    def _claim_more(self, now: float) -> bool:
+        started = False
+        for job_type in self.types_in_priority_order():
+            while sum(1 for r in self.running if r.job.type == job_type) < self.limit(job_type):
+                jt = registry.get(job_type)
+                # Peek with the type's default estimate before claiming, so a job is
+                # not taken from other supervisors only to sit here.
+                if not self.governor.admits_job(jt.memory_estimate(Job("", job_type, "")),
+                                                pending_estimates=self._pending_estimates()):
+                    return started
+                job = self.queue.claim([job_type], self.identity)
+                if job is None:
+                    break
+                self.running.append(Running(job, None, jt.memory_estimate(job)))
+                started |= self._start_admitted(now)
+        return started
+
+    def _pending_estimates(self) -> int:
+        """What running jobs may still grow into beyond what they use now."""
+        total = 0
+        for r in self.running:
+            if r.proc is not None:
+                total += max(r.estimate - r.proc.rss(), 0)
+        return total
+
+    def _start_admitted(self, now: float) -> bool:
+        started = False
+        for r in self.running:
+            if r.proc is None and self.governor.admits_job(r.estimate, pending_estimates=self._pending_estimates()):
+                r.proc = self._process_for(r.job.type)
+                r.started = now
+                r.proc.send(r.job)
+                started = True
+        return started
+
+    def _process_for(self, job_type: str) -> JobProcess:
+        pool = self.idle.setdefault(job_type, [])
+        while pool:
+            proc = pool.pop()
+            if proc.process.is_alive():
+                return proc
+            proc.kill()
+        return JobProcess(self.settings)
+
+    def _collect(self, now: float) -> bool:
+        done_any = False
+        for r in list(self.running):
+            if r.proc is None:
+                continue
+            outcome = None
+            try:
+                if r.proc.conn.poll():
+                    outcome = r.proc.conn.recv()
+            except (EOFError, OSError):
+                outcome = ("crash", None)
+            if outcome is None and not r.proc.process.is_alive():
+                outcome = ("crash", None)
+            if outcome is None:
+                continue
+            done_any = True
+            self.running.remove(r)
+            status, value = outcome
+            if status == "crash":
+                code = r.proc.process.exitcode
+                r.proc.kill()
+                self._fail(r.job, f"job process died (exit code {code})")
+                continue
+            self._release_process(r)
+            if status == "ok":
+                self._complete(r.job, value)
+            else:
+                self._fail(r.job, value)
+        return done_any
+
+    def _release_process(self, r: Running) -> None:
+        assert r.proc is not None
+        if r.proc.jobs_run >= self.settings.job_recycle_after:
+            r.proc.stop()  # recycled: fresh memory, no state carried over
+        else:
+            self.idle.setdefault(r.job.type, []).append(r.proc)
+
+    def _enforce_limits(self, now: float) -> None:
+        for r in list(self.running):
+            if r.proc is None:
+                continue
+            reason = None
+            if now - r.started > self.timeout(r.job.type):
+                reason = f"timed out after {self.timeout(r.job.type):g} s"
+            elif r.proc.rss() > self.settings.job_memory_max_bytes:
+                reason = f"exceeded the job memory limit of {self.settings.job_memory_max_bytes} bytes"
+            if reason:
+                self.running.remove(r)
+                r.proc.kill()
+                self._fail(r.job, reason)
+        # The whole tree near the limit: shed the newest job before the kernel OOM-kills something.
+        started = [r for r in self.running if r.proc is not None]
+        if started and self.governor.over_limit():
+            victim = max(started, key=lambda r: r.started)
+            self.running.remove(victim)
+            victim.proc.kill()
+            self._fail(victim.job, "killed under memory pressure")
+
+    def _heartbeat(self) -> None:
+        for r in list(self.running):
+            try:
+                self.queue.heartbeat(r.job)
+            except JobNotFound:
+                # Reaped elsewhere (we stalled past the lease): someone else owns it now.
+                self.running.remove(r)
+                if r.proc is not None:
+                    r.proc.kill()
+
+    def _complete(self, job: Job, result: dict[str, Any] | None) -> None:
+        try:
+            self.queue.complete(job, result)
+        except FileNotFoundError:
+            log.warning("job %s finished after its lease was lost", job.id)
+
+    def _fail(self, job: Job, error: str) -> None:
+        log.warning("job %s (%s) attempt %d failed: %s", job.id, job.type, job.attempts, error)
+        try:
+            self.queue.fail(job, error)
+        except FileNotFoundError:
+            log.warning("job %s failed after its lease was lost", job.id)
+
+    @staticmethod
+    def _claimer_alive(claimed_by: str) -> bool:
+        host, _, pid = claimed_by.rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit():
+            return True  # another machine's claim: only its lease can tell
+        return psutil.pid_exists(int(pid))
+
+    def drain(self) -> None:
+        """Let running jobs finish within the grace period; return the rest untouched."""
+        deadline = time.monotonic() + self.settings.graceful_timeout
+        while any(r.proc is not None for r in self.running) and time.monotonic() < deadline:
+            if not self._collect(time.monotonic()):
+                time.sleep(LOOP_INTERVAL)
+            if time.monotonic() - self._last_heartbeat > self.settings.job_lease_seconds / 3:
+                self._heartbeat()
+                self._last_heartbeat = time.monotonic()
+        for r in list(self.running):
+            if r.proc is not None:
+                r.proc.kill()
+            try:
+                self.queue.release(r.job)
+            except FileNotFoundError:
+                pass
+        self.running.clear()
+        for pool in self.idle.values():
+            for proc in pool:
+                proc.stop()
+        log.info("supervisor %s stopped", self.identity)
+
+
+def run_supervisor(settings: Settings) -> None:
+    from falconproc.queue import create_queue
+
+    registry.load(settings)
+    Supervisor(settings, create_queue(settings)).run()
