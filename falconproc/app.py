@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import falcon
+from PIL import Image
 
 from falconproc.config import Settings
 from falconproc.errors import (
@@ -23,15 +24,18 @@ from falconproc.governor import MemoryGovernor
 from falconproc.jobs import registry
 from falconproc.observability.health import HealthService
 from falconproc.observability.metrics import MetricsMiddleware, MetricsResource
-from falconproc.resources.content import MetadataResource, OriginalResource
+from falconproc.resources.content import MetadataResource, OriginalResource, require_hash
 from falconproc.resources.errors import ApiError, error_body
 from falconproc.resources.health import HealthResource
+from falconproc.resources.images import OptimizeResource, PresetResource
 from falconproc.resources.jobs import JobResource
 from falconproc.resources.upload import UploadResource
 from falconproc.queue import JobQueue, create_queue
+from falconproc.services.image_service import ImageService, ImageTooLarge, ImageUnreadable, NotRenderable, UnknownPreset
 from falconproc.services.ingest import IngestService
 from falconproc.services.jobs import QueueScheduler
 from falconproc.store import ContentStore, create_store
+from falconproc.store.cache import DerivedCache
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +51,10 @@ class BearerAuth:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if req.path in PUBLIC_PATHS:
             return
-        given = (req.get_header("Authorization") or "").encode("utf-8", "surrogateescape")
-        if not hmac.compare_digest(given, self.expected):  # constant time
+        scheme, _, credentials = (req.get_header("Authorization") or "").strip().partition(" ")
+        # The scheme is case-insensitive (RFC 9110 11.1); the token is compared in constant time.
+        given = f"Bearer {credentials.strip()}".encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given, self.expected):
             raise ApiError(falcon.HTTP_401, "unauthorized", "a valid bearer token is required",
                            headers={"WWW-Authenticate": 'Bearer realm="falconproc"'})
 
@@ -77,6 +83,14 @@ def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, para
     raise ApiError(falcon.HTTP_500, "internal_error", "the service failed to handle this request")
 
 
+def _cache_fallback(req: falcon.Request, resp: falcon.Response) -> None:
+    """A /cache/ path no route matched: the server already decoded %2F, so a traversal
+    attempt lands here. A bad hash is 400 as the contract says; anything else 404."""
+    first = req.path[len("/cache/"):].split("/", 1)[0]
+    require_hash(first)
+    raise ApiError(falcon.HTTP_404, "not_found", "no such resource")
+
+
 def create_app(settings: Settings | None = None, *, store: ContentStore | None = None,
                queue: JobQueue | None = None, governor: MemoryGovernor | None = None,
                ingest: IngestService | None = None) -> falcon.App:
@@ -87,6 +101,8 @@ def create_app(settings: Settings | None = None, *, store: ContentStore | None =
     registry.load(settings)  # the upload side needs to know which job types apply
     ingest = ingest or IngestService(settings, store, scheduler=QueueScheduler(queue), governor=governor)
     health = HealthService(settings, store, queue_stats=queue.stats, governor=governor)
+    cache = DerivedCache(settings.cache_path, fsync=settings.fsync)
+    images = ImageService(settings, store, cache)
 
     middleware: list[Any] = [MetricsMiddleware()]
     if settings.auth_token:
@@ -97,7 +113,10 @@ def create_app(settings: Settings | None = None, *, store: ContentStore | None =
 
     app.add_route("/upload", UploadResource(ingest))
     app.add_route("/cache/{content_hash}/original", OriginalResource(store))
-    app.add_route("/cache/{content_hash}/metadata", MetadataResource(store))
+    app.add_route("/cache/{content_hash}/metadata", MetadataResource(store, images.processing_state))
+    app.add_route("/cache/{content_hash}/{preset}", PresetResource(images))
+    app.add_route("/optimize-for-ai", OptimizeResource(images))
+    app.add_sink(_cache_fallback, prefix="/cache/")
     app.add_route("/health", HealthResource(health))
     app.add_route("/metrics", MetricsResource())
     app.add_route("/jobs/{job_id}", JobResource(queue))
@@ -116,5 +135,12 @@ def create_app(settings: Settings | None = None, *, store: ContentStore | None =
     app.add_error_handler(InsufficientStorage, _map(falcon.HTTP_507, "insufficient_storage"))
     app.add_error_handler(ContentNotFound, _map(falcon.HTTP_404, "not_found",
                                                 message="no content is stored under this hash"))
+    app.add_error_handler(UnknownPreset, _map(falcon.HTTP_404, "unknown_preset",
+                                              extra=lambda e: {"presets": e.known}))
+    app.add_error_handler(NotRenderable, _map(falcon.HTTP_415, "not_an_image"))
+    app.add_error_handler(ImageTooLarge, _map(falcon.HTTP_422, "image_too_large",
+                                              extra=lambda e: {"width": e.width, "height": e.height}))
+    app.add_error_handler(Image.DecompressionBombError, _map(falcon.HTTP_422, "image_too_large"))
+    app.add_error_handler(ImageUnreadable, _map(falcon.HTTP_422, "image_unreadable"))
     app.add_error_handler(ServiceOverloaded, _map(falcon.HTTP_503, "overloaded", retry_after=True))
     return app

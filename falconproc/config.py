@@ -194,6 +194,36 @@ class Settings:
                                     "fraction of MEMORY_LIMIT_BYTES above which uploads get 503")
     web_worker_max_rss: int = knob("WEB_WORKER_MAX_RSS", 256 * 1024 * 1024, _int_range(32 * 1024 * 1024),
                                    "a web worker past this RSS is recycled after its current request")
+    max_image_pixels: int = knob("MAX_IMAGE_PIXELS", 50_000_000, _int_range(1),
+                                 "images with more pixels (from the header) are refused with 422 before decoding")
+    max_image_side: int = knob("MAX_IMAGE_SIDE", 30_000, _int_range(1, 65_535),
+                               "images with a longer side are refused with 422 before decoding")
+    extra_presets: str | None = knob("PRESETS", None, _optional_str,
+                                     "extra presets, `name:WIDTHxHEIGHT:format:quality;...` (0 = unbounded, "
+                                     "format jpeg/webp/png), e.g. `square:512x512:webp:80`")
+    eager_presets: tuple[str, ...] | None = knob("EAGER_PRESETS", None, _name_list,
+                                                 "presets made by the image job right after upload "
+                                                 "(default: all)")
+    image_sync_timeout: float = knob("IMAGE_SYNC_TIMEOUT", 30.0, _float_range(1.0, 600.0),
+                                     "seconds a request may wait for an on-demand preset or optimize-for-ai")
+    text_max_chars: int = knob("TEXT_MAX_CHARS", 5_000_000, _int_range(1000),
+                               "extracted text is cut at this many characters (marked truncated)")
+    pdf_max_pages: int = knob("PDF_MAX_PAGES", 2000, _int_range(1),
+                              "pages of a PDF that are extracted; the rest are skipped (marked truncated)")
+    pdf_parallel_pages: int = knob("PDF_PARALLEL_PAGES", 24, _int_range(2),
+                                   "PDFs with at least this many pages are split across TEXT_PROCESSES")
+    text_processes: int = knob("TEXT_PROCESSES", max(1, min(os.cpu_count() or 1, 4)), _int_range(1, 16),
+                               "processes one large PDF is split across (default: cores, up to 4)")
+    docx_max_uncompressed_bytes: int = knob("DOCX_MAX_UNCOMPRESSED_BYTES", 200 * 1024 * 1024, _int_range(1024),
+                                            "refuse a DOCX whose members declare more uncompressed bytes")
+    docx_max_ratio: int = knob("DOCX_MAX_RATIO", 100, _int_range(2),
+                               "refuse a DOCX member compressed more than this ratio (zip bombs)")
+    ocr_languages: tuple[str, ...] = knob("OCR_LANGUAGES", ("eng",), _name_list,
+                                          "tesseract languages to use (an allow-list; clients cannot choose others)")
+    ocr_max_pixels: int = knob("OCR_MAX_PIXELS", 24_000_000, _int_range(10_000),
+                               "larger images are downscaled before OCR")
+    ocr_timeout: float = knob("OCR_TIMEOUT", 90.0, _float_range(1.0, 3600.0),
+                              "seconds tesseract may run on one image before it is killed")
     metrics_dir: Path | None = knob("METRICS_DIR", None, _path,
                                     "where workers keep Prometheus samples (default: a fresh directory "
                                     "under the system temp dir, tmpfs in the container)")

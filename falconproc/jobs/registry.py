@@ -15,8 +15,12 @@ from falconproc.queue import Job
 
 # Modules that register the service's own job types (the image, text and OCR
 # pipelines add themselves here as they land).
-BUILTIN_MODULES: tuple[str, ...] = ()
+BUILTIN_MODULES: tuple[str, ...] = ("falconproc.jobs.image",)
 DEFAULT_MEMORY_ESTIMATE = 64 * 1024 * 1024
+
+
+class PermanentJobError(Exception):
+    """Retrying cannot help (a corrupt file, an encrypted document): dead-letter at once."""
 
 
 @dataclass
@@ -35,6 +39,8 @@ class JobType:
     # Peak memory the job will need, for admission; handlers that know better
     # (the image pipeline, from its resize plan) supply their own.
     estimate_memory: Callable[[Job], int] | None = None
+    # Facts from the upload's metadata the job needs before it runs (e.g. image size).
+    make_payload: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def memory_estimate(self, job: Job) -> int:
         return self.estimate_memory(job) if self.estimate_memory else DEFAULT_MEMORY_ESTIMATE

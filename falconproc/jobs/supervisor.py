@@ -34,7 +34,7 @@ import psutil
 from falconproc.config import Settings
 from falconproc.governor import MemoryGovernor
 from falconproc.jobs import registry
-from falconproc.jobs.registry import JobContext
+from falconproc.jobs.registry import JobContext, PermanentJobError
 from falconproc.queue import Job, JobNotFound, JobQueue
 
 log = logging.getLogger("falconproc.supervisor")
@@ -75,6 +75,8 @@ def _job_process_main(conn: Connection, settings: Settings) -> None:
                 raise LookupError(f"no handler registered for job type {job.type!r}")
             result = job_type.handler(job, context)
             conn.send(("ok", result))
+        except PermanentJobError as exc:
+            conn.send(("permanent", str(exc)))
         except Exception as exc:  # noqa: BLE001 - any handler error fails the attempt
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             conn.send(("error", detail))
@@ -264,6 +266,8 @@ class Supervisor:
             if status == "ok":
                 self._complete(r.job, value)
             else:
+                if status == "permanent":  # retrying cannot help: dead-letter now
+                    r.job.attempts = r.job.max_attempts
                 self._fail(r.job, value)
         return done_any
 

@@ -42,7 +42,7 @@ def sanitize_filename(name: str) -> str:
         stem = name[: len(name) - len(ext)] if ext else name
         while len((stem + ext).encode("utf-8")) > MAX_NAME_BYTES:
             stem = stem[:-1]
-        name = stem + ext
+        name = stem.rstrip() + ext
     return name or FALLBACK_NAME
 
 

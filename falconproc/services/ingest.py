@@ -30,6 +30,7 @@ from falconproc.native import ProbeResult
 from falconproc.observability import metrics
 from falconproc.queue import QueueFull
 from falconproc.services.content_types import allowed_types, refine_zip
+from falconproc.services.images import check_dimensions
 from falconproc.store import ContentStore, UploadRecord
 from falconproc.store.local import upload_record_json
 
@@ -112,6 +113,8 @@ class IngestService:
                 mime_type = refine_zip(pending.path)
             if mime_type not in self.allowed:
                 raise UnsupportedType(mime_type, list(self.allowed))
+            # Decompression bombs are refused from the header, before anything decodes them.
+            check_dimensions(result.width, result.height, self.settings)
         except BaseException:
             pending.abort()
             raise

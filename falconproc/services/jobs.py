@@ -31,7 +31,8 @@ class QueueScheduler:
             if job_type.applies_to is None or not job_type.applies_to(metadata):
                 continue
             try:
-                jobs.append(self.queue.enqueue(job_type.name, content_hash))
+                payload = job_type.make_payload(metadata) if job_type.make_payload else None
+                jobs.append(self.queue.enqueue(job_type.name, content_hash, payload=payload))
             except QueueFull:
                 # The bytes are stored; the work runs on demand when first asked for.
                 log.warning("queue full: %s job for %s not enqueued", job_type.name, content_hash)

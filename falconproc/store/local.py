@@ -66,7 +66,7 @@ class LocalContentStore(ContentStore):
         self.fsync = fsync
         self.tmp_root.mkdir(parents=True, exist_ok=True)
         self._usage_lock = threading.Lock()
-        self._usage: tuple[float, tuple[int, int]] | None = None
+        self._usage: tuple[float, tuple[int, int], int] | None = None
 
     # -- writing -----------------------------------------------------------------
 
@@ -166,9 +166,12 @@ class LocalContentStore(ContentStore):
 
     def usage(self) -> tuple[int, int]:
         # A walk of the store per health probe would be O(n); a short cache keeps it cheap.
+        # It is keyed on the store directory's mtime, which every new entry changes, so
+        # every worker sees another worker's uploads at once.
         with self._usage_lock:
             now = time.monotonic()
-            if self._usage and now - self._usage[0] < USAGE_CACHE_SECONDS:
+            stamp = os.stat(self.root).st_mtime_ns
+            if self._usage and self._usage[2] == stamp and now - self._usage[0] < USAGE_CACHE_SECONDS:
                 return self._usage[1]
             files = total = 0
             for content_hash in self.iter_hashes():
@@ -177,7 +180,7 @@ class LocalContentStore(ContentStore):
                     files += 1
                 except FileNotFoundError:
                     continue
-            self._usage = (now, (files, total))
+            self._usage = (now, (files, total), stamp)
             return files, total
 
     def sweep_temp(self) -> int:

@@ -1,0 +1,218 @@
+"""Resize scheduler: plan every wanted output of one image from a single decode.
+
+This is the pure-Python reference implementation; ``_native/_resize_c.pyx`` is its
+compiled twin and must return equal plans for every input (the tests compare them
+on random inputs). Every rule below is integer arithmetic (or a comparison of an
+integer with an integer times one of the float constants, identical in C doubles),
+so the two cannot drift apart.
+
+The plan, in the order the pipeline executes it:
+
+1. **Draft** (JPEG shrink-on-load): decode at 1/``draft_scale`` (1, 2, 4, 8). Pillow
+   rounds the decoded size up: ``ceil(w / s)`` x ``ceil(h / s)``. The largest scale
+   is chosen whose decoded size is still >= ``DRAFT_MARGIN`` times every output in
+   both dimensions, so nothing is upscaled and the final resample still has
+   enough pixels to average over. Ask Pillow for it with
+   ``im.draft("RGB", draft_request(w, h, s))`` (see ``_plan_types.draft_request``).
+2. **Transpose**: the EXIF orientation is applied to the decoded image. Decoding
+   and drafting happen BEFORE the rotation, so ``draft_scale`` and
+   ``decoded_width``/``decoded_height`` are in the file's stored (pre-rotation)
+   orientation; everything after (boxes, output sizes, cascade, reduce) is upright.
+3. **Cascade**: outputs are made largest first; each one is derived from the
+   smallest already-made output that is at least ``CASCADE_MIN_RATIO`` times larger
+   in both dimensions, else from the decoded image. A target whose output size
+   equals an earlier one's is a copy of it.
+4. **Reduce + resample**: ``Image.reduce(k)`` with the largest k that keeps the
+   source at least ``REDUCE_GAP`` times the output, then LANCZOS to the final size
+   (what Pillow's ``resize(..., reducing_gap=2.0)`` does, but planned up front).
+"""
+from __future__ import annotations
+
+import operator
+
+from falconproc.native._plan_types import DECODED, ResizePlan, ResizeStep
+
+__all__ = [
+    "plan_resize",
+    "fit_box",
+    "CASCADE_MIN_RATIO",
+    "DRAFT_MARGIN",
+    "REDUCE_GAP",
+    "DRAFT_SCALES",
+    "OVERHEAD_BYTES",
+    "MAX_DIMENSION",
+    "MAX_BANDS",
+]
+
+# An output may be derived from an earlier output (instead of the decoded image)
+# only if that one is at least this many times larger in BOTH dimensions. 2.0 is the
+# same margin as the reducing gap: below 2x a LANCZOS kernel resampling an already
+# resampled image compounds the two filters' blur/ringing measurably, at 2x and above
+# the intermediate has >= 4 pixels per output pixel, which is "full resolution" as far
+# as the final filter is concerned (measured: >= 38 dB PSNR against a direct resize
+# of the full image on the corpus, see tests/native/test_resize_plan.py), while the
+# work saved is large (e.g. the 200x125 thumbnail from the 800x500 preview instead of
+# from a 2560x1600 decode). A larger ratio rarely finds an intermediate at all among
+# the default presets (1920/2048 -> 800 is only 2.4x).
+CASCADE_MIN_RATIO = 2.0
+
+# A draft scale is chosen only if the decoded image stays >= DRAFT_MARGIN x every
+# output in both dimensions. libjpeg's scaled IDCT at 1/8 is a plain 8x8 block
+# average, so a decode barely larger than the output (margin 1.0) leaves the final
+# LANCZOS almost nothing to filter and its aliasing shows (measured 31-36 dB PSNR on
+# the photos of the corpus for a thumbnail-only plan). At 2.0 -- the same gap Pillow's
+# own Image.thumbnail() uses for its draft (reducing_gap=2.0) -- every corpus output
+# is >= 38 dB. See the report in tests/native/test_resize_plan.py for the numbers.
+DRAFT_MARGIN = 2.0
+
+# Image.reduce(k) keeps the source at least REDUCE_GAP x the output before the final
+# LANCZOS, like Pillow's resize(reducing_gap=2.0).
+REDUCE_GAP = 2
+
+DRAFT_SCALES = (8, 4, 2)  # tried largest first; 1 (no draft) is the fallback
+
+OVERHEAD_BYTES = 16 * 1024 * 1024  # interpreter + encoder working set, added to every estimate
+
+# Largest side accepted: Pillow's (and PNG/TIFF headers') 2**31 - 1. Keeps every size
+# product of the compiled twin inside a signed 64-bit integer.
+MAX_DIMENSION = 2**31 - 1
+MAX_BANDS = 64  # bytes per pixel accepted for the memory estimate (RGBA 16-bit is 8)
+
+
+def _dim(value, what: str, allow_zero: bool) -> int:
+    v = operator.index(value)  # TypeError for floats, like the compiled twin
+    if v < 0 or (v == 0 and not allow_zero) or v > MAX_DIMENSION:
+        raise ValueError(f"{what} must be {'0..' if allow_zero else '1..'}{MAX_DIMENSION}, got {v}")
+    return v
+
+
+def fit_box(width: int, height: int, max_width: int, max_height: int) -> tuple[int, int]:
+    """Size of a ``width`` x ``height`` image fitted inside ``max_width`` x ``max_height``.
+
+    0 means unbounded on that axis. Keeps the aspect ratio, never upscales (an image
+    that already fits keeps its size), the binding side equals the box exactly and
+    the other is rounded half up, at least 1 px.
+    """
+    if (max_width == 0 or width <= max_width) and (max_height == 0 or height <= max_height):
+        return width, height
+    # Width binds when it is the only bound or when mw/W <= mh/H (cross-multiplied, exact).
+    if max_height == 0 or (max_width != 0 and max_width * height <= max_height * width):
+        return max_width, max(1, (2 * height * max_width + width) // (2 * width))
+    return max(1, (2 * width * max_height + height) // (2 * height)), max_height
+
+
+def plan_resize(
+    src_width: int,
+    src_height: int,
+    targets,
+    *,
+    is_jpeg: bool,
+    bands: int = 3,
+    orientation_swaps: bool = False,
+) -> ResizePlan:
+    """Plan all ``targets`` of one ``src_width`` x ``src_height`` image from one decode.
+
+    ``src_width``/``src_height`` are the stored (header) size, before the EXIF
+    orientation. ``targets`` holds one ``(max_width, max_height)`` box per wanted
+    output (0 = unbounded on that axis); boxes apply to the UPRIGHT image. With
+    ``orientation_swaps`` (EXIF orientation 5-8, a 90/270 degree rotation) the
+    planner works on the transposed source and reports upright output sizes, while
+    ``draft_scale`` and ``decoded_width``/``decoded_height`` stay pre-rotation: the
+    pipeline drafts and decodes first, then transposes, then runs the steps.
+
+    ``bands`` is bytes per pixel for the memory estimate (note that Pillow stores
+    "RGB" with 4 bytes per pixel internally). Raises ValueError for non-positive
+    source sizes, negative box sides or a box with both sides 0.
+
+    ``peak_memory`` = decoded image + the larger of (a) the transposed copy alive
+    during the rotation (when ``orientation_swaps``) and (b) every output that a later
+    step derives from (kept alive until then) plus the largest ``reduce()`` buffer,
+    + ``OVERHEAD_BYTES``.
+    """
+    sw = _dim(src_width, "src_width", False)
+    sh = _dim(src_height, "src_height", False)
+    bands = operator.index(bands)
+    if not 1 <= bands <= MAX_BANDS:
+        raise ValueError(f"bands must be 1..{MAX_BANDS}, got {bands}")
+    swap = bool(orientation_swaps)
+    jpeg = bool(is_jpeg)
+
+    boxes = []
+    for i, target in enumerate(targets):
+        mw, mh = target
+        mw = _dim(mw, f"targets[{i}] max_width", True)
+        mh = _dim(mh, f"targets[{i}] max_height", True)
+        if mw == 0 and mh == 0:
+            raise ValueError(f"targets[{i}] is unbounded on both axes")
+        boxes.append((mw, mh))
+    n = len(boxes)
+
+    # Upright source: the boxes are for the image as displayed.
+    uw, uh = (sh, sw) if swap else (sw, sh)
+    outs = [fit_box(uw, uh, mw, mh) for mw, mh in boxes]
+
+    # 1. Draft scale, compared in the stored orientation (outputs transposed back).
+    scale = 1
+    if jpeg and n:
+        for s in DRAFT_SCALES:
+            if s > sw or s > sh:  # draft_request() could not ask Pillow for exactly s
+                continue
+            dw = (sw + s - 1) // s
+            dh = (sh + s - 1) // s
+            ok = True
+            for ow, oh in outs:
+                pw, ph = (oh, ow) if swap else (ow, oh)
+                if dw < pw * DRAFT_MARGIN or dh < ph * DRAFT_MARGIN:
+                    ok = False
+                    break
+            if ok:
+                scale = s
+                break
+    dec_w = (sw + scale - 1) // scale
+    dec_h = (sh + scale - 1) // scale
+    udw, udh = (dec_h, dec_w) if swap else (dec_w, dec_h)  # decoded, upright
+
+    # 2. Execution order: largest area first; ties: wider first, then target order.
+    order = sorted(range(n), key=lambda i: (-outs[i][0] * outs[i][1], -outs[i][0], i))
+
+    # 3. Cascade and reduce factors.
+    steps = []
+    done = []  # target indices already produced, in execution order
+    is_source = [False] * n
+    max_reduce_buf = 0
+    for i in order:
+        ow, oh = outs[i]
+        src = DECODED
+        src_w, src_h = udw, udh
+        for j in done:  # a same-size output: copy it
+            if outs[j] == (ow, oh):
+                src = j
+                src_w, src_h = ow, oh
+                break
+        if src == DECODED:
+            best_area = -1
+            for j in done:
+                jw, jh = outs[j]
+                if jw >= ow * CASCADE_MIN_RATIO and jh >= oh * CASCADE_MIN_RATIO:
+                    area = jw * jh
+                    if best_area < 0 or area < best_area:  # smallest; ties: earliest made
+                        best_area = area
+                        src = j
+                        src_w, src_h = jw, jh
+        k = max(1, min(src_w // (REDUCE_GAP * ow), src_h // (REDUCE_GAP * oh)))
+        if k > 1:
+            buf = ((src_w + k - 1) // k) * ((src_h + k - 1) // k) * bands
+            if buf > max_reduce_buf:
+                max_reduce_buf = buf
+        if src != DECODED:
+            is_source[src] = True
+        steps.append(ResizeStep(i, ow, oh, src, k))
+        done.append(i)
+
+    # 4. Peak memory estimate.
+    decoded_bytes = dec_w * dec_h * bands
+    alive = sum(outs[j][0] * outs[j][1] * bands for j in range(n) if is_source[j]) + max_reduce_buf
+    transposed = decoded_bytes if swap else 0
+    peak = decoded_bytes + max(alive, transposed) + OVERHEAD_BYTES
+
+    return ResizePlan(scale, dec_w, dec_h, tuple(steps), peak)

@@ -1,0 +1,49 @@
+"""GET|HEAD /cache/{contentHash}/{preset} and POST /optimize-for-ai."""
+from __future__ import annotations
+
+import falcon
+
+from falconproc.resources.content import require_hash
+from falconproc.resources.errors import ApiError
+from falconproc.resources.serving import serve_file
+from falconproc.services.image_service import ImageService
+
+
+class PresetResource:
+    def __init__(self, images: ImageService):
+        self.images = images
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, content_hash: str, preset: str) -> None:
+        require_hash(content_hash)
+        spec, path = self.images.preset_path(content_hash, preset)
+        fileobj = open(path, "rb")
+        serve_file(req, resp, fileobj, size=path.stat().st_size, etag=f'"{content_hash}-{spec.name}"',
+                   content_type=spec.mime_type)
+
+    on_head = on_get
+
+
+class OptimizeResource:
+    def __init__(self, images: ImageService):
+        self.images = images
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        try:
+            body = req.get_media()
+        except falcon.MediaNotFoundError:
+            body = None
+        except falcon.HTTPError:
+            raise ApiError(falcon.HTTP_400, "invalid_json", "the body must be a JSON object") from None
+        if not isinstance(body, dict):
+            raise ApiError(falcon.HTTP_400, "invalid_json", "the body must be a JSON object")
+        content_hash = body.get("contentHash")
+        if not isinstance(content_hash, str):
+            raise ApiError(falcon.HTTP_400, "invalid_input", "contentHash is required")
+        require_hash(content_hash)
+        max_size = body.get("maxSize", 2048)
+        quality = body.get("quality", 85)
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or not 16 <= max_size <= 8192:
+            raise ApiError(falcon.HTTP_400, "invalid_input", "maxSize must be an integer from 16 to 8192")
+        if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+            raise ApiError(falcon.HTTP_400, "invalid_input", "quality must be an integer from 1 to 100")
+        resp.media = self.images.optimize(content_hash, max_size, quality)

@@ -1,0 +1,135 @@
+"""Presets and optimize-for-ai: what the resources and the image job call."""
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+from typing import Any
+
+from falconproc.config import Settings
+from falconproc.errors import ContentNotFound
+from falconproc.services.images import (
+    RENDERABLE_TYPES,
+    ImageTooLarge,
+    ImageUnreadable,
+    NotRenderable,
+    Target,
+    check_dimensions,
+    decode_for,
+    encode,
+    now_iso,
+    open_checked,
+    render,
+)
+from falconproc.services.presets import Preset, PresetCatalog
+from falconproc.store import ContentStore
+from falconproc.store.cache import DerivedCache, SlotSemaphore
+
+
+class UnknownPreset(LookupError):
+    def __init__(self, name: str, known: list[str]):
+        super().__init__(f"no preset named {name!r}")
+        self.known = known
+
+
+def _target(preset: Preset) -> Target:
+    return Target(preset.name, preset.max_width, preset.max_height, preset.pil_format, preset.quality)
+
+
+class ImageService:
+    def __init__(self, settings: Settings, store: ContentStore, cache: DerivedCache,
+                 catalog: PresetCatalog | None = None):
+        self.settings = settings
+        self.store = store
+        self.cache = cache
+        self.catalog = catalog or PresetCatalog(settings)
+        # Renders in web workers share the image job concurrency across all processes.
+        self.slots = SlotSemaphore(cache.root / ".slots", "image", settings.job_concurrency.get("image", 2))
+
+    # -- checks --------------------------------------------------------------------
+
+    def _source(self, content_hash: str) -> tuple[dict[str, Any], Path]:
+        meta = self.store.metadata(content_hash)
+        if meta.get("mimeType") not in RENDERABLE_TYPES:
+            raise NotRenderable(f"{meta.get('mimeType')} is not an image this service can render")
+        image = meta.get("image") or {}
+        check_dimensions(image.get("width"), image.get("height"), self.settings)
+        previous = self.cache.metadata(content_hash).get("imageError")
+        if previous:  # a broken image stays broken: answer without decoding it again
+            raise ImageUnreadable(previous["message"])
+        return meta, self.store.original_path(content_hash)
+
+    def preset(self, name: str) -> Preset:
+        preset = self.catalog.get(name)
+        if preset is None:
+            raise UnknownPreset(name, self.catalog.names())
+        return preset
+
+    # -- presets -------------------------------------------------------------------
+
+    def preset_path(self, content_hash: str, name: str) -> tuple[Preset, Path]:
+        """The cached preset file, generated now if missing (once across all workers)."""
+        preset = self.preset(name)
+        if not self.store.exists(content_hash):
+            raise ContentNotFound(content_hash)
+        path = self.cache.path(content_hash, preset.filename)
+        if path.exists():
+            return preset, path
+        self._source(content_hash)  # fail fast (415/422) before waiting for locks
+        timeout = self.settings.image_sync_timeout
+        with self.cache.exclusive(content_hash, "image", timeout):
+            if not path.exists():  # another worker may have made it while we waited
+                with self.slots.acquire(timeout):
+                    self.generate(content_hash, [preset])
+        return preset, path
+
+    def missing_eager(self, content_hash: str) -> list[Preset]:
+        return [p for p in self.catalog.eager if not self.cache.path(content_hash, p.filename).exists()]
+
+    def generate(self, content_hash: str, presets: list[Preset]) -> dict[str, Any]:
+        """Decode once, render every preset, publish each file and its metadata."""
+        if not presets:
+            return {}
+        _, source = self._source(content_hash)
+        try:
+            with open_checked(source, self.settings) as im:
+                upright, plan = decode_for([_target(p) for p in presets], im)
+        except ImageUnreadable as exc:
+            self.cache.update_metadata(content_hash, lambda m: m.update(
+                imageError={"error": "image_unreadable", "message": str(exc), "at": now_iso()}))
+            raise
+        outputs = render(upright, plan, [_target(p) for p in presets])
+        entries: dict[str, Any] = {}
+        for preset, out in zip(presets, outputs):
+            size = self.cache.write_file(content_hash, preset.filename,
+                                         lambda fh, out=out, p=preset: encode(out, p.pil_format, p.quality, fh))
+            entries[preset.name] = {"size": size, "format": preset.format, "mimeType": preset.mime_type,
+                                    "width": out.width, "height": out.height, "processedAt": now_iso()}
+        self.cache.update_metadata(content_hash, lambda m: m.setdefault("presets", {}).update(entries))
+        return entries
+
+    # -- optimize-for-ai -----------------------------------------------------------
+
+    def optimize(self, content_hash: str, max_size: int, quality: int) -> dict[str, Any]:
+        if not self.store.exists(content_hash):
+            raise ContentNotFound(content_hash)
+        _, source = self._source(content_hash)
+        target = Target("optimized", max_size, max_size, "JPEG", quality)
+        with self.slots.acquire(self.settings.image_sync_timeout):
+            with open_checked(source, self.settings) as im:
+                upright, plan = decode_for([target], im)
+            (out,) = render(upright, plan, [target])
+            buffer = io.BytesIO()
+            encode(out, "JPEG", quality, buffer)
+        data = buffer.getvalue()
+        return {"data": base64.b64encode(data).decode("ascii"), "mimeType": "image/jpeg", "size": len(data),
+                "width": out.width, "height": out.height}
+
+    # -- state ---------------------------------------------------------------------
+
+    def processing_state(self, content_hash: str) -> dict[str, Any]:
+        meta = self.cache.metadata(content_hash)
+        return {key: meta[key] for key in ("presets", "imageError", "text") if key in meta}
+
+
+__all__ = ["ImageService", "UnknownPreset", "ImageTooLarge", "ImageUnreadable", "NotRenderable"]
