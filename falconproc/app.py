@@ -29,11 +29,13 @@ from falconproc.resources.errors import ApiError, error_body
 from falconproc.resources.health import HealthResource
 from falconproc.resources.images import OptimizeResource, PresetResource
 from falconproc.resources.jobs import JobResource
+from falconproc.resources.text import TextResource
 from falconproc.resources.upload import UploadResource
 from falconproc.queue import JobQueue, create_queue
 from falconproc.services.image_service import ImageService, ImageTooLarge, ImageUnreadable, NotRenderable, UnknownPreset
 from falconproc.services.ingest import IngestService
 from falconproc.services.jobs import QueueScheduler
+from falconproc.services.text_service import TextService
 from falconproc.store import ContentStore, create_store
 from falconproc.store.cache import DerivedCache
 
@@ -103,6 +105,7 @@ def create_app(settings: Settings | None = None, *, store: ContentStore | None =
     health = HealthService(settings, store, queue_stats=queue.stats, governor=governor)
     cache = DerivedCache(settings.cache_path, fsync=settings.fsync)
     images = ImageService(settings, store, cache)
+    text = TextService(settings, store, cache)
 
     middleware: list[Any] = [MetricsMiddleware()]
     if settings.auth_token:
@@ -114,6 +117,7 @@ def create_app(settings: Settings | None = None, *, store: ContentStore | None =
     app.add_route("/upload", UploadResource(ingest))
     app.add_route("/cache/{content_hash}/original", OriginalResource(store))
     app.add_route("/cache/{content_hash}/metadata", MetadataResource(store, images.processing_state))
+    app.add_route("/cache/{content_hash}/text", TextResource(store, text, queue))
     app.add_route("/cache/{content_hash}/{preset}", PresetResource(images))
     app.add_route("/optimize-for-ai", OptimizeResource(images))
     app.add_sink(_cache_fallback, prefix="/cache/")

@@ -6,6 +6,7 @@ supervisor imports the built-in handler modules plus any named in JOB_PLUGINS.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,9 +14,11 @@ from typing import Any
 from falconproc.config import Settings
 from falconproc.queue import Job
 
+log = logging.getLogger(__name__)
+
 # Modules that register the service's own job types (the image, text and OCR
 # pipelines add themselves here as they land).
-BUILTIN_MODULES: tuple[str, ...] = ("falconproc.jobs.image",)
+BUILTIN_MODULES: tuple[str, ...] = ("falconproc.jobs.image", "falconproc.jobs.text")
 DEFAULT_MEMORY_ESTIMATE = 64 * 1024 * 1024
 
 
@@ -41,9 +44,17 @@ class JobType:
     estimate_memory: Callable[[Job], int] | None = None
     # Facts from the upload's metadata the job needs before it runs (e.g. image size).
     make_payload: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # Called in the supervisor when a job of this type is dead-lettered (record the error state).
+    on_dead: Callable[[Job, JobContext], None] | None = None
 
     def memory_estimate(self, job: Job) -> int:
-        return self.estimate_memory(job) if self.estimate_memory else DEFAULT_MEMORY_ESTIMATE
+        if self.estimate_memory is None:
+            return DEFAULT_MEMORY_ESTIMATE
+        try:
+            return int(self.estimate_memory(job))
+        except Exception:  # noqa: BLE001 - a bad estimate must never stop the supervisor
+            log.exception("memory estimate of %s job %s failed", self.name, job.id)
+            return DEFAULT_MEMORY_ESTIMATE
 
 
 _REGISTRY: dict[str, JobType] = {}

@@ -35,7 +35,7 @@ from falconproc.config import Settings
 from falconproc.governor import MemoryGovernor
 from falconproc.jobs import registry
 from falconproc.jobs.registry import JobContext, PermanentJobError
-from falconproc.queue import Job, JobNotFound, JobQueue
+from falconproc.queue import DEAD, Job, JobNotFound, JobQueue
 
 log = logging.getLogger("falconproc.supervisor")
 
@@ -318,9 +318,16 @@ class Supervisor:
     def _fail(self, job: Job, error: str) -> None:
         log.warning("job %s (%s) attempt %d failed: %s", job.id, job.type, job.attempts, error)
         try:
-            self.queue.fail(job, error)
+            job = self.queue.fail(job, error)
         except FileNotFoundError:
             log.warning("job %s failed after its lease was lost", job.id)
+            return
+        job_type = registry.get(job.type)
+        if job.status == DEAD and job_type is not None and job_type.on_dead is not None:
+            try:
+                job_type.on_dead(job, JobContext(self.settings))
+            except Exception:  # noqa: BLE001 - bookkeeping must not stop the supervisor
+                log.exception("on_dead hook of %s failed", job.type)
 
     @staticmethod
     def _claimer_alive(claimed_by: str) -> bool:

@@ -105,5 +105,9 @@ class JobQueue(ABC):
     def get(self, job_id: str) -> Job: ...
 
     @abstractmethod
+    def find(self, type: str, content_hash: str, variant: str = "") -> Job | None:
+        """The queued or running job for this work, if any."""
+
+    @abstractmethod
     def stats(self) -> dict[str, int]:
         """{"pending", "processing", "failed" (dead-lettered), "done"}."""

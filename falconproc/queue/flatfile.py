@@ -268,6 +268,15 @@ class FlatFileQueue(JobQueue):
     def get(self, job_id: str) -> Job:
         return self._find(job_id)[1]
 
+    def find(self, type: str, content_hash: str, variant: str = "") -> Job | None:
+        """The queued or running job for this work, if any."""
+        key = Job(id="", type=type, content_hash=content_hash, variant=variant).key
+        try:
+            state, job = self._find(self._key_path(key).read_text())
+        except (FileNotFoundError, JobNotFound):
+            return None
+        return job if state in ("pending", "claimed") else None
+
     def list(self, state: str) -> list[Job]:
         jobs = []
         for name in sorted(os.listdir(self.root / state)):

@@ -1,0 +1,77 @@
+"""The `text` job (PDF, DOCX, plain text) and the low-priority `ocr` job (images,
+and PDF pages without a text layer)."""
+from __future__ import annotations
+
+from typing import Any
+
+from falconproc.jobs.registry import JobContext, JobType, PermanentJobError, register
+from falconproc.queue import Job, create_queue
+from falconproc.services.images import ImageTooLarge, ImageUnreadable
+from falconproc.services.ocr import OcrError
+from falconproc.services.text import TEXT_TYPES, ExtractionError
+from falconproc.services.text_service import TextService, needs_ocr
+from falconproc.store import create_store
+from falconproc.store.cache import DerivedCache
+
+# Rough peaks for admission: pypdf holds the object graph of the whole file per process.
+TEXT_ESTIMATE = 192 * 1024 * 1024
+OCR_ESTIMATE = 256 * 1024 * 1024
+
+
+def _service(context: JobContext) -> TextService:
+    settings = context.settings
+    return TextService(settings, create_store(settings), DerivedCache(settings.cache_path, fsync=settings.fsync))
+
+
+def _text(job: Job, context: JobContext) -> dict[str, Any]:
+    service = _service(context)
+    try:
+        state = service.extract(job.content_hash)
+    except ExtractionError as exc:
+        service.record_failure(job.content_hash, exc.code, str(exc))
+        raise PermanentJobError(f"{exc.code}: {exc}") from None
+    ocr = state.get("ocr")
+    if ocr and ocr.get("status") == "pending":
+        create_queue(context.settings).enqueue("ocr", job.content_hash, variant="pdf-pages",
+                                               payload={"pages": ocr["pages"]})
+    return {"status": state["status"], "chars": state["chars"]}
+
+
+def _ocr(job: Job, context: JobContext) -> dict[str, Any]:
+    service = _service(context)
+    try:
+        if "pages" in job.payload:
+            state = service.ocr_pdf_pages(job.content_hash, [int(p) for p in job.payload["pages"]])
+        else:
+            state = service.ocr_image(job.content_hash)
+    except (ImageUnreadable, ImageTooLarge, ExtractionError) as exc:
+        service.record_failure(job.content_hash, getattr(exc, "code", "image_unreadable"), str(exc))
+        raise PermanentJobError(str(exc)) from None
+    except OcrError as exc:
+        if job.attempts >= job.max_attempts:
+            service.record_failure(job.content_hash, exc.code, str(exc))
+        raise
+    return {"status": state["status"], "chars": state["chars"], "confidence": state.get("confidence")}
+
+
+def _applies_text(metadata: dict[str, Any]) -> bool:
+    return metadata.get("mimeType") in TEXT_TYPES
+
+
+def _applies_ocr(metadata: dict[str, Any]) -> bool:
+    return needs_ocr(metadata.get("mimeType"))
+
+
+def _record_dead(job: Job, context: JobContext) -> None:
+    """A job killed for time or memory leaves a clear error state, so GET .../text
+    answers 422 instead of starting it again."""
+    service = _service(context)
+    state = service.state(job.content_hash) or {}
+    if state.get("status") != "failed":
+        service.record_failure(job.content_hash, "failed", job.last_error or "text extraction failed")
+
+
+register(JobType("text", _text, applies_to=_applies_text, estimate_memory=lambda job: TEXT_ESTIMATE,
+                 on_dead=_record_dead))
+register(JobType("ocr", _ocr, applies_to=_applies_ocr, estimate_memory=lambda job: OCR_ESTIMATE,
+                 on_dead=_record_dead))

@@ -1,0 +1,125 @@
+"""Extracted text: run extraction/OCR into the cache, and answer GET /cache/{hash}/text."""
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from PIL import Image
+
+from falconproc.config import Settings
+from falconproc.services.images import RENDERABLE_TYPES, ImageUnreadable, now_iso, open_checked
+from falconproc.services.ocr import run_tesseract
+from falconproc.services.text import PDF_TYPE, TEXT_TYPES, Extraction, clip_pages, extract
+from falconproc.store import ContentStore
+from falconproc.store.cache import DerivedCache
+
+TEXT_FILE = "text.txt"
+PAGES_FILE = "text.json"
+# A PDF page whose embedded images are smaller than this is not worth OCR.
+MIN_OCR_IMAGE_PIXELS = 64 * 64
+
+
+def has_text(mime_type: str | None) -> bool:
+    return mime_type in TEXT_TYPES or mime_type in RENDERABLE_TYPES
+
+
+def needs_ocr(mime_type: str | None) -> bool:
+    return mime_type in RENDERABLE_TYPES
+
+
+class TextService:
+    def __init__(self, settings: Settings, store: ContentStore, cache: DerivedCache):
+        self.settings = settings
+        self.store = store
+        self.cache = cache
+
+    def state(self, content_hash: str) -> dict[str, Any] | None:
+        return self.cache.metadata(content_hash).get("text")
+
+    def read_pages(self, content_hash: str) -> dict[str, Any]:
+        with open(self.cache.path(content_hash, PAGES_FILE), "rb") as fh:
+            return json.loads(fh.read())
+
+    def text_path(self, content_hash: str):
+        return self.cache.path(content_hash, TEXT_FILE)
+
+    # -- producing -----------------------------------------------------------------
+
+    def _publish(self, content_hash: str, result: Extraction, state: dict[str, Any]) -> dict[str, Any]:
+        document = {"source": result.source, "pageCount": result.page_count, "truncated": result.truncated,
+                    "properties": result.properties, "pages": result.pages, **result.extra}
+        text = result.text
+        self.cache.write_file(content_hash, TEXT_FILE, lambda fh: fh.write(text.encode("utf-8")))
+        self.cache.write_file(content_hash, PAGES_FILE,
+                              lambda fh: fh.write(json.dumps(document, ensure_ascii=False).encode("utf-8")))
+        state = {"status": "done", "source": result.source, "pageCount": result.page_count,
+                 "chars": len(text), "truncated": result.truncated, "processedAt": now_iso(), **state}
+        self.cache.update_metadata(content_hash, lambda m: m.__setitem__("text", state))
+        return state
+
+    def record_failure(self, content_hash: str, code: str, message: str) -> None:
+        state = {"status": "failed", "error": code, "message": message, "processedAt": now_iso()}
+        self.cache.update_metadata(content_hash, lambda m: m.__setitem__("text", state))
+
+    def extract(self, content_hash: str) -> dict[str, Any]:
+        """The `text` job: PDF/DOCX/plain text. Returns its state; raises ExtractionError."""
+        meta = self.store.metadata(content_hash)
+        result = extract(self.store.original_path(content_hash), meta["mimeType"], self.settings)
+        extra: dict[str, Any] = {}
+        if meta["mimeType"] == PDF_TYPE and result.pages_without_text:
+            extra["ocr"] = {"status": "pending", "pages": result.pages_without_text}
+        return self._publish(content_hash, result, extra)
+
+    def ocr_image(self, content_hash: str) -> dict[str, Any]:
+        """The `ocr` job for an image upload."""
+        path = self.store.original_path(content_hash)
+        with open_checked(path, self.settings) as im:
+            try:
+                im.seek(0)
+                im.load()
+            except (OSError, SyntaxError, ValueError, EOFError) as exc:
+                raise ImageUnreadable(f"the image cannot be decoded: {exc}") from None
+            ocr = run_tesseract(im, self.settings)
+        result = Extraction("ocr", [{"page": 1, "text": ocr.text, "confidence": ocr.confidence}], page_count=1)
+        result.pages, result.truncated = clip_pages(result.pages, self.settings.text_max_chars)
+        return self._publish(content_hash, result, {"confidence": ocr.confidence, "words": ocr.words})
+
+    def ocr_pdf_pages(self, content_hash: str, pages: list[int]) -> dict[str, Any]:
+        """The `ocr` job for a PDF's pages without a text layer: OCR their embedded images."""
+        from falconproc.services.text import _open_pdf
+
+        reader = _open_pdf(self.store.original_path(content_hash))
+        document = self.read_pages(content_hash)
+        confidences = []
+        for number in pages:
+            page_texts = []
+            try:
+                images = list(reader.pages[number - 1].images)
+            except Exception:  # noqa: BLE001 - a broken image stream loses that page only
+                images = []
+            for embedded in images:
+                try:
+                    with Image.open(io.BytesIO(embedded.data)) as im:
+                        if im.width * im.height < MIN_OCR_IMAGE_PIXELS:
+                            continue
+                        im.load()
+                        ocr = run_tesseract(im, self.settings)
+                except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+                    continue
+                if ocr.text:
+                    page_texts.append(ocr.text)
+                    if ocr.confidence is not None:
+                        confidences.append(ocr.confidence)
+            for page in document["pages"]:
+                if page["page"] == number and page_texts:
+                    page["text"] = "\n".join(page_texts)
+                    page["source"] = "ocr"
+        result = Extraction("pdf+ocr" if confidences else document["source"], document["pages"],
+                            properties=document.get("properties", {}), page_count=document.get("pageCount", 0),
+                            truncated=document.get("truncated", False))
+        result.pages, clipped = clip_pages(result.pages, self.settings.text_max_chars)
+        result.truncated = result.truncated or clipped
+        confidence = round(sum(confidences) / len(confidences), 2) if confidences else None
+        return self._publish(content_hash, result, {"ocr": {"status": "done", "pages": pages,
+                                                            "confidence": confidence}})
