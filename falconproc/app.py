@@ -23,7 +23,7 @@ from falconproc.errors import (
 from falconproc.governor import MemoryGovernor
 from falconproc.jobs import registry
 from falconproc.observability.health import HealthService
-from falconproc.observability.metrics import MetricsMiddleware, MetricsResource
+from falconproc.observability.metrics import MetricsMiddleware, MetricsResource, ServiceStateCollector
 from falconproc.resources.content import MetadataResource, OriginalResource, require_hash
 from falconproc.resources.errors import ApiError, error_body
 from falconproc.resources.health import HealthResource
@@ -122,7 +122,7 @@ def create_app(settings: Settings | None = None, *, store: ContentStore | None =
     app.add_route("/optimize-for-ai", OptimizeResource(images))
     app.add_sink(_cache_fallback, prefix="/cache/")
     app.add_route("/health", HealthResource(health))
-    app.add_route("/metrics", MetricsResource())
+    app.add_route("/metrics", MetricsResource(ServiceStateCollector(queue.stats, governor, store)))
     app.add_route("/jobs/{job_id}", JobResource(queue))
 
     # Most general first: Falcon picks the most specific handler for an exception's MRO.

@@ -35,6 +35,7 @@ from falconproc.config import Settings
 from falconproc.governor import MemoryGovernor
 from falconproc.jobs import registry
 from falconproc.jobs.registry import JobContext, PermanentJobError
+from falconproc.observability import metrics
 from falconproc.queue import DEAD, Job, JobNotFound, JobQueue
 
 log = logging.getLogger("falconproc.supervisor")
@@ -258,10 +259,13 @@ class Supervisor:
             self.running.remove(r)
             status, value = outcome
             if status == "crash":
+                metrics.JOBS.labels(r.job.type, "crash").inc()
                 code = r.proc.process.exitcode
                 r.proc.kill()
                 self._fail(r.job, f"job process died (exit code {code})")
                 continue
+            metrics.JOB_SECONDS.labels(r.job.type).observe(now - r.started)
+            metrics.JOBS.labels(r.job.type, "done" if status == "ok" else "error").inc()
             self._release_process(r)
             if status == "ok":
                 self._complete(r.job, value)
@@ -288,6 +292,7 @@ class Supervisor:
             elif r.proc.rss() > self.settings.job_memory_max_bytes:
                 reason = f"exceeded the job memory limit of {self.settings.job_memory_max_bytes} bytes"
             if reason:
+                metrics.JOBS.labels(r.job.type, "killed").inc()
                 self.running.remove(r)
                 r.proc.kill()
                 self._fail(r.job, reason)
