@@ -258,7 +258,13 @@ def settings_markdown() -> str:
         elif f.default_factory is _default_workers:
             default = "2 per core (2..8)"
         else:
-            default = "./" + str(f.default_factory().relative_to(Path.cwd()))
+            default = f.default_factory()
+        if isinstance(default, Path):
+            default = "./" + str(default.relative_to(Path.cwd()))
+        elif isinstance(default, dict):
+            default = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in default.items())
+        elif isinstance(default, tuple):
+            default = ",".join(default) if default else None
         shown = "unset" if default is None else f"`{default}`"
         rows.append(f"| `{f.metadata['env']}` | {shown} | {f.metadata['doc']} |")
     return "\n".join(rows)
