@@ -155,6 +155,8 @@ class Settings:
                             "threads per web worker (gthread): a slow client ties up a thread, not a process")
     worker_timeout: int = knob("WORKER_TIMEOUT", 120, _int_range(5, 3600),
                                "seconds a web worker may hang before gunicorn kills and replaces it")
+    client_timeout: int = knob("CLIENT_TIMEOUT", 30, _int_range(1, 3600),
+                               "seconds a client may stall mid-request (no bytes at all) before it is dropped")
     keepalive: int = knob("KEEPALIVE", 5, _int_range(0, 300), "seconds an idle keep-alive connection is held")
     max_requests: int = knob("MAX_REQUESTS", 5000, _int_range(0),
                              "recycle a web worker after this many requests, jittered by 10% (0: never)")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -56,7 +58,7 @@ def on_starting(server) -> None:
     for path in (_settings.file_storage_path, _settings.cache_path, _settings.queue_path):
         path.mkdir(parents=True, exist_ok=True)
     store = create_store(_settings)
-    swept = store.sweep_temp()
+    swept = store.sweep_temp(at_startup=True)
     logging.getLogger("gunicorn.error").info(
         "falconproc starting: store %s, %d stale temp entries swept", _settings.file_storage_path, swept)
 
@@ -105,6 +107,11 @@ _keeper = SupervisorKeeper()
 
 
 def when_ready(server) -> None:
+    # gthread workers wait on a stalled client forever; a receive timeout on the
+    # listening sockets (inherited by accepted ones) makes them give up on it.
+    timeout = struct.pack("ll", _settings.client_timeout, 0)
+    for listener in server.LISTENERS:
+        listener.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeout)
     if _settings.run_supervisor:
         _keeper.start()
 

@@ -53,17 +53,25 @@ class Service:
                 if requests.get(self.url + "/health", timeout=1).status_code == 200 and len(self.worker_pids()) >= int(
                         self.env.get("WEB_WORKERS", "1")):
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or a worker still booting
                 pass
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"service did not become healthy:\n{self.log()}")
 
     def worker_pids(self) -> list[int]:
+        """gunicorn's web workers (not the job supervisor, which is also the master's child)."""
+        return [p.pid for p in self._children() if "falconproc.cli worker" not in " ".join(_cmdline(p))]
+
+    def supervisor_pid(self) -> int | None:
+        found = [p.pid for p in self._children() if "falconproc.cli worker" in " ".join(_cmdline(p))]
+        return found[0] if found else None
+
+    def _children(self) -> list[psutil.Process]:
         if not self.proc:
             return []
         try:
-            return [c.pid for c in psutil.Process(self.proc.pid).children()]
+            return psutil.Process(self.proc.pid).children()
         except psutil.NoSuchProcess:
             return []
 
@@ -79,6 +87,13 @@ class Service:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
 
 
 def make_service(base: Path, **overrides: str) -> Service:

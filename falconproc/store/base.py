@@ -93,5 +93,5 @@ class ContentStore(ABC):
         """(number of stored files, their total size)."""
 
     @abstractmethod
-    def sweep_temp(self) -> int:
+    def sweep_temp(self, *, at_startup: bool = False) -> int:
         """Remove temp files of uploads whose process died. Returns how many."""

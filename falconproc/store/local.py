@@ -39,12 +39,22 @@ class LocalPendingUpload(PendingUpload):
     """A private, flock-held directory under .tmp with the ``original`` being written."""
 
     def __init__(self, tmp_root: Path):
-        self.dir = tmp_root / f"up-{os.getpid()}-{uuid.uuid4().hex}"
-        os.mkdir(self.dir, 0o755)
         # The lock tells the sweeper this upload's process is alive; the kernel drops
-        # it if the process dies, even by SIGKILL.
-        self.lock = DirectoryLock(self.dir)
-        self.lock.acquire()
+        # it if the process dies, even by SIGKILL. A sweep can slip in between mkdir
+        # and flock and remove the unlocked directory: then start again.
+        for _ in range(5):
+            self.dir = tmp_root / f"up-{os.getpid()}-{uuid.uuid4().hex}"
+            os.mkdir(self.dir, 0o755)
+            self.lock = DirectoryLock(self.dir)
+            try:
+                self.lock.acquire()
+            except FileNotFoundError:
+                continue
+            if os.fstat(self.lock.fd).st_nlink > 0:
+                break
+            self.lock.release()
+        else:
+            raise OSError(errno.EAGAIN, "could not create an upload directory")
         self.path = self.dir / "original"
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
 
@@ -76,37 +86,49 @@ class LocalContentStore(ContentStore):
     def commit(self, pending: PendingUpload, content_hash: str, metadata: dict[str, Any],
                record: UploadRecord) -> tuple[dict[str, Any], bool]:
         assert isinstance(pending, LocalPendingUpload)
-        self._check_hash(content_hash)
-        final = self.root / content_hash
         try:
+            final = self._entry(content_hash)
             if self.fsync:
                 os.fsync(pending.fd)  # a failure is final: abort below, never retry
             pending.close_fd()
             if final.exists():
                 pending.abort()
-                return self.add_upload(content_hash, record), False
+                return self._existing(content_hash, record), False
+            # atomic_write_json fsyncs the file and the pending directory.
             atomic_write_json(pending.dir / "metadata.json", metadata, fsync=self.fsync)
-            if self.fsync:
-                fsync_dir(pending.dir)
             try:
                 os.rename(pending.dir, final)
             except OSError as exc:
                 if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise
                 pending.abort()  # a concurrent upload of the same bytes won the rename
-                return self.add_upload(content_hash, record), False
+                return self._existing(content_hash, record), False
             pending.lock.release()
             if self.fsync:
-                fsync_dir(self.root)
+                try:
+                    fsync_dir(self.root)
+                except OSError:
+                    # Not durable, so not stored: withdraw the entry before failing.
+                    withdrawn = self.tmp_root / f"withdrawn-{uuid.uuid4().hex}"
+                    os.rename(final, withdrawn)
+                    shutil.rmtree(withdrawn, ignore_errors=True)
+                    raise
             self._usage = None
             return metadata, True
         except BaseException:
             pending.abort()
             raise
 
+    def _existing(self, content_hash: str, record: UploadRecord) -> dict[str, Any]:
+        metadata = self.add_upload(content_hash, record)
+        if self.fsync:
+            # The winner may not have made its rename durable yet; this answer promises it too.
+            fsync_dir(self.root)
+        return metadata
+
     def add_upload(self, content_hash: str, record: UploadRecord) -> dict[str, Any]:
         """Append a drive/user to an entry's uploader list without losing concurrent updates."""
-        entry = self.root / content_hash
+        entry = self._entry(content_hash)
         with DirectoryLock(entry):
             metadata = read_json(entry / "metadata.json")
             uploads = metadata.setdefault("uploads", [])
@@ -183,7 +205,9 @@ class LocalContentStore(ContentStore):
             self._usage = (now, (files, total), stamp)
             return files, total
 
-    def sweep_temp(self) -> int:
+    def sweep_temp(self, *, at_startup: bool = False) -> int:
+        """Remove what dead uploads left. At start-up no writer is alive, so every loose
+        temp file goes; later only files past STALE_TEMP_FILE_SECONDS."""
         removed = 0
         now = time.time()
         with os.scandir(self.tmp_root) as entries:
@@ -203,7 +227,7 @@ class LocalContentStore(ContentStore):
                         lock.release()
                 else:
                     try:
-                        if now - entry.stat().st_mtime > STALE_TEMP_FILE_SECONDS:
+                        if at_startup or now - entry.stat().st_mtime > STALE_TEMP_FILE_SECONDS:
                             os.unlink(path)
                             removed += 1
                     except FileNotFoundError:

@@ -1,0 +1,88 @@
+"""A nearly full filesystem (a small tmpfs): 507, nothing left behind, healthy, works once freed."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import sha256, stored_entries, temp_entries, upload
+from tests.reliability._util import chunks, text_blob
+
+pytestmark = [pytest.mark.blackbox, pytest.mark.root]
+
+TMPFS_SIZE = 8 * 1024 * 1024
+LEFT_FREE = 1024 * 1024  # what the ballast leaves
+UPLOAD_SIZE = 3 * 1024 * 1024  # bigger than what is left
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path) -> Path:
+    mountpoint = tmp_path / "tmpfs"
+    mountpoint.mkdir()
+    try:
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0755", "tmpfs",
+                               str(mountpoint)], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"cannot mount a tmpfs ({exc}); ENOSPC is covered by tests/unit/test_fault_injection.py")
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs (needs root / CAP_SYS_ADMIN): {proc.stderr.strip()}; "
+                    "ENOSPC is covered by fault injection in tests/unit/test_fault_injection.py")
+    try:
+        yield mountpoint
+    finally:
+        if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
+
+
+def _free(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def test_upload_to_a_full_disk_gets_507_leaves_nothing_and_succeeds_after_freeing(small_tmpfs, fresh_service):
+    # small_tmpfs is requested first, so it is unmounted after fresh_service has stopped the service.
+    files = small_tmpfs / "files"
+    svc = fresh_service(FILE_STORAGE_PATH=str(files), STORAGE_RESERVE_BYTES="0", WEB_WORKERS="1",
+                        READ_CHUNK_BYTES="65536")
+    assert os.path.ismount(small_tmpfs)
+
+    ballast = small_tmpfs / "ballast"
+    with open(ballast, "wb") as fh:
+        fh.write(b"\0" * (_free(small_tmpfs) - LEFT_FREE))
+    assert _free(small_tmpfs) < UPLOAD_SIZE
+    data = text_blob("does-not-fit", UPLOAD_SIZE)
+    digest = sha256(data)
+
+    # Streamed (no Content-Length): admission cannot know the size; the write hits ENOSPC.
+    resp = upload(svc, iter(chunks(data, 256 * 1024)), headers={"x-content-sha256": digest})
+    assert resp.status_code == 507, resp.text
+    assert resp.headers["content-type"].startswith("application/json")
+    assert resp.json()["error"] == "insufficient_storage"
+    assert stored_entries(files) == [] and temp_entries(files) == []
+    assert _free(small_tmpfs) >= LEFT_FREE - 64 * 1024, "the partial bytes must have been deleted"
+
+    # With Content-Length: refused at admission, before reading.
+    resp = upload(svc, data, headers={"x-content-sha256": digest})
+    assert resp.status_code == 507, resp.text
+    assert resp.json()["error"] == "insufficient_storage"
+    assert stored_entries(files) == [] and temp_entries(files) == []
+
+    # Still healthy, and small uploads still fit.
+    health = requests.get(svc.url + "/health", timeout=5)
+    assert health.status_code == 200
+    assert health.json()["storage"]["availableSpace"] < UPLOAD_SIZE
+    small = text_blob("fits", 10_000)
+    assert upload(svc, small).status_code == 201
+
+    # Free the space: the same upload goes through.
+    ballast.unlink()
+    resp = upload(svc, iter(chunks(data, 256 * 1024)), headers={"x-content-sha256": digest})
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["contentHash"] == digest and resp.json()["isNew"] is True
+    got = requests.get(f"{svc.url}/cache/{digest}/original", timeout=10)
+    assert got.status_code == 200 and got.content == data
+    assert temp_entries(files) == []
+    assert sorted(stored_entries(files)) == sorted([digest, sha256(small)])
