@@ -31,7 +31,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from falconproc.jobs.supervisor import run_supervisor
 
+    from falconproc.observability.runtime import set_service_root
+
     settings = _load_settings()
+    if args.service_root_pid:
+        set_service_root(args.service_root_pid)
     logging.basicConfig(level=settings.log_level.upper(), format="[%(asctime)s] [%(process)d] %(levelname)s %(name)s: %(message)s")
     run_supervisor(settings)
     return 0
@@ -100,8 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="falconproc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the service under gunicorn").set_defaults(func=cmd_serve)
-    sub.add_parser("worker", help="run the job supervisor alone (e.g. in its own container)").set_defaults(
-        func=cmd_worker)
+    worker = sub.add_parser("worker", help="run the job supervisor alone (e.g. in its own container)")
+    worker.add_argument("--service-root-pid", type=int, default=0,
+                        help="measure memory over this process's tree (set by `serve`)")
+    worker.set_defaults(func=cmd_worker)
     doctor = sub.add_parser("doctor", help="report the implementation, paths and tools in use")
     doctor.add_argument("--require-native", action="store_true", help="exit 1 unless the compiled module loaded")
     doctor.set_defaults(func=cmd_doctor)

@@ -79,7 +79,9 @@ class SupervisorKeeper:
         self.thread.start()
 
     def _spawn(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "falconproc.cli", "worker"])
+        # The supervisor's memory governor must see the whole tree, rooted at this master.
+        self.proc = subprocess.Popen([sys.executable, "-m", "falconproc.cli", "worker",
+                                      "--service-root-pid", str(os.getpid())])
 
     def _watch(self) -> None:
         log = logging.getLogger("gunicorn.error")

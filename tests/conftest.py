@@ -26,9 +26,9 @@ def fresh_service(tmp_path):
     started: list[Service] = []
 
     def start(**env: str) -> Service:
-        svc = make_service(tmp_path / f"svc{len(started)}", **env).start()
-        started.append(svc)
-        return svc
+        svc = make_service(tmp_path / f"svc{len(started)}", **env)
+        started.append(svc)  # registered first: stopped even if start() fails half-way
+        return svc.start()
 
     yield start
     for svc in started:

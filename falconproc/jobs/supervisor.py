@@ -43,6 +43,7 @@ log = logging.getLogger("falconproc.supervisor")
 PR_SET_PDEATHSIG = 1
 LOOP_INTERVAL = 0.05
 REAP_INTERVAL = 2.0
+PRUNE_INTERVAL = 600.0
 DEFAULT_TIMEOUT = 60.0
 
 
@@ -148,6 +149,7 @@ class Supervisor:
         self.parent_pid = os.getppid()
         self._last_reap = 0.0
         self._last_heartbeat = 0.0
+        self._last_prune = 0.0
 
     # -- configuration -----------------------------------------------------------
 
@@ -192,6 +194,9 @@ class Supervisor:
         if now - self._last_reap > REAP_INTERVAL:
             self.queue.reap(self.settings.job_lease_seconds, alive=self._claimer_alive)
             self._last_reap = now
+        if now - self._last_prune > PRUNE_INTERVAL:
+            self.queue.prune_done()
+            self._last_prune = now
         busy |= self._start_admitted(now)
         busy |= self._claim_more(now)
         return busy
@@ -205,7 +210,7 @@ class Supervisor:
                 # not taken from other supervisors only to sit here.
                 if not self.governor.admits_job(jt.memory_estimate(Job("", job_type, "")),
                                                 pending_estimates=self._pending_estimates()):
-                    return started
+                    break  # this type waits for memory; a smaller type may still fit
                 job = self.queue.claim([job_type], self.identity)
                 if job is None:
                     break
@@ -345,6 +350,7 @@ class Supervisor:
         """Let running jobs finish within the grace period; return the rest untouched."""
         deadline = time.monotonic() + self.settings.graceful_timeout
         while any(r.proc is not None for r in self.running) and time.monotonic() < deadline:
+            self._enforce_limits(time.monotonic())
             if not self._collect(time.monotonic()):
                 time.sleep(LOOP_INTERVAL)
             if time.monotonic() - self._last_heartbeat > self.settings.job_lease_seconds / 3:

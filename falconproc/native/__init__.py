@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 
 from falconproc.native._ingest_py import IngestProbe as PyIngestProbe
+from falconproc.native._plan_types import ResizePlan, ResizeStep
+from falconproc.native._resize_py import plan_resize as py_plan_resize
 from falconproc.native._types import ProbeResult
 
 NO_EXTENSIONS = bool(os.environ.get("FALCONPROC_NO_EXTENSIONS"))
@@ -30,4 +32,17 @@ else:
     IngestProbe = PyIngestProbe
     IMPLEMENTATION = "python"
 
-__all__ = ["IngestProbe", "PyIngestProbe", "CIngestProbe", "ProbeResult", "IMPLEMENTATION", "NO_EXTENSIONS"]
+c_plan_resize = None
+RESIZE_IMPORT_ERROR: str | None = None
+try:
+    from falconproc.native._resize_c import plan_resize as c_plan_resize  # type: ignore[no-redef]
+except ImportError as exc:  # not built: pure mode
+    RESIZE_IMPORT_ERROR = str(exc)
+
+if c_plan_resize is not None and not NO_EXTENSIONS:
+    plan_resize = c_plan_resize
+else:
+    plan_resize = py_plan_resize
+
+__all__ = ["IngestProbe", "PyIngestProbe", "CIngestProbe", "ProbeResult", "IMPLEMENTATION", "NO_EXTENSIONS",
+           "plan_resize", "py_plan_resize", "c_plan_resize", "ResizePlan", "ResizeStep"]

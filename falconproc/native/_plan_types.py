@@ -21,6 +21,10 @@ class ResizeStep:
     ``target_index`` of an earlier step's output), apply ``Image.reduce(reduce)``
     when ``reduce > 1``, then resample it to ``width`` x ``height`` with LANCZOS.
     When the source has exactly this size (a duplicate target) the step is a copy.
+    Resample the source's exact valid region: ``box=(0, 0, w/k, h/k)`` after a reduce
+    of a ``w`` x ``h`` source (reduce rounds up, its last row/column is partial), and
+    for the decoded image the draft's region ``(0, 0, W/s, H/s)`` carried through the
+    EXIF transpose (see the reference executor in tests/native/test_resize_plan.py).
     ``width``/``height`` are upright (after the EXIF orientation is applied).
     """
 

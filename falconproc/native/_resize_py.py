@@ -25,6 +25,14 @@ The plan, in the order the pipeline executes it:
 4. **Reduce + resample**: ``Image.reduce(k)`` with the largest k that keeps the
    source at least ``REDUCE_GAP`` times the output, then LANCZOS to the final size
    (what Pillow's ``resize(..., reducing_gap=2.0)`` does, but planned up front).
+
+The executor must resample the exact valid region (``box=``) in two places, as
+Pillow's own ``thumbnail()`` and ``resize(reducing_gap=...)`` do: the draft holds
+``w/s`` x ``h/s`` source-equivalent pixels (the last column/row is partial when s
+does not divide the side; after the EXIF transpose that edge may be the top or left),
+and ``reduce(k)`` of a ``sw`` x ``sh`` image holds ``sw/k`` x ``sh/k``. Ignoring the
+boxes shifts the output by up to half a pixel (measured down to 33.6 dB PSNR).
+tests/native/test_resize_plan.py has a reference executor.
 """
 from __future__ import annotations
 
@@ -49,21 +57,31 @@ __all__ = [
 # same margin as the reducing gap: below 2x a LANCZOS kernel resampling an already
 # resampled image compounds the two filters' blur/ringing measurably, at 2x and above
 # the intermediate has >= 4 pixels per output pixel, which is "full resolution" as far
-# as the final filter is concerned (measured: >= 38 dB PSNR against a direct resize
-# of the full image on the corpus, see tests/native/test_resize_plan.py), while the
+# as the final filter is concerned (measured: cascaded outputs >= 51 dB PSNR against a
+# direct resize of the full image on the corpus, see tests/native/test_resize_plan.py),
+# while the
 # work saved is large (e.g. the 200x125 thumbnail from the 800x500 preview instead of
-# from a 2560x1600 decode). A larger ratio rarely finds an intermediate at all among
+# from a 2560x1600 decode). The reduce() before that resample must be followed by
+# resize(..., box=(0, 0, src_w/k, src_h/k)) when k does not divide the source: without
+# it the storm photo's cascaded 200x133 thumbnail (800x533 -> reduce 2 -> 400x267)
+# measured 36.8 dB, with it 52.7 dB. A larger ratio rarely finds an intermediate at all among
 # the default presets (1920/2048 -> 800 is only 2.4x).
 CASCADE_MIN_RATIO = 2.0
 
 # A draft scale is chosen only if the decoded image stays >= DRAFT_MARGIN x every
-# output in both dimensions. libjpeg's scaled IDCT at 1/8 is a plain 8x8 block
-# average, so a decode barely larger than the output (margin 1.0) leaves the final
-# LANCZOS almost nothing to filter and its aliasing shows (measured 31-36 dB PSNR on
-# the photos of the corpus for a thumbnail-only plan). At 2.0 -- the same gap Pillow's
-# own Image.thumbnail() uses for its draft (reducing_gap=2.0) -- every corpus output
-# is >= 38 dB. See the report in tests/native/test_resize_plan.py for the numbers.
-DRAFT_MARGIN = 2.0
+# output in both dimensions (the planner's only quality knob besides the cascade
+# ratio). 1.0 -- "never upscale" and nothing more -- is enough, PROVIDED the executor
+# resamples the exact valid region of the draft: libjpeg's scaled decode of a side not
+# divisible by the scale ends in a partial pixel, so the image holds w/s (not
+# ceil(w/s)) source-equivalent pixels; resize(..., box=(0, 0, w/s, h/s)) (transposed
+# with the image) and, after reduce(k), box=(0, 0, src_w/k, src_h/k). Measured with
+# that executor: drafted outputs >= 46 dB PSNR against a direct LANCZOS resize of the
+# full image on the corpus and >= 42 dB over random boxes incl. odd-sized JPEGs, where
+# margins 1.5/2.0 bought nothing (worst cases there are tiny undrafted outputs).
+# WITHOUT the boxes, odd-sized JPEGs dropped to 33.6 dB at margin 1.0 and still 34.4 dB
+# at 1.5: the fix is the box, not a bigger decode. Raise this only if a real file
+# fails the 38 dB bar in tests/native/test_resize_plan.py.
+DRAFT_MARGIN = 1.0
 
 # Image.reduce(k) keeps the source at least REDUCE_GAP x the output before the final
 # LANCZOS, like Pillow's resize(reducing_gap=2.0).

@@ -19,6 +19,12 @@ def mark_service_root() -> None:
     _started_at = time.time()
 
 
+def set_service_root(pid: int) -> None:
+    """For a process started (not forked) by the root, e.g. the job supervisor."""
+    global _root_pid
+    _root_pid = pid
+
+
 def service_root_pid() -> int:
     return _root_pid or os.getpid()
 

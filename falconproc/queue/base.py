@@ -109,5 +109,8 @@ class JobQueue(ABC):
         """The queued or running job for this work, if any."""
 
     @abstractmethod
+    def pending_count(self) -> int: ...
+
+    @abstractmethod
     def stats(self) -> dict[str, int]:
         """{"pending", "processing", "failed" (dead-lettered), "done"}."""

@@ -176,10 +176,15 @@ class FlatFileQueue(JobQueue):
 
     def heartbeat(self, job: Job) -> None:
         now = self.clock()
-        try:
-            os.utime(self._path("claimed", job.id), (now, now))
-        except FileNotFoundError:
-            raise JobNotFound(job.id) from None
+        path = self._path("claimed", job.id)
+        with self._locked():
+            try:
+                current = Job.from_json(read_json(path))
+            except FileNotFoundError:
+                raise JobNotFound(job.id) from None
+            if (current.claimed_by, current.attempts) != (job.claimed_by, job.attempts):
+                raise JobNotFound(job.id)  # reaped and claimed again: no longer ours
+            os.utime(path, (now, now))
 
     def complete(self, job: Job, result: dict[str, Any] | None = None) -> Job:
         with self._locked():
@@ -266,13 +271,17 @@ class FlatFileQueue(JobQueue):
         return removed
 
     def get(self, job_id: str) -> Job:
-        return self._find(job_id)[1]
+        if not is_job_id(job_id):
+            raise JobNotFound(job_id)
+        with self._locked():  # a job moving between states must not look absent
+            return self._find(job_id)[1]
 
     def find(self, type: str, content_hash: str, variant: str = "") -> Job | None:
         """The queued or running job for this work, if any."""
         key = Job(id="", type=type, content_hash=content_hash, variant=variant).key
         try:
-            state, job = self._find(self._key_path(key).read_text())
+            with self._locked():
+                state, job = self._find(self._key_path(key).read_text())
         except (FileNotFoundError, JobNotFound):
             return None
         return job if state in ("pending", "claimed") else None

@@ -18,9 +18,8 @@ class QueueScheduler:
 
     def check_capacity(self) -> None:
         """Called before an upload's body is read: refuse early when the queue is full."""
-        stats = self.queue.stats()
         limit = getattr(self.queue, "max_pending", None)
-        if limit is not None and stats["pending"] >= limit:
+        if limit is not None and self.queue.pending_count() >= limit:
             raise QueueFull(f"the queue holds {limit} pending jobs")
 
     def jobs_for(self, content_hash: str, metadata: dict[str, Any], is_new: bool) -> list[dict[str, Any]]:

@@ -56,3 +56,27 @@ register(JobType("hang", _hang))
 register(JobType("crash", _crash))
 register(JobType("fail", _fail))
 register(JobType("hog", _hog))
+
+
+def _estimate_from_payload(job):
+    return int(job.payload.get("estimate", 64 * 1024 * 1024))
+
+
+# Like `work`, but with its own memory estimate (from the payload), as the image
+# pipeline supplies one from its resize plan: for memory-admission tests.
+register(JobType("sized", _work, estimate_memory=_estimate_from_payload))
+
+
+def _slow_hog(job, context):
+    """Grows by payload step_mb every payload interval seconds, up to max_mb, then idles."""
+    step = int(job.payload.get("step_mb", 16)) * 1024 * 1024
+    limit = int(job.payload.get("max_mb", 1024)) * 1024 * 1024
+    interval = float(job.payload.get("interval", 0.05))
+    chunks = []
+    while True:
+        if len(chunks) * step < limit:
+            chunks.append(bytearray(step))
+        time.sleep(interval)
+
+
+register(JobType("slowhog", _slow_hog))

@@ -1,0 +1,366 @@
+"""The job subsystem through the real service: gunicorn, its SupervisorKeeper, the
+`falconproc worker` supervisor and its job processes, over HTTP and the queue's
+flat files (opened from the test with the service's own settings)."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import statistics
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from falconproc.queue import DEAD, DONE
+from tests.blackbox._util import assert_error, unique_text
+from tests.conftest import stored_entries, temp_entries, upload
+from tests.queue._helpers import job_files, open_service_queue, random_hash, state_files, wait_for
+
+pytestmark = pytest.mark.blackbox
+
+MiB = 1024 * 1024
+API_FIELDS = {"id", "type", "contentHash", "status", "attempts", "lastError", "createdAt", "updatedAt"}
+JOB_ENV = {
+    "JOB_PLUGINS": "tests.jobs_plugin",
+    "JOB_BACKOFF_BASE": "0.1",
+    "JOB_BACKOFF_CAP": "1",
+    "JOB_LEASE_SECONDS": "3",
+}
+
+
+def get_job(svc, job_id: str) -> requests.Response:
+    return requests.get(f"{svc.url}/jobs/{job_id}", timeout=10)
+
+
+def health(svc) -> dict:
+    resp = requests.get(svc.url + "/health", timeout=10)
+    assert resp.status_code == 200
+    return resp.json()
+
+
+def queue_counts(svc) -> dict:
+    queue = health(svc)["queue"]
+    return {key: queue[key] for key in ("pending", "processing", "failed")}
+
+
+def supervisor_of(svc) -> psutil.Process | None:
+    """The `falconproc.cli worker` child of the gunicorn master."""
+    try:
+        children = psutil.Process(svc.proc.pid).children()
+    except psutil.NoSuchProcess:
+        return None
+    for child in children:
+        try:
+            cmd = child.cmdline()
+            if "falconproc.cli" in cmd and "worker" in cmd and child.status() != psutil.STATUS_ZOMBIE:
+                return child
+        except psutil.Error:
+            continue
+    return None
+
+
+def job_processes(sup: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [c for c in sup.children() if c.status() != psutil.STATUS_ZOMBIE]
+    except psutil.Error:
+        return []
+
+
+def processes_of_queue(queue_path: str) -> list[psutil.Process]:
+    """Every live `falconproc.cli worker` process (supervisor or job) of this service."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            cmd = proc.info["cmdline"] or []
+            if "falconproc.cli" in cmd and "worker" in cmd and proc.info["status"] != psutil.STATUS_ZOMBIE \
+                    and proc.environ().get("QUEUE_PATH") == queue_path:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+# -- GET /jobs/{id} ----------------------------------------------------------------------
+
+
+def test_get_job_reaches_done_and_errors_for_bad_ids(fresh_service):
+    svc = fresh_service(**JOB_ENV)
+    queue = open_service_queue(svc)
+    job = queue.enqueue("work", random_hash(), payload={"seconds": 0.3})
+    failing = queue.enqueue("fail", random_hash())
+
+    seen = []
+
+    def done() -> dict | None:
+        resp = get_job(svc, job.id)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        seen.append(body["status"])
+        return body if body["status"] == "done" else None
+
+    body = wait_for(done, 20, 0.05, "the work job to be done")
+    assert API_FIELDS <= set(body)
+    assert body["id"] == job.id and body["type"] == "work" and body["contentHash"] == job.content_hash
+    assert body["attempts"] == 1 and body["lastError"] is None
+    assert body["createdAt"].endswith("Z") and body["updatedAt"] >= body["createdAt"]
+    assert set(seen) <= {"queued", "running", "done"}
+    assert Path(body["result"]["output"]).read_text() == job.content_hash
+    assert get_job(svc, job.id).headers.get("Cache-Control") == "no-cache"
+
+    dead = wait_for(lambda: (b := get_job(svc, failing.id).json()).get("status") == "dead" and b, 20, 0.1,
+                    "the failing job to be dead-lettered")
+    assert dead["attempts"] == 3 and dead["lastError"] == "ValueError: this job always fails"
+
+    assert_error(get_job(svc, "01-17000000000000000000-work-deadbeef"), 404, "not_found")
+    for bad in ("nope", "..%2F..%2Fetc%2Fpasswd", "%2e%2e", "x" * 300, job.id.upper(), job.id + "%0A",
+                job.id[:-1] + "g"):
+        resp = get_job(svc, bad)
+        assert resp.status_code in (400, 404), (bad, resp.status_code)
+        assert_error(resp, resp.status_code)
+
+
+# -- /health and a full queue --------------------------------------------------------
+
+
+def test_health_queue_counts_and_queue_full_503(fresh_service):
+    svc = fresh_service(**JOB_ENV, RUN_SUPERVISOR="0", MAX_QUEUE_SIZE="5")
+    assert supervisor_of(svc) is None
+    queue = open_service_queue(svc)
+    assert queue_counts(svc) == {"pending": 0, "processing": 0, "failed": 0}
+
+    for _ in range(3):
+        queue.enqueue("work", random_hash())
+    queue.enqueue("fail", random_hash(), max_attempts=1)
+    queue.claim(["work"], "test:1")
+    queue.fail(queue.claim(["fail"], "test:1"), "boom")
+    for _ in range(4):  # every web worker answers the same
+        assert queue_counts(svc) == {"pending": 2, "processing": 1, "failed": 1}
+
+    resp = upload(svc, unique_text())  # 2 of 5 pending: accepted
+    assert resp.status_code == 201
+    created = resp.json()["jobs"]  # the upload lists the jobs it queued (a text job here)
+    assert created and all(set(j) == {"id", "type", "status"} and j["status"] == "queued" for j in created)
+    for j in created:
+        assert get_job(svc, j["id"]).json()["type"] == j["type"]
+    while queue.stats()["pending"] < 5:
+        queue.enqueue("work", random_hash())
+    before = stored_entries(svc.files)
+
+    data = unique_text()
+    resp = upload(svc, data)
+    body = assert_error(resp, 503, "overloaded")
+    assert int(resp.headers["Retry-After"]) > 0
+    assert "queue" in body["message"]
+    assert stored_entries(svc.files) == before, "a refused upload must store nothing"
+    assert temp_entries(svc.files) == []
+    assert health(svc)["queue"]["pending"] == 5
+
+    queue.claim(["work"], "test:1")  # room again: the client's retry is accepted
+    assert upload(svc, data).status_code == 201
+
+
+# -- hung and hogging jobs do not disturb uploads ------------------------------------------
+
+
+def test_hung_and_hogging_jobs_are_killed_while_uploads_are_answered(fresh_service):
+    svc = fresh_service(**JOB_ENV, JOB_TIMEOUTS="hang=3", JOB_MEMORY_MAX_BYTES=str(300 * MiB),
+                        JOB_MAX_ATTEMPTS="2", JOB_CONCURRENCY="hang=1,hog=1", MAX_QUEUE_SIZE="1000")
+    queue = open_service_queue(svc)
+    hang = queue.enqueue("hang", random_hash())
+    hog = queue.enqueue("hog", random_hash())
+    wait_for(lambda: get_job(svc, hang.id).json()["status"] == "running", 15, 0.05, "the hang job to run")
+
+    # uploads (each also queues a text job) all through the hang's two 3 s attempts
+    latencies = []
+    while_hung = 0
+    for _ in range(25):
+        started = time.monotonic()
+        resp = upload(svc, unique_text())
+        latencies.append(time.monotonic() - started)
+        assert resp.status_code == 201, resp.text
+        assert latencies[-1] < 5, f"an upload took {latencies[-1]:.1f}s while the jobs ran"
+        assert requests.get(svc.url + f"/cache/{resp.json()['contentHash']}/metadata", timeout=5).status_code == 200
+        while_hung += get_job(svc, hang.id).json()["status"] == "running"
+        time.sleep(0.1)
+    assert while_hung >= 10, "the uploads did not overlap the hung job"
+
+    def both_dead():
+        return all(get_job(svc, j.id).json()["status"] in ("dead", "done") for j in (hang, hog))
+
+    wait_for(both_dead, 30, 0.1, "the hang and hog jobs to be dead-lettered")
+    hung, hogged = get_job(svc, hang.id).json(), get_job(svc, hog.id).json()
+    assert hung["status"] == "dead" and "timed out" in hung["lastError"], hung
+    assert hogged["status"] == "dead" and "memory" in hogged["lastError"], hogged
+    assert hung["attempts"] == 2 and hogged["attempts"] == 2
+    print(f"\n[hang/hog] {len(latencies)} uploads ({while_hung} while the hung job spun): max {max(latencies) * 1000:.0f} ms, "
+          f"median {statistics.median(latencies) * 1000:.0f} ms")
+    sup = supervisor_of(svc)
+    assert sup is not None, "the supervisor survived"
+    assert all(p.memory_info().rss < 300 * MiB for p in job_processes(sup)), "the hog's process is gone"
+
+
+# -- memory admission sees the whole service tree ----------------------------------------
+
+
+def test_supervisor_admission_counts_the_whole_service_tree(fresh_service):
+    """The governor must measure the gunicorn master, web workers, supervisor and job
+    processes together. With a limit that the whole tree plus a job's estimate exceeds
+    (while the supervisor's own process plus even the biggest default estimate, an
+    image's 256 MiB, would fit), a job must wait instead of starting."""
+    # Measure the tree of an identical service first, then set the limit between the
+    # tree's size and the tree plus one job, so only a whole-tree view refuses the job.
+    probe = fresh_service(**JOB_ENV, MEMORY_HIGH_WATER="1.0", WEB_WORKERS="6", RUN_SUPERVISOR="0")
+    time.sleep(0.5)
+    tree = health(probe)["memory"]["used"]
+    probe.stop()
+    estimate = 64 * MiB  # the default estimate of a `work` job
+    limit = tree + 40 * MiB
+    svc = fresh_service(**JOB_ENV, MEMORY_LIMIT_BYTES=str(limit), MEMORY_HEADROOM_BYTES="0",
+                        MEMORY_HIGH_WATER="1.0", WEB_WORKERS="6")
+    sup = wait_for(lambda: supervisor_of(svc), 10, 0.1, "the supervisor")
+    time.sleep(0.5)
+    used = health(svc)["memory"]["used"]
+    sup_rss = sup.memory_info().rss
+    assert used + estimate > limit, f"the tree ({used // MiB} MiB) shrank below the measured {tree // MiB} MiB"
+    assert sup_rss + estimate < limit, "the supervisor alone would already be refused"
+    queue = open_service_queue(svc)
+    job = queue.enqueue("work", random_hash(), payload={"seconds": 0})
+    time.sleep(3)
+    status = queue.get(job.id).status
+    assert status == "queued", (
+        f"a job was admitted ({status}) although the service tree uses {used // MiB} MiB and the job needs "
+        f"{estimate // MiB} MiB more under a {limit // MiB} MiB limit: the supervisor measured only its own "
+        f"processes ({sup_rss // MiB} MiB), not the gunicorn tree it runs in")
+
+
+# -- crash test ------------------------------------------------------------------------------
+
+
+def test_random_sigkills_of_jobs_and_supervisor_lose_nothing(fresh_service):
+    svc = fresh_service(**JOB_ENV, JOB_CONCURRENCY="work=3", MAX_QUEUE_SIZE="1000", WEB_WORKERS="1")
+    queue_path = svc.env["QUEUE_PATH"]
+    root = Path(queue_path)
+    queue = open_service_queue(svc)
+    rng = random.Random(int(os.environ.get("CRASH_SEED", "0")) or None)
+    jobs = {}
+    for _ in range(200):
+        job = queue.enqueue("work", random_hash(), payload={"seconds": round(rng.uniform(0.02, 0.2), 3)})
+        jobs[job.id] = job
+    max_attempts = queue.max_attempts
+
+    sup = wait_for(lambda: supervisor_of(svc), 10, 0.05, "the supervisor")
+    job_kills = sup_kills = 0
+    recoveries: list[dict] = []
+    rss_samples: list[int] = []
+    proc_samples: list[int] = []
+    next_sup_kill = time.monotonic() + 2.5
+    next_health = 0.0
+    burst_end = time.monotonic() + 15
+    while time.monotonic() < burst_end:
+        stats = queue.stats()
+        if stats["pending"] + stats["processing"] == 0:
+            break
+        now = time.monotonic()
+        if now >= next_health:
+            memory = health(svc)["memory"]
+            rss_samples.append(memory["rss"])
+            proc_samples.append(memory["processes"])
+            next_health = now + 0.5
+        sup = supervisor_of(svc)
+        if sup is None:
+            time.sleep(0.05)
+            continue
+        if now >= next_sup_kill:
+            recoveries.append(_kill_supervisor_and_time_recovery(svc, sup, root))
+            sup_kills += 1
+            next_sup_kill = time.monotonic() + rng.uniform(2.0, 3.0)
+            continue
+        children = job_processes(sup)
+        if children:
+            try:
+                rng.choice(children).send_signal(signal.SIGKILL)
+                job_kills += 1
+            except psutil.Error:
+                pass
+        time.sleep(rng.uniform(0.05, 0.3))
+    burst_seconds = 15 - max(burst_end - time.monotonic(), 0)
+
+    def drained():
+        stats = queue.stats()
+        return stats["pending"] + stats["processing"] == 0
+
+    wait_for(drained, 90, 0.2, "the queue to drain after the burst")
+    files = state_files(root)
+    located = {}
+    for state, ids in files.items():
+        for job_id in ids:
+            assert job_id not in located, f"{job_id} is in {located[job_id]} and {state}"
+            located[job_id] = state
+    assert set(located) == set(jobs), "a job was lost or invented"
+    assert files["claimed"] == [] and files["pending"] == [], "orphaned claims"
+    done_jobs, dead_jobs = job_files(root, "done"), job_files(root, "dead")
+    for job_id, data in {**done_jobs, **dead_jobs}.items():
+        assert 1 <= data["attempts"] <= max_attempts, (job_id, data["attempts"])
+    for job_id, data in done_jobs.items():
+        output = root.parent / "outputs" / job_id
+        assert output.read_text() == jobs[job_id].content_hash, job_id
+        assert queue.get(job_id).status == DONE
+    for job_id, data in dead_jobs.items():
+        assert data["last_error"], f"dead job {job_id} without its last error"
+        assert queue.get(job_id).status == DEAD
+    # no job process outlived its supervisor: only the current supervisor and its pool remain
+    sup = wait_for(lambda: supervisor_of(svc), 10, 0.05, "the supervisor")
+    allowed = {sup.pid, *(p.pid for p in job_processes(sup))}
+    strays = [p.pid for p in processes_of_queue(queue_path) if p.pid not in allowed]
+    assert strays == [], f"orphaned job processes {strays}"
+
+    back = [r["back_to_running"] for r in recoveries if r["back_to_running"] is not None]
+    attempts = [d["attempts"] for d in {**done_jobs, **dead_jobs}.values()]
+    print(f"\n[crash] {len(jobs)} jobs, burst {burst_seconds:.1f} s: {job_kills} job-process kills, "
+          f"{sup_kills} supervisor kills; done {len(done_jobs)}, dead {len(dead_jobs)}; attempts "
+          f"histogram { {a: attempts.count(a) for a in sorted(set(attempts))} }; "
+          f"staging files left in tmp/: {len(os.listdir(root / 'tmp'))}")
+    for r in recoveries:
+        print(f"[crash] supervisor kill: {r['claimed']} claimed jobs, new supervisor after "
+              f"{r['new_supervisor']:.2f} s, all claimed jobs running again after "
+              f"{'-' if r['back_to_running'] is None else format(r['back_to_running'], '.2f')} s")
+    if back:
+        print(f"[crash] killed supervisor's jobs back to running: max {max(back):.2f} s, "
+              f"mean {statistics.mean(back):.2f} s")
+    if rss_samples:
+        print(f"[crash] tree RSS from /health during the burst: min {min(rss_samples) / MiB:.0f} MiB, "
+              f"mean {statistics.mean(rss_samples) / MiB:.0f} MiB, max {max(rss_samples) / MiB:.0f} MiB "
+              f"({len(rss_samples)} samples, {min(proc_samples)}-{max(proc_samples)} processes)")
+
+
+def _kill_supervisor_and_time_recovery(svc, sup: psutil.Process, root: Path) -> dict:
+    """SIGKILL the supervisor; time until the master's replacement is up and until every
+    job the dead one had claimed is running again (claimed by the new one, or finished)."""
+    old = f"{os.uname().nodename}:{sup.pid}"
+    claimed = [job_id for job_id, data in job_files(root, "claimed").items() if data.get("claimed_by") == old]
+    killed_at = time.monotonic()
+    sup.send_signal(signal.SIGKILL)
+    new_sup_after = back_after = None
+    pending = set(claimed)
+    deadline = killed_at + 20
+    while time.monotonic() < deadline and (new_sup_after is None or pending):
+        current = supervisor_of(svc)
+        if new_sup_after is None and current is not None and current.pid != sup.pid:
+            new_sup_after = time.monotonic() - killed_at
+        if pending:
+            claims = job_files(root, "claimed")
+            finished = set(os.listdir(root / "done")) | set(os.listdir(root / "dead"))
+            for job_id in list(pending):
+                data = claims.get(job_id)
+                if (data and data.get("claimed_by") != old) or f"{job_id}.json" in finished:
+                    pending.discard(job_id)
+            if not pending:
+                back_after = time.monotonic() - killed_at
+        time.sleep(0.02)
+    assert new_sup_after is not None, "the master did not restart the killed supervisor"
+    assert not pending, f"jobs of the killed supervisor never ran again: {sorted(pending)}"
+    return {"claimed": len(claimed), "new_supervisor": new_sup_after,
+            "back_to_running": back_after if claimed else None}
