@@ -54,6 +54,10 @@ def extensions():
             # OpenSSL's SHA-256 (SHA-NI where the CPU has it), called without the GIL.
             libraries=["crypto"],
         ),
+        Extension(
+            "falconproc.native._resize_c",
+            ["_native/_resize_c.pyx"],
+        ),
     ]
     return cythonize(exts, language_level=3, compiler_directives={"boundscheck": False, "wraparound": False})
 
