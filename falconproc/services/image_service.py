@@ -93,12 +93,12 @@ class ImageService:
         _, source = self._source(content_hash)
         try:
             with open_checked(source, self.settings) as im:
-                upright, plan = decode_for([_target(p) for p in presets], im)
+                decoded = decode_for([_target(p) for p in presets], im)
         except ImageUnreadable as exc:
             self.cache.update_metadata(content_hash, lambda m: m.update(
                 imageError={"error": "image_unreadable", "message": str(exc), "at": now_iso()}))
             raise
-        outputs = render(upright, plan, [_target(p) for p in presets])
+        outputs = render(decoded, [_target(p) for p in presets])
         entries: dict[str, Any] = {}
         for preset, out in zip(presets, outputs):
             size = self.cache.write_file(content_hash, preset.filename,
@@ -117,8 +117,8 @@ class ImageService:
         target = Target("optimized", max_size, max_size, "JPEG", quality)
         with self.slots.acquire(self.settings.image_sync_timeout):
             with open_checked(source, self.settings) as im:
-                upright, plan = decode_for([target], im)
-            (out,) = render(upright, plan, [target])
+                decoded = decode_for([target], im)
+            (out,) = render(decoded, [target])
             buffer = io.BytesIO()
             encode(out, "JPEG", quality, buffer)
         data = buffer.getvalue()

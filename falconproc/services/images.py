@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 from PIL import Image, ImageCms, ImageFile
 
 from falconproc import native
+from falconproc.native._plan_types import draft_request
 from falconproc.config import Settings
 from falconproc.errors import FalconprocError
 
@@ -138,38 +139,85 @@ def _to_8bit_rgb(im: Image.Image) -> Image.Image:
     return im
 
 
-def decode_for(targets: Iterable[Target], im: Image.Image) -> tuple[Image.Image, Any]:
-    """Decode once at the smallest sufficient scale; return the upright sRGB image and the plan."""
+def transposed_box(method: Image.Transpose, box: tuple[float, float, float, float], width: int,
+                   height: int) -> tuple[float, float, float, float]:
+    """Where the region ``box`` of a width x height image lands after ``transpose(method)``."""
+    w, h = width, height
+    T = Image.Transpose
+    move = {
+        T.FLIP_LEFT_RIGHT: lambda x, y: (w - x, y), T.FLIP_TOP_BOTTOM: lambda x, y: (x, h - y),
+        T.ROTATE_180: lambda x, y: (w - x, h - y), T.ROTATE_90: lambda x, y: (y, w - x),
+        T.ROTATE_270: lambda x, y: (h - y, x), T.TRANSPOSE: lambda x, y: (y, x),
+        T.TRANSVERSE: lambda x, y: (h - y, w - x),
+    }[method]
+    (x0, y0), (x1, y1) = move(box[0], box[1]), move(box[2], box[3])
+    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+
+
+@dataclass
+class Decoded:
+    """The upright sRGB image, its resize plan, and the region of it that holds the
+    source: a JPEG drafted at 1/s covers w/s x h/s source pixels, so when s does not
+    divide a side its last row or column is only partly valid (after rotation that
+    edge may be the top or left)."""
+
+    image: Image.Image
+    plan: Any
+    box: tuple[float, float, float, float]
+
+
+def decode_for(targets: Iterable[Target], im: Image.Image) -> Decoded:
+    """Decode once at the smallest sufficient scale, upright, in sRGB."""
     targets = list(targets)
     orientation = _orientation(im)
     swaps = orientation in (5, 6, 7, 8)
-    bands = len(im.getbands())
+    # Pillow keeps RGB, RGBA and CMYK at 4 bytes per pixel: estimate memory with 4 bands.
     plan = native.plan_resize(im.width, im.height, [(t.max_width, t.max_height) for t in targets],
-                              is_jpeg=im.format == "JPEG", bands=max(bands, 3), orientation_swaps=swaps)
+                              is_jpeg=im.format == "JPEG", bands=4, orientation_swaps=swaps)
+    source_width, source_height = im.size
+    scale = plan.draft_scale
     try:
-        if plan.draft_scale > 1 and im.format == "JPEG":
-            im.draft(im.mode if im.mode in ("L", "RGB", "CMYK") else "RGB", (plan.decoded_width, plan.decoded_height))
+        if scale > 1 and im.format == "JPEG":
+            # (w//s, h//s) makes Pillow pick exactly the planned scale (see draft_request).
+            im.draft(im.mode if im.mode in ("L", "RGB", "CMYK") else "RGB",
+                     draft_request(source_width, source_height, scale))
+        else:
+            scale = 1
         im.seek(0)  # still presets of animations use the first frame
         im.load()
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageUnreadable(f"the image cannot be decoded: {exc}") from None
+    box = (0.0, 0.0, source_width / scale, source_height / scale)
     if orientation != 1:
+        box = transposed_box(_ORIENTATION[orientation], box, im.width, im.height)
         im = im.transpose(_ORIENTATION[orientation])
-    return _to_8bit_rgb(im), plan
+    return Decoded(_to_8bit_rgb(im), plan, box)
 
 
-def render(im: Image.Image, plan: Any, targets: list[Target]) -> list[Image.Image]:
-    """Run the cascade: outputs in plan order, each from its planned source."""
+def render(decoded: Decoded, targets: list[Target]) -> list[Image.Image]:
+    """Run the cascade: outputs in plan order, each resampled from the valid region of
+    its planned source (an earlier output, or the decoded image)."""
     outputs: dict[int, Image.Image] = {}
-    for step in plan.steps:
-        source = im if step.source < 0 else outputs[step.source]
+    for step in decoded.plan.steps:
+        if step.source < 0:
+            source, box = decoded.image, decoded.box
+        else:
+            source = outputs[step.source]
+            box = (0.0, 0.0, float(source.width), float(source.height))
         size = (step.width, step.height)
-        if source.size == size:
+        if source.size == size and box == (0.0, 0.0, float(source.width), float(source.height)):
             outputs[step.target_index] = source
             continue
         if step.reduce > 1:
-            source = source.reduce(step.reduce)
-        outputs[step.target_index] = source.resize(size, Image.Resampling.LANCZOS)
+            k = step.reduce
+            # Reduce from the k-aligned corner holding the valid region; the box follows.
+            aligned = (int(box[0]) // k * k, int(box[1]) // k * k, source.width, source.height)
+            source = source.reduce(k, box=aligned)
+            box = (
+                (box[0] - aligned[0]) / k, (box[1] - aligned[1]) / k,
+                (box[2] - aligned[0]) / k, (box[3] - aligned[1]) / k,
+            )
+        outputs[step.target_index] = source.resize(size, Image.Resampling.LANCZOS, box=box)
     return [outputs[i] for i in range(len(targets))]
 
 
