@@ -42,6 +42,7 @@ log = logging.getLogger("falconproc.supervisor")
 
 PR_SET_PDEATHSIG = 1
 LOOP_INTERVAL = 0.05
+MAX_IDLE_SLEEP = 0.4
 REAP_INTERVAL = 2.0
 PRUNE_INTERVAL = 600.0
 DEFAULT_TIMEOUT = 60.0
@@ -171,13 +172,17 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._request_stop)
         self.queue.reap(self.settings.job_lease_seconds, alive=self._claimer_alive)
         log.info("supervisor %s running job types %s", self.identity, self.types_in_priority_order())
+        idle_sleep = LOOP_INTERVAL
         while not self.stopping:
             if os.getppid() != self.parent_pid:  # our gunicorn master died: do not linger
                 log.warning("parent process died; supervisor draining")
                 break
-            busy = self.step()
-            if not busy:
-                time.sleep(LOOP_INTERVAL)
+            if self.step() or self.running:
+                idle_sleep = LOOP_INTERVAL
+            else:
+                # Nothing queued: poll less often (a new job waits at most MAX_IDLE_SLEEP).
+                idle_sleep = min(idle_sleep * 2, MAX_IDLE_SLEEP)
+            time.sleep(idle_sleep)
         self.drain()
 
     def _request_stop(self, signum: int, frame: Any) -> None:

@@ -1,0 +1,414 @@
+"""Shared helpers for the benchmarks: services under gunicorn, RSS sampling, results.
+
+Benchmarks are not tests. Each one measures our path and its baselines side by side in
+one run on one machine, reports medians and ratios (never absolute figures from another
+day, see docs/performance.md), prints one table, and writes a JSON result file plus a PNG
+chart to ``benchmarks/results/``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / "benchmarks"
+RESULTS_DIR = BENCH_DIR / "results"
+MB = 1_000_000  # benchmark sizes and rates are decimal: 100 MB = 100 * 10**6 bytes
+MIB = 1024 * 1024
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def timestamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _version(argv: list[str]) -> str | None:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (out.stdout or out.stderr).strip()
+    return text.splitlines()[0] if text else None
+
+
+def _module_version(name: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:  # noqa: BLE001 - informational only
+        return None
+
+
+def filesystem_of(path: Path) -> str | None:
+    """The filesystem type holding ``path`` (from /proc/self/mounts), for the record."""
+    try:
+        best, fstype = "", None
+        real = str(Path(path).resolve())
+        with open("/proc/self/mounts") as fh:
+            for line in fh:
+                parts = line.split()
+                mnt = parts[1].replace("\\040", " ")
+                if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                    best, fstype = mnt, parts[2]
+        return fstype
+    except OSError:
+        return None
+
+
+def machine_info(extra_tools: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    cpu_model = None
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name") and cpu_model is None:
+                    cpu_model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "cpuModel": cpu_model,
+        "cpuCount": os.cpu_count(),
+        "shaNi": "sha_ni" in flags if flags else None,
+        "python": sys.version.split()[0],
+        "packages": {name: _module_version(name) for name in ("falcon", "gunicorn", "psutil", "matplotlib")},
+        "tools": {},
+    }
+    for name, argv in (extra_tools or {}).items():
+        info["tools"][name] = _version(argv)
+    try:
+        info["loadavgAtEnd"] = os.getloadavg()
+    except OSError:
+        pass
+    return info
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class GunicornService:
+    """A gunicorn master started by a benchmark: its log, port and worker processes."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    port: int
+    workers: int = 1
+    proc: subprocess.Popen | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.cwd / f"{self.name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, health_path: str = "/health", timeout: float = 60.0) -> dict[str, Any] | None:
+        """Start it and wait until ``health_path`` answers 200 and every worker exists.
+
+        Returns the health body when it is JSON."""
+        import urllib.error
+        import urllib.request
+
+        self.cwd.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=log,
+                                     stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + health_path, timeout=2) as resp:
+                    body = resp.read()
+                    if resp.status == 200 and len(self.worker_pids()) >= self.workers:
+                        try:
+                            return json.loads(body)
+                        except ValueError:
+                            return None
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not become healthy:\n{self.log_tail()}")
+
+    def worker_pids(self) -> list[int]:
+        import psutil
+
+        if not self.proc:
+            return []
+        try:
+            return [c.pid for c in psutil.Process(self.proc.pid).children()]
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+class RssSampler:
+    """Polls the RSS of every child of a gunicorn master in a thread, every ``interval`` s.
+
+    Children are classed as web workers (forked by gunicorn: same command line as the
+    master, or a ``gunicorn: worker`` title) or other children (e.g. falconproc's job
+    supervisor). ``before`` is taken when the sampler is created, ``peak`` is the highest
+    value seen until ``stop()``. ``growth`` is the largest peak - before over the web
+    workers, i.e. the one that handled the request; other children are recorded apart.
+    """
+
+    def __init__(self, master_pid: int, interval: float = 0.01):
+        import psutil
+
+        self.interval = interval
+        self.master = psutil.Process(master_pid)
+        master_cmd = self._cmdline(self.master)
+        self.procs = {p.pid: p for p in self.master.children()}
+        self.kind = {}
+        for pid, proc in self.procs.items():
+            cmd = self._cmdline(proc)
+            web = cmd == master_cmd or (cmd[:1] and cmd[0].startswith("gunicorn: worker"))
+            self.kind[pid] = "web" if web else "other"
+        if "web" not in self.kind.values():  # unknown layout: every child counts
+            self.kind = dict.fromkeys(self.procs, "web")
+        self.before = {pid: self._rss(p) for pid, p in self.procs.items()}
+        self.peak = dict(self.before)
+        self.cpu_before = {pid: self._cpu(p) for pid, p in self.procs.items()}
+        self.cpu_after = dict(self.cpu_before)
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    @staticmethod
+    def _cmdline(proc) -> list[str]:
+        try:
+            return proc.cmdline()
+        except Exception:  # noqa: BLE001
+            return []
+
+    @staticmethod
+    def _cpu(proc) -> float:
+        """User + system CPU seconds of the process itself (robust to a busy machine,
+        unlike wall time; excludes the kernel's writeback threads and the client)."""
+        try:
+            t = proc.cpu_times()
+            return t.user + t.system
+        except Exception:  # noqa: BLE001
+            return 0.0
+
+    @staticmethod
+    def _rss(proc) -> int:
+        try:
+            return proc.memory_info().rss
+        except Exception:  # noqa: BLE001 - a worker that went away has no RSS
+            return 0
+
+    def _sample(self) -> None:
+        for pid, proc in self.procs.items():
+            rss = self._rss(proc)
+            if rss > self.peak.get(pid, 0):
+                self.peak[pid] = rss
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join()
+            self._sample()  # one last sample after the request ended
+            self.cpu_after = {pid: self._cpu(p) for pid, p in self.procs.items()}
+
+    def _growth(self, pid: int) -> int:
+        return self.peak[pid] - self.before[pid]
+
+    @property
+    def handler_pid(self) -> int | None:
+        web = [pid for pid, kind in self.kind.items() if kind == "web"]
+        return max(web, key=self._growth) if web else None
+
+    @property
+    def growth(self) -> int:
+        pid = self.handler_pid
+        return 0 if pid is None else self._growth(pid)
+
+    def record(self) -> dict[str, Any]:
+        pid = self.handler_pid
+        others = [pid_ for pid_, kind in self.kind.items() if kind == "other"]
+        return {
+            "workerPid": pid,
+            "rssBefore": self.before.get(pid) if pid else None,
+            "rssPeak": self.peak.get(pid) if pid else None,
+            "rssGrowth": self.growth,
+            "cpuSeconds": (self.cpu_after[pid] - self.cpu_before[pid]) if pid else None,
+            "samples": self.samples,
+            "webWorkers": sum(1 for kind in self.kind.values() if kind == "web"),
+            "otherChildren": {str(p): {"rssBefore": self.before[p], "rssGrowth": self._growth(p),
+                                       "cpuSeconds": self.cpu_after[p] - self.cpu_before[p],
+                                       "cmdline": " ".join(self._cmdline(self.procs[p]))[:200]} for p in others},
+        }
+
+
+def fsync_path(path: Path, *, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def summarize(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "min": None, "max": None, "mean": None, "stdev": None}
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "mean": statistics.fmean(values),
+        "stdev": statistics.stdev(values) if len(values) > 1 else 0.0,
+    }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fmt(value: float | None, spec: str = ".3f", suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:{spec}}{suffix}"
+
+
+def format_table(headers: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table (readable in a terminal, pasteable into the README or an issue)."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    out = [line(headers), "| " + " | ".join("-" * w for w in widths) + " |"]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def write_json(name: str, stamp: str, payload: dict[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}-{stamp}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def bar_chart(name: str, stamp: str, title: str, panels: list[dict[str, Any]]) -> Path | None:
+    """One PNG with a horizontal bar chart per panel.
+
+    Each panel: ``{"title", "xlabel", "labels", "values", "low", "high", "colors"}``
+    (``low``/``high`` optional: drawn as min..max error bars). Returns None (and says so)
+    when matplotlib is missing: ``pip install .[bench]``.
+    """
+    if not have_matplotlib():
+        print("matplotlib is not installed (pip install '.[bench]'): no chart written", file=sys.stderr)
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    rows = max(len(p["labels"]) for p in panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.8 * len(panels), 1.4 + 0.6 * rows), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        labels = panel["labels"]
+        values = [v if v is not None else 0.0 for v in panel["values"]]
+        y = list(range(len(labels)))
+        xerr = None
+        if panel.get("low") and panel.get("high"):
+            xerr = [[max(0.0, v - (lo if lo is not None else v)) for v, lo in zip(values, panel["low"])],
+                    [max(0.0, (hi if hi is not None else v) - v) for v, hi in zip(values, panel["high"])]]
+        ax.barh(y, values, xerr=xerr, color=panel.get("colors"), capsize=3)
+        ax.set_yticks(y, labels)
+        ax.invert_yaxis()
+        ax.set_xlabel(panel["xlabel"])
+        ax.set_title(panel["title"], fontsize=10)
+        ends = [v + (xerr[1][i] if xerr else 0.0) for i, v in enumerate(values)]
+        for yi, end, raw in zip(y, ends, panel["values"]):
+            ax.annotate("n/a" if raw is None else panel.get("fmt", "{:.3f}").format(raw), (end, yi),
+                        xytext=(5, -3), textcoords="offset points", fontsize=8)
+        ax.set_xlim(0, max(ends, default=1.0) * 1.25 or 1.0)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    path = RESULTS_DIR / f"{name}-{stamp}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
