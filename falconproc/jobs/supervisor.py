@@ -177,7 +177,10 @@ class Supervisor:
             if os.getppid() != self.parent_pid:  # our gunicorn master died: do not linger
                 log.warning("parent process died; supervisor draining")
                 break
-            if self.step() or self.running:
+            if self.step():
+                idle_sleep = LOOP_INTERVAL
+                continue
+            if self.running:
                 idle_sleep = LOOP_INTERVAL
             else:
                 # Nothing queued: poll less often (a new job waits at most MAX_IDLE_SLEEP).
