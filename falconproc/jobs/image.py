@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from falconproc import native
+from falconproc.config import Settings
 from falconproc.jobs.registry import JobContext, JobType, PermanentJobError, register
 from falconproc.queue import Job
 from falconproc.services.image_service import ImageService
@@ -25,12 +26,12 @@ def _payload(metadata: dict[str, Any]) -> dict[str, Any]:
             "jpeg": metadata.get("mimeType") == "image/jpeg"}
 
 
-def _estimate(job: Job) -> int:
+def _estimate(job: Job, settings: Settings) -> int:
     """Peak memory from the resize plan of the eager presets (the governor admits on it)."""
     width, height = job.payload.get("width"), job.payload.get("height")
     if not width or not height:
         return DEFAULT_ESTIMATE
-    boxes = [(2048, 0), (1920, 0), (800, 0), (200, 200)]
+    boxes = [p.box for p in PresetCatalog(settings).eager]
     try:
         plan = native.plan_resize(int(width), int(height), boxes, is_jpeg=bool(job.payload.get("jpeg")), bands=4)
     except ValueError:

@@ -41,17 +41,17 @@ class JobType:
     applies_to: Callable[[dict[str, Any]], bool] | None = None
     # Peak memory the job will need, for admission; handlers that know better
     # (the image pipeline, from its resize plan) supply their own.
-    estimate_memory: Callable[[Job], int] | None = None
+    estimate_memory: Callable[[Job, Settings], int] | None = None
     # Facts from the upload's metadata the job needs before it runs (e.g. image size).
     make_payload: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     # Called in the supervisor when a job of this type is dead-lettered (record the error state).
     on_dead: Callable[[Job, JobContext], None] | None = None
 
-    def memory_estimate(self, job: Job) -> int:
+    def memory_estimate(self, job: Job, settings: Settings) -> int:
         if self.estimate_memory is None:
             return DEFAULT_MEMORY_ESTIMATE
         try:
-            return int(self.estimate_memory(job))
+            return int(self.estimate_memory(job, settings))
         except Exception:  # noqa: BLE001 - a bad estimate must never stop the supervisor
             log.exception("memory estimate of %s job %s failed", self.name, job.id)
             return DEFAULT_MEMORY_ESTIMATE

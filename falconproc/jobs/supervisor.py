@@ -216,13 +216,13 @@ class Supervisor:
                 jt = registry.get(job_type)
                 # Peek with the type's default estimate before claiming, so a job is
                 # not taken from other supervisors only to sit here.
-                if not self.governor.admits_job(jt.memory_estimate(Job("", job_type, "")),
+                if not self.governor.admits_job(jt.memory_estimate(Job("", job_type, ""), self.settings),
                                                 pending_estimates=self._pending_estimates()):
                     break  # this type waits for memory; a smaller type may still fit
                 job = self.queue.claim([job_type], self.identity)
                 if job is None:
                     break
-                self.running.append(Running(job, None, jt.memory_estimate(job)))
+                self.running.append(Running(job, None, jt.memory_estimate(job, self.settings)))
                 started |= self._start_admitted(now)
         return started
 

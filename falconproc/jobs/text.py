@@ -71,7 +71,7 @@ def _record_dead(job: Job, context: JobContext) -> None:
         service.record_failure(job.content_hash, "failed", job.last_error or "text extraction failed")
 
 
-register(JobType("text", _text, applies_to=_applies_text, estimate_memory=lambda job: TEXT_ESTIMATE,
+register(JobType("text", _text, applies_to=_applies_text, estimate_memory=lambda job, settings: TEXT_ESTIMATE,
                  on_dead=_record_dead))
-register(JobType("ocr", _ocr, applies_to=_applies_ocr, estimate_memory=lambda job: OCR_ESTIMATE,
+register(JobType("ocr", _ocr, applies_to=_applies_ocr, estimate_memory=lambda job, settings: OCR_ESTIMATE,
                  on_dead=_record_dead))

@@ -58,7 +58,7 @@ register(JobType("fail", _fail))
 register(JobType("hog", _hog))
 
 
-def _estimate_from_payload(job):
+def _estimate_from_payload(job, settings):
     return int(job.payload.get("estimate", 64 * 1024 * 1024))
 
 
