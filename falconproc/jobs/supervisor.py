@@ -17,7 +17,6 @@ A crash or hang in a job affects only its own process.
 """
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing
 import os
@@ -36,11 +35,11 @@ from falconproc.governor import MemoryGovernor
 from falconproc.jobs import registry
 from falconproc.jobs.registry import JobContext, PermanentJobError
 from falconproc.observability import metrics
+from falconproc.osutil import die_with_parent
 from falconproc.queue import DEAD, Job, JobNotFound, JobQueue
 
 log = logging.getLogger("falconproc.supervisor")
 
-PR_SET_PDEATHSIG = 1
 LOOP_INTERVAL = 0.05
 MAX_IDLE_SLEEP = 0.4
 REAP_INTERVAL = 2.0
@@ -48,16 +47,8 @@ PRUNE_INTERVAL = 600.0
 DEFAULT_TIMEOUT = 60.0
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (no orphaned jobs)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-
-
 def _job_process_main(conn: Connection, settings: Settings) -> None:
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Libraries in jobs (tesseract via OpenMP, numpy's BLAS) must not fan out threads.
@@ -97,7 +88,9 @@ class JobProcess:
     def __post_init__(self) -> None:
         ctx = multiprocessing.get_context("fork")
         parent, child = ctx.Pipe()
-        self.process = ctx.Process(target=_job_process_main, args=(child, self.settings), daemon=True)
+        # Not daemonic: a job may start its own pool (large PDFs). Orphans cannot
+        # happen anyway: each job process dies with the supervisor (PDEATHSIG).
+        self.process = ctx.Process(target=_job_process_main, args=(child, self.settings))
         self.process.start()
         child.close()
         self.conn = parent

@@ -17,6 +17,7 @@ from typing import Any
 
 from falconproc.config import Settings
 from falconproc.errors import FalconprocError
+from falconproc.osutil import die_with_parent
 
 PDF_TYPE = "application/pdf"
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -215,7 +216,7 @@ def extract_pdf(path: Path, settings: Settings) -> Extraction:
     if wanted >= settings.pdf_parallel_pages and processes > 1:
         # pypdf is pure Python: split the pages across processes to use every core.
         bounds = [(wanted * i // processes, wanted * (i + 1) // processes) for i in range(processes)]
-        with multiprocessing.get_context("fork").Pool(processes) as pool:
+        with multiprocessing.get_context("fork").Pool(processes, initializer=die_with_parent) as pool:
             parts = pool.starmap(_page_texts, [(str(path), a, b) for a, b in bounds])
         texts = [t for part in parts for t in part]
     else:
