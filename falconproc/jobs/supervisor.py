@@ -166,20 +166,30 @@ class Supervisor:
         self.queue.reap(self.settings.job_lease_seconds, alive=self._claimer_alive)
         log.info("supervisor %s running job types %s", self.identity, self.types_in_priority_order())
         idle_sleep = LOOP_INTERVAL
-        while not self.stopping:
-            if os.getppid() != self.parent_pid:  # our gunicorn master died: do not linger
-                log.warning("parent process died; supervisor draining")
-                break
-            if self.step():
-                idle_sleep = LOOP_INTERVAL
-                continue
-            if self.running:
-                idle_sleep = LOOP_INTERVAL
-            else:
-                # Nothing queued: poll less often (a new job waits at most MAX_IDLE_SLEEP).
-                idle_sleep = min(idle_sleep * 2, MAX_IDLE_SLEEP)
-            time.sleep(idle_sleep)
-        self.drain()
+        try:
+            while not self.stopping:
+                if os.getppid() != self.parent_pid:  # our gunicorn master died: do not linger
+                    log.warning("parent process died; supervisor draining")
+                    break
+                if self.step():
+                    idle_sleep = LOOP_INTERVAL
+                    continue
+                if self.running:
+                    idle_sleep = LOOP_INTERVAL
+                else:
+                    # Nothing queued: poll less often (a new job waits at most MAX_IDLE_SLEEP).
+                    idle_sleep = min(idle_sleep * 2, MAX_IDLE_SLEEP)
+                time.sleep(idle_sleep)
+            self.drain()
+        finally:
+            # On any exit, no job process may outlive us (multiprocessing would wait for
+            # them at exit); their claimed jobs come back through the reaper.
+            for r in self.running:
+                if r.proc is not None:
+                    r.proc.kill()
+            for pool in self.idle.values():
+                for proc in pool:
+                    proc.kill()
 
     def _request_stop(self, signum: int, frame: Any) -> None:
         self.stopping = True
