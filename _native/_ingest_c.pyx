@@ -226,50 +226,13 @@ cdef int _isobmff_type(const unsigned char* h, Py_ssize_t n) noexcept nogil:
 cdef inline bint _is_control(unsigned char c) noexcept nogil:
     return (c <= 0x08 or c == 0x0B or (0x0E <= c <= 0x1A) or (0x1C <= c <= 0x1F) or c == 0x7F)
 
-cdef bint _utf8_text_ok(const unsigned char* b, Py_ssize_t n) noexcept nogil:
-    """No control bytes and strict UTF-8; a sequence cut off at the end is fine."""
-    cdef Py_ssize_t i = 0, j
-    cdef unsigned char c, lo, hi
-    cdef int need
-    while i < n:
-        c = b[i]
-        if c < 0x80:
-            if _is_control(c):
-                return False
-            i += 1
-            continue
-        lo = 0x80
-        hi = 0xBF
-        if 0xC2 <= c <= 0xDF:
-            need = 1
-        elif c == 0xE0:
-            need = 2
-            lo = 0xA0
-        elif (0xE1 <= c <= 0xEC) or (0xEE <= c <= 0xEF):
-            need = 2
-        elif c == 0xED:
-            need = 2
-            hi = 0x9F
-        elif c == 0xF0:
-            need = 3
-            lo = 0x90
-        elif 0xF1 <= c <= 0xF3:
-            need = 3
-        elif c == 0xF4:
-            need = 3
-            hi = 0x8F
-        else:
+cdef bint _no_controls(const unsigned char* b, Py_ssize_t n) noexcept nogil:
+    """Text is what has no control bytes: UTF-8 or a legacy single-byte code page
+    (cp1252, latin-1), which the text extractor decodes. Binary data has controls."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if _is_control(b[i]):
             return False
-        if i + 1 >= n:
-            return True
-        if not (lo <= b[i + 1] <= hi):
-            return False
-        for j in range(2, need + 1):
-            if i + j >= n:
-                return True
-            if not (0x80 <= b[i + j] <= 0xBF):
-                return False
-        i += need + 1
     return True
 
 cdef bint _is_json_start(const unsigned char* s, Py_ssize_t n) noexcept nogil:
@@ -443,7 +406,7 @@ cdef int _sniff(const unsigned char* h, Py_ssize_t n, unsigned long long size) n
                 u = _be16(h + 2 + 2 * k)
             tmp[k] = <unsigned char>u if u < 0x80 else 0x80
         return _classify_text(tmp, units, complete)
-    if not _utf8_text_ok(h, sn):
+    if not _no_controls(h, sn):
         return M_OCTET
     return _classify_text(h, sn, complete)
 

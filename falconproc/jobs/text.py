@@ -45,13 +45,22 @@ def _ocr(job: Job, context: JobContext) -> dict[str, Any]:
         else:
             state = service.ocr_image(job.content_hash)
     except (ImageUnreadable, ImageTooLarge, ExtractionError) as exc:
-        service.record_failure(job.content_hash, getattr(exc, "code", "image_unreadable"), str(exc))
+        _record_ocr_failure(job, service, getattr(exc, "code", "image_unreadable"), str(exc))
         raise PermanentJobError(str(exc)) from None
     except OcrError as exc:
         if job.attempts >= job.max_attempts:
-            service.record_failure(job.content_hash, exc.code, str(exc))
+            _record_ocr_failure(job, service, exc.code, str(exc))
         raise
     return {"status": state["status"], "chars": state["chars"], "confidence": state.get("confidence")}
+
+
+def _record_ocr_failure(job: Job, service: TextService, code: str, message: str) -> None:
+    """An image's OCR failing is its text failing; a PDF's page OCR failing leaves the PDF's text."""
+    if "pages" not in job.payload:
+        service.record_failure(job.content_hash, code, message)
+        return
+    ocr = {"status": "failed", "error": code, "message": message, "pages": job.payload["pages"]}
+    service.cache.update_metadata(job.content_hash, lambda m: m.get("text", {}).__setitem__("ocr", ocr))
 
 
 def _applies_text(metadata: dict[str, Any]) -> bool:
@@ -67,6 +76,10 @@ def _record_dead(job: Job, context: JobContext) -> None:
     answers 422 instead of starting it again."""
     service = _service(context)
     state = service.state(job.content_hash) or {}
+    if job.type == "ocr" and "pages" in job.payload:
+        if state.get("ocr", {}).get("status") != "failed":
+            _record_ocr_failure(job, service, "failed", job.last_error or "OCR failed")
+        return
     if state.get("status") != "failed":
         service.record_failure(job.content_hash, "failed", job.last_error or "text extraction failed")
 

@@ -131,45 +131,6 @@ def _isobmff_type(h) -> str:
     return OCTET
 
 
-def _utf8_prefix_ok(b) -> bool:
-    """Strict UTF-8 (no overlongs, surrogates or > U+10FFFF); a sequence cut off at the end is fine."""
-    n = len(b)
-    i = 0
-    while i < n:
-        c = b[i]
-        if c < 0x80:
-            i += 1
-            continue
-        lo, hi = 0x80, 0xBF
-        if 0xC2 <= c <= 0xDF:
-            need = 1
-        elif c == 0xE0:
-            need, lo = 2, 0xA0
-        elif 0xE1 <= c <= 0xEC or 0xEE <= c <= 0xEF:
-            need = 2
-        elif c == 0xED:
-            need, hi = 2, 0x9F
-        elif c == 0xF0:
-            need, lo = 3, 0x90
-        elif 0xF1 <= c <= 0xF3:
-            need = 3
-        elif c == 0xF4:
-            need, hi = 3, 0x8F
-        else:
-            return False
-        if i + 1 >= n:
-            return True
-        if not lo <= b[i + 1] <= hi:
-            return False
-        for j in range(2, need + 1):
-            if i + j >= n:
-                return True
-            if not 0x80 <= b[i + j] <= 0xBF:
-                return False
-        i += need + 1
-    return True
-
-
 def _utf16_ascii(b, big_endian: bool) -> bytes:
     """UTF-16 code units -> one byte each: the unit if ASCII, else 0x80 (never matches a rule)."""
     out = bytearray(len(b) // 2)
@@ -295,14 +256,10 @@ def sniff(h, size: int) -> str:
         return _classify_text(_utf16_ascii(sample[2:], False), complete)
     if sample[:2] == b"\xfe\xff":
         return _classify_text(_utf16_ascii(sample[2:], True), complete)
+    # Text is what has no control bytes: UTF-8, or a legacy single-byte code page
+    # (cp1252, latin-1) that the text extractor decodes. Binary data has controls.
     if _CONTROL.search(sample) is not None:
         return OCTET
-    if not sample.isascii():
-        try:
-            sample.decode("utf-8")
-        except UnicodeDecodeError:
-            if not _utf8_prefix_ok(sample):
-                return OCTET
     return _classify_text(sample, complete)
 
 

@@ -5,7 +5,7 @@ import io
 import json
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from falconproc.config import Settings
 from falconproc.services.images import RENDERABLE_TYPES, ImageUnreadable, now_iso, open_checked
@@ -80,7 +80,7 @@ class TextService:
                 im.load()
             except (OSError, SyntaxError, ValueError, EOFError) as exc:
                 raise ImageUnreadable(f"the image cannot be decoded: {exc}") from None
-            ocr = run_tesseract(im, self.settings)
+            ocr = run_tesseract(ImageOps.exif_transpose(im), self.settings)
         result = Extraction("ocr", [{"page": 1, "text": ocr.text, "confidence": ocr.confidence}], page_count=1)
         result.pages, result.truncated = clip_pages(result.pages, self.settings.text_max_chars)
         return self._publish(content_hash, result, {"confidence": ocr.confidence, "words": ocr.words})

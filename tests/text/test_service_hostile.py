@@ -1,0 +1,139 @@
+"""Black-box: hostile documents through the real service end in clear error states, in time,
+with bounded memory, while other jobs keep flowing and no host file leaks."""
+from __future__ import annotations
+
+import threading
+import time
+
+import psutil
+import pytest
+import requests
+
+from tests.conftest import upload
+from tests.text import _docs
+from tests.text._docs import DOCS, poll_text
+
+pytestmark = pytest.mark.blackbox
+
+TEXT_TIMEOUT = 10.0
+
+
+class TreeRss:
+    """Samples the RSS of the service's whole process tree in the background."""
+
+    def __init__(self, pid: int):
+        self.root = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total = 0
+            try:
+                for p in [self.root, *self.root.children(recursive=True)]:
+                    try:
+                        total += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+            except psutil.Error:
+                pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> TreeRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _upload(svc, data: bytes, name: str) -> dict:
+    resp = upload(svc, data, name=name)
+    assert resp.status_code in (200, 201), resp.text
+    return resp.json()
+
+
+HOSTILE = {
+    # name: (bytes, expected error code)
+    "zip-bomb.docx": (_docs.zip_bomb_docx(200), "refused"),
+    "declared-3gb.docx": (_docs.declared_huge_docx(), "refused"),
+    "billion-laughs.docx": (_docs.billion_laughs_docx(), "refused"),
+    "xxe.docx": (_docs.xxe_docx(), "refused"),
+    "xxe-core.docx": (_docs.xxe_core_docx(), "refused"),
+    "nested.pdf": (_docs.nested_array_pdf(100_000), "corrupt"),
+    "cyclic.pdf": (_docs.cyclic_pdf(), "corrupt"),
+    "truncated.pdf": (_docs.truncated_pdf(), "corrupt"),
+}
+
+
+def test_hostile_documents_end_in_clear_errors_while_others_flow(fresh_service):
+    # One attempt per job: a hung parser is then killed once at its 10 s wall clock, not three times.
+    svc = fresh_service(JOB_TIMEOUTS=f"text={TEXT_TIMEOUT:g},ocr=60", JOB_MAX_ATTEMPTS="1")
+    with TreeRss(svc.proc.pid) as rss:
+        # A valid PDF pypdf needs ~20 s for (20 pages x ~1 s): it must be killed at 10 s.
+        hung = _upload(svc, _docs.slow_pdf(20, 20000), "hung.pdf")
+        hung_at = time.monotonic()
+        uploaded = {name: (_upload(svc, data, name), code) for name, (data, code) in HOSTILE.items()}
+        for name, (body, _) in uploaded.items():
+            expected = _docs.DOCX_TYPE if name.endswith(".docx") else "application/pdf"
+            assert body["mimeType"] == expected, (name, body["mimeType"])
+        # While the hung job holds one text slot, a normal PDF still gets its text promptly.
+        normal = _upload(svc, (DOCS / "pdflatex-outline.pdf").read_bytes(), "normal.pdf")
+        start = time.monotonic()
+        doc = poll_text(svc, normal["contentHash"], deadline=TEXT_TIMEOUT).json()
+        assert doc["pageCount"] == 4 and "Huardest gefburn" in doc["pages"][1]["text"]
+        assert time.monotonic() - start < TEXT_TIMEOUT
+
+        for name, (body, code) in uploaded.items():
+            resp = poll_text(svc, body["contentHash"], deadline=TEXT_TIMEOUT + 5)
+            assert resp.status_code == 422, (name, resp.status_code, resp.text[:300])
+            error = resp.json()
+            assert error["error"] == code, (name, error)
+            assert error["state"]["status"] == "failed" and error["message"], (name, error)
+            # The job itself is dead-lettered at once (permanent), with its error recorded.
+            job = requests.get(f"{svc.url}/jobs/{body['jobs'][0]['id']}", timeout=10).json()
+            assert job["status"] == "dead" and job["attempts"] == 1 and code in job["lastError"], (name, job)
+            for fmt in ("", "?format=json"):
+                text = requests.get(f"{svc.url}/cache/{body['contentHash']}/text{fmt}", timeout=10).text
+                assert "root:" not in text
+
+        resp = poll_text(svc, hung["contentHash"], deadline=TEXT_TIMEOUT + 15)
+        elapsed = time.monotonic() - hung_at
+        assert resp.status_code == 422, resp.text[:300]
+        error = resp.json()
+        assert error["error"] == "failed" and "timed out" in error["message"], error
+        assert TEXT_TIMEOUT - 1 <= elapsed <= TEXT_TIMEOUT + 10, elapsed
+        job = requests.get(f"{svc.url}/jobs/{hung['jobs'][0]['id']}", timeout=10).json()
+        assert job["status"] == "dead" and "timed out" in job["lastError"], job
+
+        # After all of it, the service still extracts text.
+        after = _upload(svc, (DOCS / "hello-world.pdf").read_bytes(), "after.pdf")
+        assert "Hello World" in poll_text(svc, after["contentHash"], deadline=TEXT_TIMEOUT).json()["pages"][0]["text"]
+    assert rss.peak < 1_250_000_000, rss.peak
+    assert requests.get(f"{svc.url}/health", timeout=10).status_code == 200
+    assert "root:x:0:0" not in svc.log()
+
+
+def test_failed_ocr_of_pdf_pages_keeps_the_extracted_text(fresh_service):
+    """Page 1 has a text layer, page 2 is a scanned image. When the OCR job for page 2 dies (here: its
+    wall clock), the document's text — already extracted and served — must stay served, with the OCR
+    failure recorded beside it, not replaced by a 422."""
+    svc = fresh_service(JOB_TIMEOUTS="text=10,ocr=0.3", JOB_MAX_ATTEMPTS="1")
+    body = _upload(svc, _docs.image_pdf(_docs.OCR_PNG, with_text_page=True), "scan.pdf")
+    h = body["contentHash"]
+    first = poll_text(svc, h, deadline=20)
+    assert first.status_code == 200, first.text[:300]
+    # Wait until the OCR job is over (dead after its 0.3 s timeout).
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        resp = requests.get(f"{svc.url}/cache/{h}/text?format=json", timeout=10)
+        if resp.status_code != 200 or resp.json()["state"].get("ocr", {}).get("status") != "pending":
+            break
+        time.sleep(0.1)
+    assert resp.status_code == 200, resp.text[:300]
+    doc = resp.json()
+    assert doc["pages"][0]["text"].strip() == "Page one has a text layer"
+    assert doc["state"]["status"] == "done" and doc["state"]["ocr"]["status"] == "failed", doc["state"]
