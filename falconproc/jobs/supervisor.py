@@ -99,15 +99,30 @@ class JobProcess:
         self.jobs_run += 1
         self.conn.send(job.to_json())
 
-    def rss(self) -> int:
+    def _tree(self) -> list[psutil.Process]:
+        """The job process and what it started (a PDF page pool, tesseract)."""
         try:
-            return psutil.Process(self.process.pid).memory_info().rss
+            root = psutil.Process(self.process.pid)
+            return [root, *root.children(recursive=True)]
         except psutil.Error:
-            return 0
+            return []
+
+    def rss(self) -> int:
+        total = 0
+        for proc in self._tree():
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                continue
+        return total
 
     def kill(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
+        # Children first: tesseract is not ours to PDEATHSIG and would run on.
+        for proc in reversed(self._tree()):
+            try:
+                proc.kill()
+            except psutil.Error:
+                continue
         self.process.join(timeout=5)
         self.conn.close()
 
