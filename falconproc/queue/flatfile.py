@@ -199,19 +199,23 @@ class FlatFileQueue(JobQueue):
     def fail(self, job: Job, error: str) -> Job:
         now = self.clock()
         with self._locked():
-            job.last_error = error[:2000]
-            job.updated_at = now
-            if job.attempts >= job.max_attempts:
-                self._move(job.id, "claimed", "dead")
-                job.status = DEAD
-                self._write("dead", job)
-                self._drop_key(job)
-            else:
-                self._move(job.id, "claimed", "pending")
-                job.status = FAILED
-                job.not_before = now + self._backoff(job.attempts)
-                self._write("pending", job, mtime=job.not_before)
+            self._end_attempt(job, error, now, retry_at=now + self._backoff(job.attempts))
         return job
+
+    def _end_attempt(self, job: Job, error: str, now: float, *, retry_at: float) -> None:
+        """A failed attempt (lock held): dead-letter after the last one, else retry later."""
+        job.last_error = error[:2000]
+        job.updated_at = now
+        if job.attempts >= job.max_attempts:
+            self._move(job.id, "claimed", "dead")
+            job.status = DEAD
+            self._write("dead", job)
+            self._drop_key(job)
+        else:
+            self._move(job.id, "claimed", "pending")
+            job.status = FAILED
+            job.not_before = retry_at
+            self._write("pending", job, mtime=retry_at)
 
     def release(self, job: Job) -> Job:
         with self._locked():
@@ -243,17 +247,9 @@ class FlatFileQueue(JobQueue):
                 dead_claimer = alive is not None and job.claimed_by is not None and not alive(job.claimed_by)
                 if not (expired or dead_claimer):
                     continue
-                job.last_error = "the job's process died or stopped heartbeating (lease expired)"
-                job.updated_at = now
-                if job.attempts >= job.max_attempts:
-                    self._move(job.id, "claimed", "dead")
-                    job.status = DEAD
-                    self._write("dead", job)
-                    self._drop_key(job)
-                else:
-                    self._move(job.id, "claimed", "pending")
-                    job.status = FAILED
-                    self._write("pending", job, mtime=now)
+                # Its runner died, not necessarily because of the job: retry at once.
+                self._end_attempt(job, "the job's process died or stopped heartbeating (lease expired)", now,
+                                  retry_at=now)
                 reaped += 1
         return reaped
 
