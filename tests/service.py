@@ -41,17 +41,20 @@ class Service:
     def files(self) -> Path:
         return Path(self.env["FILE_STORAGE_PATH"])
 
-    def start(self, timeout: float = 30.0) -> Service:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "falconproc.cli", "serve"], env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, cwd=self.base)
+    def start(self, timeout: float = 60.0) -> Service:
+        """Start and wait until /health answers and every web worker exists. The first
+        answer can take seconds on a loaded machine (workers still importing the app)."""
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "falconproc.cli", "serve"], env=self.env,
+                                         stdout=log, stderr=subprocess.STDOUT, cwd=self.base)
+        wanted = int(self.env.get("WEB_WORKERS", "1"))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"service exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if requests.get(self.url + "/health", timeout=1).status_code == 200 and len(self.worker_pids()) >= int(
-                        self.env.get("WEB_WORKERS", "1")):
+                if (requests.get(self.url + "/health", timeout=5).status_code == 200
+                        and len(self.worker_pids()) >= wanted):
                     return self
             except requests.RequestException:  # not listening yet, or a worker still booting
                 pass

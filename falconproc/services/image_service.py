@@ -95,8 +95,8 @@ class ImageService:
             with open_checked(source, self.settings) as im:
                 decoded = decode_for([_target(p) for p in presets], im)
         except ImageUnreadable as exc:
-            self.cache.update_metadata(content_hash, lambda m: m.update(
-                imageError={"error": "image_unreadable", "message": str(exc), "at": now_iso()}))
+            error = {"error": "image_unreadable", "message": str(exc), "at": now_iso()}
+            self.cache.update_metadata(content_hash, lambda m: m.update(imageError=error))
             raise
         outputs = render(decoded, [_target(p) for p in presets])
         entries: dict[str, Any] = {}

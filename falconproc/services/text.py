@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import codecs
 import multiprocessing
-import re
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime

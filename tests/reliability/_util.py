@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import psutil
-import requests
 
 from tests.service import Service
 
@@ -40,16 +39,7 @@ def wait_for(predicate, timeout: float, interval: float = 0.05, message: str = "
 
 
 def web_worker_pids(svc: Service) -> list[int]:
-    """The gunicorn web workers: children forked from the master (same command line), not the
-    job supervisor the master also runs."""
-    if not svc.proc:
-        return []
-    try:
-        master = psutil.Process(svc.proc.pid)
-        argv = master.cmdline()
-        return [c.pid for c in master.children() if c.cmdline() == argv]
-    except psutil.NoSuchProcess:
-        return []
+    return svc.worker_pids()
 
 
 def wait_web_workers(svc: Service, count: int, timeout: float = 20.0, exclude: tuple[int, ...] = ()) -> list[int]:
@@ -57,27 +47,9 @@ def wait_web_workers(svc: Service, count: int, timeout: float = 20.0, exclude: t
         [p for p in web_worker_pids(svc) if p not in exclude]), timeout, message=f"{count} web worker(s)")
 
 
-def start_service(svc: Service, timeout: float = 30.0) -> Service:
-    """Like ``Service.start`` (same command, log and env), but a slow first answer is not fatal
-    and readiness means: /health answers and all WEB_WORKERS web workers exist."""
-    log = open(svc.log_path, "ab")
-    svc.proc = subprocess.Popen([sys.executable, "-m", "falconproc.cli", "serve"], env=svc.env,
-                                stdout=log, stderr=subprocess.STDOUT, cwd=svc.base)
-    log.close()
-    wanted = int(svc.env.get("WEB_WORKERS", "1"))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if svc.proc.poll() is not None:
-            raise RuntimeError(f"service exited with {svc.proc.returncode}:\n{svc.log()}")
-        try:
-            if (requests.get(svc.url + "/health", timeout=5).status_code == 200
-                    and len(web_worker_pids(svc)) >= wanted):
-                return svc
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    svc.stop()
-    raise RuntimeError(f"service did not become healthy:\n{svc.log()}")
+def start_service(svc: Service, timeout: float = 60.0) -> Service:
+    """Start (or restart, on the same directories) a service and wait until it is ready."""
+    return svc.start(timeout)
 
 
 def kill_service_tree(svc: Service) -> None:
