@@ -108,10 +108,12 @@ class JobProcess:
             return []
 
     def rss(self) -> int:
+        """Memory the job itself holds: unique set size over its tree. Plain RSS would
+        also count the pages a forked child still shares with the supervisor."""
         total = 0
         for proc in self._tree():
             try:
-                total += proc.memory_info().rss
+                total += proc.memory_full_info().uss
             except psutil.Error:
                 continue
         return total
