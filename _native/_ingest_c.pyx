@@ -633,6 +633,10 @@ cdef void _step(Parser* p, unsigned long long pos) noexcept nogil:
         else:
             p.done = True
     elif st == G_DESC:
+        if p.count == 1:
+            # Pillow grows the canvas to a first frame larger than the logical screen.
+            p.w = max(p.w, <long long>_le16(a) + <long long>_le16(a + 4))
+            p.h = max(p.h, <long long>_le16(a + 2) + <long long>_le16(a + 6))
         b = a[8]
         if b & 0x80:
             p.skip = 3ULL << ((b & 7) + 1)

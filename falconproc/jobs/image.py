@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from PIL import Image
+
 from falconproc import native
 from falconproc.config import Settings
 from falconproc.jobs.registry import JobContext, JobType, PermanentJobError, register
 from falconproc.queue import Job
 from falconproc.services.image_service import ImageService
-from falconproc.services.images import RENDERABLE_TYPES, ImageUnreadable
+from falconproc.services.images import RENDERABLE_TYPES, ImageTooLarge, ImageUnreadable
 from falconproc.services.presets import PresetCatalog
 from falconproc.store import create_store
 from falconproc.store.cache import DerivedCache
@@ -42,10 +44,11 @@ def _estimate(job: Job, settings: Settings) -> int:
 def _handle(job: Job, context: JobContext) -> dict[str, Any]:
     settings = context.settings
     service = ImageService(settings, create_store(settings), DerivedCache(settings.cache_path, fsync=settings.fsync))
-    missing = service.missing_eager(job.content_hash)
     try:
-        made = service.generate(job.content_hash, missing)
-    except ImageUnreadable as exc:
+        # The same lock as on-demand renders: a GET meanwhile waits instead of decoding too.
+        with service.cache.exclusive(job.content_hash, "image", settings.image_sync_timeout):
+            made = service.generate(job.content_hash, service.missing_eager(job.content_hash))
+    except (ImageUnreadable, ImageTooLarge, Image.DecompressionBombError) as exc:
         raise PermanentJobError(str(exc)) from None
     return {"presets": sorted(made)}
 

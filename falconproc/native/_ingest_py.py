@@ -563,6 +563,10 @@ class IngestProbe:
             else:
                 self._done = True
         elif st == G_DESC:
+            if self._count == 1:
+                # Pillow grows the canvas to a first frame larger than the logical screen.
+                self._w = max(self._w, _le16(a, 0) + _le16(a, 4))
+                self._h = max(self._h, _le16(a, 2) + _le16(a, 6))
             flags = a[8]
             if flags & 0x80:
                 self._skip = 3 << ((flags & 7) + 1)

@@ -118,6 +118,8 @@ def _to_8bit_rgb(im: Image.Image) -> Image.Image:
         im = im.convert("L")
     elif mode == "P" or mode == "PA":
         im = im.convert("RGBA" if ("transparency" in im.info or mode == "PA") else "RGB")
+    if im.mode in ("L", "RGB") and im.info.get("transparency") is not None:
+        im = im.convert("RGBA")  # a colour-key (tRNS) PNG: make the key transparent
     if icc and im.mode in ("RGB", "RGBA", "CMYK", "L"):
         try:
             src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
@@ -191,7 +193,11 @@ def decode_for(targets: Iterable[Target], im: Image.Image) -> Decoded:
     if orientation != 1:
         box = transposed_box(_ORIENTATION[orientation], box, im.width, im.height)
         im = im.transpose(_ORIENTATION[orientation])
-    return Decoded(_to_8bit_rgb(im), plan, box)
+    image = _to_8bit_rgb(im)
+    # Encoders fall back to info (a JPEG comment, a PNG's ICC or colour key): outputs
+    # carry none of the original's metadata.
+    image.info = {}
+    return Decoded(image, plan, box)
 
 
 def render(decoded: Decoded, targets: list[Target]) -> list[Image.Image]:
