@@ -30,6 +30,28 @@ class OcrResult:
     words: int
 
 
+def _scale_for(width: int, height: int, settings: Settings) -> float:
+    return min(1.0, (settings.ocr_max_pixels / (width * height)) ** 0.5, TESSERACT_MAX_SIDE / max(width, height))
+
+
+def _contrast_range(grey: np.ndarray) -> tuple[float, float]:
+    # Every 4th pixel of every 4th row is plenty for the 1st/99th percentiles.
+    low, high = np.percentile(grey[::4, ::4], (1, 99))
+    return float(low), float(high)
+
+
+def _low_contrast(low: float, high: float) -> bool:
+    return high - low < 160 and high > low
+
+
+def usable_as_is(im: Image.Image, settings: Settings) -> bool:
+    """True when tesseract can read the file itself as well as our prepared copy: opaque,
+    within the size limits, contrast fine. Saves re-encoding a whole page for it."""
+    if im.mode not in ("L", "RGB") or _scale_for(im.width, im.height, settings) < 1.0:
+        return False
+    return not _low_contrast(*_contrast_range(np.asarray(im.convert("L"), dtype=np.uint8)))
+
+
 def prepare(im: Image.Image, settings: Settings) -> Image.Image:
     """Greyscale, bounded size, contrast stretched (numpy) when the page is washed out."""
     if im.mode not in ("L", "RGB"):
@@ -40,26 +62,27 @@ def prepare(im: Image.Image, settings: Settings) -> Image.Image:
         else:
             im = im.convert("RGB")
     im = im.convert("L")
-    scale = min(1.0, (settings.ocr_max_pixels / (im.width * im.height)) ** 0.5,
-                TESSERACT_MAX_SIDE / max(im.width, im.height))
+    scale = _scale_for(im.width, im.height, settings)
     if scale < 1.0:
         im = im.resize((max(1, int(im.width * scale)), max(1, int(im.height * scale))), Image.Resampling.LANCZOS)
     pixels = np.asarray(im, dtype=np.uint8)
-    low, high = np.percentile(pixels, (1, 99))
-    if high - low < 160 and high > low:
+    low, high = _contrast_range(pixels)
+    if _low_contrast(low, high):
         # Low contrast (faded scans, photos of screens): stretch to the full range.
         stretched = np.clip((pixels.astype(np.float32) - low) * (255.0 / (high - low)), 0, 255).astype(np.uint8)
         im = Image.fromarray(stretched, mode="L")
     return im
 
 
-def run_tesseract(im: Image.Image, settings: Settings) -> OcrResult:
+def run_tesseract(source: Image.Image | str, settings: Settings) -> OcrResult:
+    """OCR an image (prepared here) or, for a file already fit as it is, its path."""
     import pytesseract
 
     os.environ["OMP_THREAD_LIMIT"] = "1"  # ~5x faster per page than tesseract's own threading here
     lang = "+".join(settings.ocr_languages)
     try:
-        data = pytesseract.image_to_data(prepare(im, settings), lang=lang, config="--psm 3",
+        image = source if isinstance(source, str) else prepare(source, settings)
+        data = pytesseract.image_to_data(image, lang=lang, config="--psm 3",
                                          timeout=settings.ocr_timeout, output_type=pytesseract.Output.DICT)
     except RuntimeError as exc:  # pytesseract signals its timeout this way
         raise OcrError("timeout", f"OCR took longer than {settings.ocr_timeout:g} s") from exc

@@ -9,13 +9,15 @@ from PIL import Image, ImageOps
 
 from falconproc.config import Settings
 from falconproc.services.images import RENDERABLE_TYPES, ImageUnreadable, now_iso, open_checked
-from falconproc.services.ocr import run_tesseract
+from falconproc.services.ocr import run_tesseract, usable_as_is
 from falconproc.services.text import PDF_TYPE, TEXT_TYPES, Extraction, clip_pages, extract
 from falconproc.store import ContentStore
 from falconproc.store.cache import DerivedCache
 
 TEXT_FILE = "text.txt"
 PAGES_FILE = "text.json"
+# Formats tesseract (leptonica) decodes itself, as we would.
+TESSERACT_READS = frozenset({"PNG", "JPEG", "TIFF"})
 # A PDF page whose embedded images are smaller than this is not worth OCR.
 MIN_OCR_IMAGE_PIXELS = 64 * 64
 
@@ -80,7 +82,11 @@ class TextService:
                 im.load()
             except (OSError, SyntaxError, ValueError, EOFError) as exc:
                 raise ImageUnreadable(f"the image cannot be decoded: {exc}") from None
-            ocr = run_tesseract(ImageOps.exif_transpose(im), self.settings)
+            upright = im.getexif().get(0x0112, 1) in (None, 1)
+            if upright and im.format in TESSERACT_READS and usable_as_is(im, self.settings):
+                ocr = run_tesseract(str(path), self.settings)  # no re-encode of the page
+            else:
+                ocr = run_tesseract(ImageOps.exif_transpose(im), self.settings)
         result = Extraction("ocr", [{"page": 1, "text": ocr.text, "confidence": ocr.confidence}], page_count=1)
         result.pages, result.truncated = clip_pages(result.pages, self.settings.text_max_chars)
         return self._publish(content_hash, result, {"confidence": ocr.confidence, "words": ocr.words})
