@@ -78,6 +78,11 @@ class ContentStore(ABC):
         """The original's bytes, as a real file where possible (sendfile). Raise ContentNotFound."""
 
     @abstractmethod
+    def original_path(self, content_hash: str) -> Path:
+        """A local file with the original's bytes, for decoders that need a path or seeks
+        (an S3 backend would keep a local read-through copy)."""
+
+    @abstractmethod
     def metadata(self, content_hash: str) -> dict[str, Any]:
         """The stored metadata.json. Raise ContentNotFound."""
 
