@@ -67,7 +67,8 @@ class SupervisorKeeper:
     """Runs ``falconproc worker`` as a child of the gunicorn master and restarts it if
     it dies; gunicorn's shutdown stops it (SIGTERM: it drains its jobs)."""
 
-    RESTART_DELAY = 1.0
+    RESTART_DELAY = 0.5
+    QUICK_DEATH_SECONDS = 2.0  # dying sooner than this after a start means it cannot start
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None
@@ -85,13 +86,20 @@ class SupervisorKeeper:
 
     def _watch(self) -> None:
         log = logging.getLogger("gunicorn.error")
+        delay = self.RESTART_DELAY
+        started = time.monotonic()
         while not self.stopping.is_set():
             proc = self.proc
             if proc is not None and proc.poll() is not None and not self.stopping.is_set():
-                log.warning("job supervisor exited with %s; restarting it", proc.returncode)
-                time.sleep(self.RESTART_DELAY)
-                if not self.stopping.is_set():
-                    self._spawn()
+                # A supervisor that keeps dying at once (broken queue dir, bad plugin)
+                # is restarted ever more slowly instead of in a tight loop.
+                quick_death = time.monotonic() - started < self.QUICK_DEATH_SECONDS
+                delay = min(delay * 2, 60.0) if quick_death else self.RESTART_DELAY
+                log.warning("job supervisor exited with %s; restarting it in %.0f s", proc.returncode, delay)
+                if self.stopping.wait(delay):
+                    break
+                self._spawn()
+                started = time.monotonic()
             self.stopping.wait(0.5)
 
     def stop(self, timeout: float) -> None:

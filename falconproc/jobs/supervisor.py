@@ -41,7 +41,7 @@ from falconproc.queue import DEAD, Job, JobNotFound, JobQueue
 log = logging.getLogger("falconproc.supervisor")
 
 LOOP_INTERVAL = 0.05
-MAX_IDLE_SLEEP = 0.4
+MAX_IDLE_SLEEP = 0.2
 REAP_INTERVAL = 2.0
 PRUNE_INTERVAL = 600.0
 DEFAULT_TIMEOUT = 60.0
@@ -402,4 +402,12 @@ def run_supervisor(settings: Settings) -> None:
     from falconproc.queue import create_queue
 
     registry.load(settings)
+    # Job processes are forked from here: importing the heavy parsers once now spares
+    # every new job process (and each PDF page pool) from importing them again.
+    import docx  # noqa: F401
+    import pypdf  # noqa: F401
+    import pytesseract  # noqa: F401
+    from PIL import Image
+
+    Image.init()
     Supervisor(settings, create_queue(settings)).run()
