@@ -59,10 +59,7 @@ class Job:
 
     def public(self) -> dict[str, Any]:
         """The api.md shape of GET /jobs/{id}."""
-        from datetime import datetime, timezone
-
-        def iso(ts: float) -> str:
-            return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        from falconproc.clock import iso_utc as iso
 
         return {
             "id": self.id, "type": self.type, "contentHash": self.content_hash, "variant": self.variant,

@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from falconproc.clock import iso_utc
 from falconproc.config import Settings
 from falconproc.errors import ContentNotFound
 from falconproc.services.images import (
@@ -17,7 +18,6 @@ from falconproc.services.images import (
     check_dimensions,
     decode_for,
     encode,
-    now_iso,
     open_checked,
     render,
 )
@@ -95,7 +95,7 @@ class ImageService:
             with open_checked(source, self.settings) as im:
                 decoded = decode_for([_target(p) for p in presets], im)
         except ImageUnreadable as exc:
-            error = {"error": "image_unreadable", "message": str(exc), "at": now_iso()}
+            error = {"error": "image_unreadable", "message": str(exc), "at": iso_utc()}
             self.cache.update_metadata(content_hash, lambda m: m.update(imageError=error))
             raise
         outputs = render(decoded, [_target(p) for p in presets])
@@ -104,7 +104,7 @@ class ImageService:
             size = self.cache.write_file(content_hash, preset.filename,
                                          lambda fh, out=out, p=preset: encode(out, p.pil_format, p.quality, fh))
             entries[preset.name] = {"size": size, "format": preset.format, "mimeType": preset.mime_type,
-                                    "width": out.width, "height": out.height, "processedAt": now_iso()}
+                                    "width": out.width, "height": out.height, "processedAt": iso_utc()}
         self.cache.update_metadata(content_hash, lambda m: m.setdefault("presets", {}).update(entries))
         return entries
 

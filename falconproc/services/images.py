@@ -18,7 +18,6 @@ import io
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -241,5 +240,3 @@ def encode(im: Image.Image, pil_format: str, quality: int, fh: BinaryIO) -> None
         im.save(fh, "PNG", compress_level=6)
 
 
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -12,17 +12,17 @@ import errno
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, BinaryIO, Protocol
 
 from falconproc import native
+from falconproc.clock import iso_utc
 from falconproc.config import Settings
 from falconproc.errors import (
-    ServiceOverloaded,
     EmptyUpload,
     HashMismatch,
     IncompleteUpload,
     InsufficientStorage,
+    ServiceOverloaded,
     UnsupportedType,
     UploadTooLarge,
 )
@@ -75,10 +75,6 @@ class AdmitAll:
         return None
 
 
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class IngestService:
     def __init__(self, settings: Settings, store: ContentStore, *, scheduler: JobScheduler | None = None,
                  governor: Any = None, probe_factory: Callable[..., Any] | None = None):
@@ -118,7 +114,7 @@ class IngestService:
         except BaseException:
             pending.abort()
             raise
-        uploaded_at = utc_now()
+        uploaded_at = iso_utc()
         record = UploadRecord(request.drive_id, request.user_id, request.filename, uploaded_at)
         metadata = build_metadata(result, mime_type, record)
         try:

@@ -7,8 +7,9 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
+from falconproc.clock import iso_utc
 from falconproc.config import Settings
-from falconproc.services.images import RENDERABLE_TYPES, ImageUnreadable, now_iso, open_checked
+from falconproc.services.images import RENDERABLE_TYPES, ImageUnreadable, open_checked
 from falconproc.services.ocr import run_tesseract, usable_as_is
 from falconproc.services.text import PDF_TYPE, TEXT_TYPES, Extraction, clip_pages, extract
 from falconproc.store import ContentStore
@@ -56,12 +57,12 @@ class TextService:
         self.cache.write_file(content_hash, PAGES_FILE,
                               lambda fh: fh.write(json.dumps(document, ensure_ascii=False).encode("utf-8")))
         state = {"status": "done", "source": result.source, "pageCount": result.page_count,
-                 "chars": len(text), "truncated": result.truncated, "processedAt": now_iso(), **state}
+                 "chars": len(text), "truncated": result.truncated, "processedAt": iso_utc(), **state}
         self.cache.update_metadata(content_hash, lambda m: m.__setitem__("text", state))
         return state
 
     def record_failure(self, content_hash: str, code: str, message: str) -> None:
-        state = {"status": "failed", "error": code, "message": message, "processedAt": now_iso()}
+        state = {"status": "failed", "error": code, "message": message, "processedAt": iso_utc()}
         self.cache.update_metadata(content_hash, lambda m: m.__setitem__("text", state))
 
     def extract(self, content_hash: str) -> dict[str, Any]:
