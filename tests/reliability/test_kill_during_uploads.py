@@ -74,12 +74,14 @@ def test_sigkill_workers_and_master_during_uploads_then_restart_and_verify(fresh
         time.sleep(0.5)
         os.kill(first[1], signal.SIGKILL)
 
-        def in_flight_on_live_worker():
-            live = web_worker_pids(svc)
-            return any(name.startswith(tuple(f"up-{pid}-" for pid in live)) for name in temp_entries(svc.files))
+        def in_flight_on_live_workers():
+            live = tuple(f"up-{pid}-" for pid in web_worker_pids(svc))
+            # Two or more, so that the crash still catches one mid-body even if another
+            # completes between this check and the kill.
+            return sum(name.startswith(live) for name in temp_entries(svc.files)) >= 2
 
-        # A replacement worker is taking uploads: now crash the whole service mid-body.
-        wait_for(in_flight_on_live_worker, 15, message="an upload in flight on a replacement worker")
+        # Replacement workers are taking uploads: now crash the whole service mid-body.
+        wait_for(in_flight_on_live_workers, 15, 0.01, message="uploads in flight on the replacement workers")
         crashing.set()
         kill_service_tree(svc)
     finally:
