@@ -39,6 +39,40 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def settings_env_names() -> list[str]:
+    """Every variable falconproc's config reads (from its declarations)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from dataclasses import fields
+
+    from falconproc.config import Settings
+
+    return [f.metadata["env"] for f in fields(Settings)]
+
+
+def clean_env(*also_drop: str) -> dict[str, str]:
+    """This process's environment without falconproc settings (an inherited one must not
+    skew a run), the native-module switches, and ``also_drop``."""
+    drop = {*settings_env_names(), "FALCONPROC_NO_EXTENSIONS", "FALCONPROC_REQUIRE_EXTENSIONS", *also_drop}
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def falconproc_env(base: Path, port: int, **settings: str) -> dict[str, str]:
+    """The environment of a falconproc service on ``port`` with its data under ``base``."""
+    env = clean_env()
+    env.update({
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "FILE_STORAGE_PATH": str(base / "files"),
+        "CACHE_PATH": str(base / "cache"),
+        "QUEUE_PATH": str(base / "queue"),
+        "LOG_LEVEL": "warning",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    })
+    env.update(settings)
+    return env
+
+
 def timestamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 

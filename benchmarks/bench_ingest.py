@@ -82,28 +82,8 @@ def make_payload(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
-def _settings_env_names() -> list[str]:
-    """Every variable falconproc's config reads, so an inherited one cannot skew a run."""
-    try:
-        sys.path.insert(0, str(ROOT))
-        from dataclasses import fields
-
-        from falconproc.config import Settings
-
-        return [f.metadata["env"] for f in fields(Settings)]
-    except Exception:  # noqa: BLE001 - fall back to the names known when this was written
-        return ["PORT", "HOST", "FILE_STORAGE_PATH", "CACHE_PATH", "QUEUE_PATH", "MAX_UPLOAD_BYTES",
-                "MEMORY_LIMIT_BYTES", "PROCESSOR_AUTH_TOKEN", "STORAGE_RESERVE_BYTES", "ALLOWED_TYPES",
-                "READ_CHUNK_BYTES", "FSYNC", "WEB_WORKERS", "WEB_THREADS", "WORKER_TIMEOUT", "KEEPALIVE",
-                "MAX_REQUESTS", "GRACEFUL_TIMEOUT", "LOG_LEVEL"]
-    finally:
-        if sys.path and sys.path[0] == str(ROOT):
-            sys.path.pop(0)
-
-
 def base_env() -> dict[str, str]:
-    drop = set(_settings_env_names()) | {"FALCONPROC_NO_EXTENSIONS", "FALCONPROC_REQUIRE_EXTENSIONS", "NAIVE_STORE"}
-    return {k: v for k, v in os.environ.items() if k not in drop}
+    return common.clean_env("NAIVE_STORE")
 
 
 def gunicorn_flags() -> dict[str, bool]:
@@ -114,20 +94,9 @@ def gunicorn_flags() -> dict[str, bool]:
 def falconproc_service(name: str, base: Path, size: int, threads: int, *, pure: bool,
                        extra_env: dict[str, str]) -> GunicornService:
     port = common.free_port()
-    env = base_env()
-    env.update({
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "FILE_STORAGE_PATH": str(base / "files"),
-        "CACHE_PATH": str(base / "cache"),
-        "QUEUE_PATH": str(base / "queue"),
-        "WEB_WORKERS": "1",
-        "WEB_THREADS": str(threads),
-        "LOG_LEVEL": "warning",
-        "ALLOWED_TYPES": "application/octet-stream",
-        "MAX_UPLOAD_BYTES": str(max(size, DEFAULT_MAX_UPLOAD)),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    })
+    env = common.falconproc_env(base, port, WEB_WORKERS="1", WEB_THREADS=str(threads),
+                                ALLOWED_TYPES="application/octet-stream",
+                                MAX_UPLOAD_BYTES=str(max(size, DEFAULT_MAX_UPLOAD)))
     env.update(extra_env)
     if pure:
         env["FALCONPROC_NO_EXTENSIONS"] = "1"

@@ -74,11 +74,7 @@ def start_ours(work: Path, image: Path) -> tuple[GunicornService, str]:
     import requests
 
     port = common.free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FILE_STORAGE", "CACHE_PATH", "QUEUE_PATH"))}
-    env.update({"PORT": str(port), "HOST": "127.0.0.1", "FILE_STORAGE_PATH": str(work / "ours" / "files"),
-                "CACHE_PATH": str(work / "ours" / "cache"), "QUEUE_PATH": str(work / "ours" / "queue"),
-                "LOG_LEVEL": "warning",
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))})
+    env = common.falconproc_env(work / "ours", port)
     from falconproc.config import Settings
 
     workers = Settings.from_env(env).web_workers  # the default: 2 per core

@@ -141,38 +141,14 @@ def recall(text: str, truth: str) -> float:
     return sum(min(n, got[w]) for w, n in want.items()) / max(sum(want.values()), 1)
 
 
-def settings_env_names() -> list[str]:
-    sys.path.insert(0, str(ROOT))
-    try:
-        from dataclasses import fields
-
-        from falconproc.config import Settings
-
-        return [f.metadata["env"] for f in fields(Settings)]
-    finally:
-        if sys.path and sys.path[0] == str(ROOT):
-            sys.path.pop(0)
-
-
 def base_env() -> dict[str, str]:
-    drop = set(settings_env_names()) | {"FALCONPROC_NO_EXTENSIONS", "OMP_THREAD_LIMIT"}
-    return {k: v for k, v in os.environ.items() if k not in drop}
+    return common.clean_env("OMP_THREAD_LIMIT")
 
 
 def falconproc_service(base: Path, extra_env: dict[str, str]) -> GunicornService:
     port = common.free_port()
-    env = base_env()
-    env.update({
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "FILE_STORAGE_PATH": str(base / "files"),
-        "CACHE_PATH": str(base / "cache"),
-        "QUEUE_PATH": str(base / "queue"),
-        "WEB_WORKERS": "2",
-        "STORAGE_RESERVE_BYTES": "0",
-        "LOG_LEVEL": "warning",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    })
+    env = common.falconproc_env(base, port, WEB_WORKERS="2", STORAGE_RESERVE_BYTES="0")
+    env.pop("OMP_THREAD_LIMIT", None)
     env.update(extra_env)
     svc = GunicornService("falconproc", [sys.executable, "-m", "falconproc.cli", "serve"], env, base, port,
                           workers=2)
