@@ -17,7 +17,8 @@ import requests
 from falconproc.queue import DEAD, DONE
 from tests.blackbox._util import assert_error, unique_text
 from tests.conftest import stored_entries, temp_entries, upload
-from tests.queue._helpers import job_files, open_service_queue, random_hash, state_files, wait_for
+from tests.queue._helpers import job_files, open_service_queue, random_hash, state_files
+from tests.service import wait_for
 
 pytestmark = pytest.mark.blackbox
 

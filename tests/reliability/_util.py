@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.service import Service
+from tests.service import Service, wait_for
 
 
 def text_blob(label: str, size: int) -> bytes:
@@ -25,17 +25,6 @@ def text_blob(label: str, size: int) -> bytes:
 
 def chunks(data: bytes, size: int) -> list[bytes]:
     return [data[i:i + size] for i in range(0, len(data), size)]
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.05, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
 
 
 def web_worker_pids(svc: Service) -> list[int]:
