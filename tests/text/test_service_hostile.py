@@ -73,8 +73,9 @@ def test_hostile_documents_end_in_clear_errors_while_others_flow(fresh_service):
     # One attempt per job: a hung parser is then killed once at its 10 s wall clock, not three times.
     svc = fresh_service(JOB_TIMEOUTS=f"text={TEXT_TIMEOUT:g},ocr=60", JOB_MAX_ATTEMPTS="1")
     with TreeRss(svc.proc.pid) as rss:
-        # A valid PDF pypdf needs ~20 s for (20 pages x ~1 s): it must be killed at 10 s.
-        hung = _upload(svc, _docs.slow_pdf(20, 20000), "hung.pdf")
+        # A valid PDF pypdf needs ~120 s for (120 pages x ~1 s here): it must be killed at 10 s even on
+        # a machine several times faster (20 pages finished in time on CI).
+        hung = _upload(svc, _docs.slow_pdf(120, 20000), "hung.pdf")
         hung_at = time.monotonic()
         uploaded = {name: (_upload(svc, data, name), code) for name, (data, code) in HOSTILE.items()}
         for name, (body, _) in uploaded.items():
