@@ -21,6 +21,8 @@ __all__ = [
     "CASCADE_MIN_RATIO",
     "DRAFT_MARGIN",
     "REDUCE_GAP",
+    "SMALL_OUTPUT",
+    "SMALL_REDUCE_GAP",
     "DRAFT_SCALES",
     "OVERHEAD_BYTES",
     "MAX_DIMENSION",
@@ -28,9 +30,11 @@ __all__ = [
 ]
 
 # Same values and rationale as in _resize_py.py (the tests check they are equal).
-CASCADE_MIN_RATIO = 2.0
+CASCADE_MIN_RATIO = 1.0
 DRAFT_MARGIN = 1.0
-REDUCE_GAP = 2
+REDUCE_GAP = 1
+SMALL_OUTPUT = 256
+SMALL_REDUCE_GAP = 2
 DRAFT_SCALES = (8, 4, 2)
 OVERHEAD_BYTES = 16 * 1024 * 1024
 MAX_DIMENSION = 2**31 - 1
@@ -40,6 +44,8 @@ MAX_BANDS = 64
 cdef double C_CASCADE_MIN_RATIO = CASCADE_MIN_RATIO
 cdef double C_DRAFT_MARGIN = DRAFT_MARGIN
 cdef long long C_REDUCE_GAP = REDUCE_GAP
+cdef long long C_SMALL_OUTPUT = SMALL_OUTPUT
+cdef long long C_SMALL_REDUCE_GAP = SMALL_REDUCE_GAP
 cdef int[3] C_DRAFT_SCALES = DRAFT_SCALES
 cdef long long C_DECODED = -1
 
@@ -150,7 +156,7 @@ def plan_resize(src_width, src_height, targets, *, is_jpeg, bands=3, orientation
     cdef long long uw = sh if swap else sw
     cdef long long uh = sw if swap else sh
     cdef long long scale = 1, s, dw, dh, pw, ph, dec_w, dec_h, udw, udh
-    cdef long long ow, oh, src, src_w, src_h, jw, jh, area, best_area, k, kx, ky
+    cdef long long ow, oh, src, src_w, src_h, jw, jh, area, best_area, k, kx, ky, gap
     cdef Py_ssize_t a, c
     cdef bint ok
 
@@ -238,8 +244,9 @@ def plan_resize(src_width, src_height, targets, *, is_jpeg, bands=3, orientation
                             src = order[c].idx
                             src_w = jw
                             src_h = jh
-            kx = src_w // (C_REDUCE_GAP * ow)
-            ky = src_h // (C_REDUCE_GAP * oh)
+            gap = C_REDUCE_GAP if (ow if ow > oh else oh) >= C_SMALL_OUTPUT else C_SMALL_REDUCE_GAP
+            kx = src_w // (gap * ow)
+            ky = src_h // (gap * oh)
             k = kx if kx < ky else ky
             if k < 1:
                 k = 1

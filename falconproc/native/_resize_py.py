@@ -23,8 +23,10 @@ The plan, in the order the pipeline executes it:
    in both dimensions, else from the decoded image. A target whose output size
    equals an earlier one's is a copy of it.
 4. **Reduce + resample**: ``Image.reduce(k)`` with the largest k that keeps the
-   source at least ``REDUCE_GAP`` times the output, then LANCZOS to the final size
-   (what Pillow's ``resize(..., reducing_gap=2.0)`` does, but planned up front).
+   source at least ``REDUCE_GAP`` times the output (``SMALL_REDUCE_GAP`` for outputs
+   whose longer side is under ``SMALL_OUTPUT``), then LANCZOS to the final size (like
+   Pillow's ``resize(..., reducing_gap=...)``, but planned up front). When the
+   reduced image already has the output's size, the reduce is the whole step.
 
 The executor must resample the exact valid region (``box=``) in two places, as
 Pillow's own ``thumbnail()`` and ``resize(reducing_gap=...)`` do: the draft holds
@@ -46,6 +48,8 @@ __all__ = [
     "CASCADE_MIN_RATIO",
     "DRAFT_MARGIN",
     "REDUCE_GAP",
+    "SMALL_OUTPUT",
+    "SMALL_REDUCE_GAP",
     "DRAFT_SCALES",
     "OVERHEAD_BYTES",
     "MAX_DIMENSION",
@@ -53,20 +57,18 @@ __all__ = [
 ]
 
 # An output may be derived from an earlier output (instead of the decoded image)
-# only if that one is at least this many times larger in BOTH dimensions. 2.0 is the
-# same margin as the reducing gap: below 2x a LANCZOS kernel resampling an already
-# resampled image compounds the two filters' blur/ringing measurably, at 2x and above
-# the intermediate has >= 4 pixels per output pixel, which is "full resolution" as far
-# as the final filter is concerned (measured: cascaded outputs >= 51 dB PSNR against a
-# direct resize of the full image on the corpus, see tests/native/test_resize_plan.py),
-# while the
-# work saved is large (e.g. the 200x125 thumbnail from the 800x500 preview instead of
-# from a 2560x1600 decode). The reduce() before that resample must be followed by
-# resize(..., box=(0, 0, src_w/k, src_h/k)) when k does not divide the source: without
-# it the storm photo's cascaded 200x133 thumbnail (800x533 -> reduce 2 -> 400x267)
-# measured 36.8 dB, with it 52.7 dB. A larger ratio rarely finds an intermediate at all among
-# the default presets (1920/2048 -> 800 is only 2.4x).
-CASCADE_MIN_RATIO = 2.0
+# only if that one is at least this many times larger in BOTH dimensions. 1.0: any
+# earlier output at least as large, e.g. ai-chat 1920x1200 from ai-vision 2048x1280
+# instead of from a 2560x1600 decode (measured on this 2-core VM: 0.087 s from
+# 2560, 0.059 s from 2048). Measured with REDUCE_GAP below: the cascaded
+# outputs' PSNR against a direct LANCZOS resize of the full image is the same at
+# 1.0 as at 2.0 on the corpus (worst 38.2 dB without the small-output gap, 44.5 dB
+# with it; ai-chat from ai-vision: 54 dB); tests/native/test_resize_plan.py holds the
+# bar (38 dB). The reduce() before the resample must be followed by
+# resize(..., box=(0, 0, src_w/k, src_h/k)) when k does not divide the source:
+# without it the storm photo's cascaded 200x133 thumbnail measured 36.8 dB, with it
+# 52.7 dB.
+CASCADE_MIN_RATIO = 1.0
 
 # A draft scale is chosen only if the decoded image stays >= DRAFT_MARGIN x every
 # output in both dimensions (the planner's only quality knob besides the cascade
@@ -83,9 +85,21 @@ CASCADE_MIN_RATIO = 2.0
 # fails the 38 dB bar in tests/native/test_resize_plan.py.
 DRAFT_MARGIN = 1.0
 
-# Image.reduce(k) keeps the source at least REDUCE_GAP x the output before the final
-# LANCZOS, like Pillow's resize(reducing_gap=2.0).
-REDUCE_GAP = 2
+# Image.reduce(k) (a k x k box average, ~10x cheaper than LANCZOS) takes the largest
+# integer k that keeps the source at least REDUCE_GAP x the output, then LANCZOS
+# resamples the remaining factor (< 2): what libvips' thumbnail does (shrink, then
+# lanczos3). Pillow's resize(reducing_gap=2.0) keeps 2x, which left e.g. a 4096x4096
+# WebP's 2048 ai-vision to a full LANCZOS (0.26 s) where reduce(2) costs 0.03 s.
+# Measured on the corpus (bench_presets.py, tests/native/test_resize_plan.py): gap 1
+# instead of 2 cut the presets' total from 1.40 to 0.93 s; the default presets'
+# outputs stay >= 42.6 dB PSNR against a direct LANCZOS resize, but tiny outputs at
+# the end of a long cascade dropped to 38.1 dB (40x32 from 100x80), too close to the
+# 38 dB bar. Outputs whose longer side is under SMALL_OUTPUT therefore keep the gap
+# of 2 (their resample costs ~2 ms): worst 44.1 dB over the test's box sets,
+# including odd-sized drafted JPEGs.
+REDUCE_GAP = 1
+SMALL_OUTPUT = 256
+SMALL_REDUCE_GAP = 2
 
 DRAFT_SCALES = (8, 4, 2)  # tried largest first; 1 (no draft) is the fallback
 
@@ -217,7 +231,8 @@ def plan_resize(
                         best_area = area
                         src = j
                         src_w, src_h = jw, jh
-        k = max(1, min(src_w // (REDUCE_GAP * ow), src_h // (REDUCE_GAP * oh)))
+        gap = REDUCE_GAP if max(ow, oh) >= SMALL_OUTPUT else SMALL_REDUCE_GAP
+        k = max(1, min(src_w // (gap * ow), src_h // (gap * oh)))
         if k > 1:
             buf = ((src_w + k - 1) // k) * ((src_h + k - 1) // k) * bands
             if buf > max_reduce_buf:

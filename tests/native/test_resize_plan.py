@@ -38,6 +38,11 @@ PSNR_MIN = 38.0
 RATIO = _resize_py.CASCADE_MIN_RATIO
 
 
+def gap_for(w: int, h: int) -> int:
+    """The reducing gap the planner must keep for a w x h output."""
+    return _resize_py.REDUCE_GAP if max(w, h) >= _resize_py.SMALL_OUTPUT else _resize_py.SMALL_REDUCE_GAP
+
+
 # --------------------------------------------------------------------------- fixtures
 
 def _compiled_or_bail():
@@ -86,10 +91,12 @@ def test_selector_exports():
 def test_constants_agree(plan_pair):
     import falconproc.native._resize_c as c_mod
 
-    for name in ("CASCADE_MIN_RATIO", "DRAFT_MARGIN", "REDUCE_GAP", "DRAFT_SCALES",
-                 "OVERHEAD_BYTES", "MAX_DIMENSION", "MAX_BANDS"):
+    for name in ("CASCADE_MIN_RATIO", "DRAFT_MARGIN", "REDUCE_GAP", "SMALL_OUTPUT", "SMALL_REDUCE_GAP",
+                 "DRAFT_SCALES", "OVERHEAD_BYTES", "MAX_DIMENSION", "MAX_BANDS"):
         assert getattr(c_mod, name) == getattr(_resize_py, name), name
-    assert _resize_py.CASCADE_MIN_RATIO == 2.0
+    # the hand-computed plans below assume these
+    assert _resize_py.CASCADE_MIN_RATIO == 1.0
+    assert (_resize_py.REDUCE_GAP, _resize_py.SMALL_OUTPUT, _resize_py.SMALL_REDUCE_GAP) == (1, 256, 2)
     assert _resize_py.OVERHEAD_BYTES == MIB16
 
 
@@ -122,14 +129,27 @@ def test_default_presets_cascade_2560x1600(plan_fn):
         decoded_width=2560,
         decoded_height=1600,
         steps=(
-            ResizeStep(AI_VISION, 2048, 1280, DECODED, 1),
-            ResizeStep(AI_CHAT, 1920, 1200, DECODED, 1),
-            ResizeStep(PREVIEW, 800, 500, AI_CHAT, 1),  # 1920x1200 is 2.4x: smallest >= 2x
-            ResizeStep(THUMB, 200, 125, PREVIEW, 2),  # 800x500 -> reduce(2) 400x250 -> 200x125
+            ResizeStep(AI_VISION, 2048, 1280, DECODED, 1),  # 2560/2048 < 2: no reduce
+            ResizeStep(AI_CHAT, 1920, 1200, AI_VISION, 1),  # any earlier output >= 1x will do
+            # the smallest source >= 800x500 is ai-chat; 1920/800 = 2.4: reduce(2) 960x600 -> 800x500
+            ResizeStep(PREVIEW, 800, 500, AI_CHAT, 2),
+            # 200 < SMALL_OUTPUT: gap 2, 800x500 -> reduce(2) 400x250 -> 200x125
+            ResizeStep(THUMB, 200, 125, PREVIEW, 2),
         ),
-        # decoded + the two outputs kept alive as sources + the 400x250 reduce buffer
-        peak_memory=2560 * 1600 * 3 + (1920 * 1200 + 800 * 500) * 3 + 400 * 250 * 3 + MIB16,
+        # decoded + the three outputs kept alive as sources + the 960x600 reduce buffer
+        peak_memory=2560 * 1600 * 3 + (2048 * 1280 + 1920 * 1200 + 800 * 500) * 3 + 960 * 600 * 3 + MIB16,
     )
+
+
+def test_reduce_gap_depends_on_output_size(plan_fn):
+    # 256 px is not small: gap 1, reduce(4) gives exactly 256x256 (the reduce is the whole step)
+    assert plan_fn(1024, 1024, [(256, 256)], is_jpeg=False).steps == (ResizeStep(0, 256, 256, DECODED, 4),)
+    # 255 px is: gap 2, 1024 // 510 = 2 -> reduce(2) 512x512 -> LANCZOS 255x255
+    assert plan_fn(1024, 1024, [(255, 255)], is_jpeg=False).steps == (ResizeStep(0, 255, 255, DECODED, 2),)
+    # the longer side decides: 1000x200 -> 500x100 keeps gap 1 (k = min(2, 2))
+    assert plan_fn(1000, 200, [(500, 0)], is_jpeg=False).steps == (ResizeStep(0, 500, 100, DECODED, 2),)
+    # a 4096 square (the corpus WebP) to ai-vision: reduce(2) is exactly 2048
+    assert plan_fn(4096, 4096, [(2048, 0)], is_jpeg=False).steps == (ResizeStep(0, 2048, 2048, DECODED, 2),)
 
 
 def test_thumbnail_only_drafts_at_eighth(plan_fn):
@@ -179,8 +199,11 @@ def test_orientation_swap(plan_fn):
     assert sizes(plan) == {AI_CHAT: (1280, 1920), AI_VISION: (1280, 1920), THUMB: (133, 200), PREVIEW: (800, 1200)}
     # Decode (and draft) happen before the rotation: pre-rotation dims.
     assert (plan.draft_scale, plan.decoded_width, plan.decoded_height) == (1, 1920, 1280)
-    # 800x1200 is not 2x smaller than 1280x1920 in width (1.6x): from the decoded image.
-    assert plan.steps[2] == ResizeStep(PREVIEW, 800, 1200, DECODED, 1)
+    # ai-chat and ai-vision are the same size (a copy); 800x1200 derives from ai-chat
+    # (1280x1920, the earliest of the two equal smallest), 1.6x: no reduce.
+    assert plan.steps[:2] == (ResizeStep(AI_CHAT, 1280, 1920, DECODED, 1), ResizeStep(AI_VISION, 1280, 1920, AI_CHAT, 1))
+    assert plan.steps[2] == ResizeStep(PREVIEW, 800, 1200, AI_CHAT, 1)
+    # 133x200 is small (gap 2): 800 // 266 = 3, 1200 // 400 = 3
     assert plan.steps[3] == ResizeStep(THUMB, 133, 200, PREVIEW, 3)
     # the outputs kept alive as sources (ai-chat for the ai-vision copy, preview for the
     # thumbnail) + the reduce(3) buffer outweigh the transposed copy (7.4 MB)
@@ -217,9 +240,10 @@ def test_fit_rules(plan_fn):
 def test_duplicates_are_copies(plan_fn):
     plan = plan_fn(3000, 2000, [(800, 0), (200, 200), (800, 800), (0, 533)], is_jpeg=False)
     assert sizes(plan) == {0: (800, 533), 1: (200, 133), 2: (800, 533), 3: (800, 533)}
-    assert plan.steps[0] == ResizeStep(0, 800, 533, DECODED, 1)
+    # gap 1: 3000 // 800 = 3, 2000 // 533 = 3 -> reduce(3) 1000x667 -> LANCZOS 800x533
+    assert plan.steps[0] == ResizeStep(0, 800, 533, DECODED, 3)
     assert plan.steps[1:3] == (ResizeStep(2, 800, 533, 0, 1), ResizeStep(3, 800, 533, 0, 1))
-    assert plan.steps[3] == ResizeStep(1, 200, 133, 0, 2)
+    assert plan.steps[3] == ResizeStep(1, 200, 133, 0, 2)  # small: gap 2
 
 
 def test_empty_targets(plan_fn):
@@ -339,7 +363,7 @@ def test_properties(plan_fn, args):
             assert any(bw < w * _resize_py.DRAFT_MARGIN or bh < h * _resize_py.DRAFT_MARGIN
                        for w, h in out.values())
 
-    # steps: largest first; every source made earlier and big enough; reduce keeps a gap of 2
+    # steps: largest first; every source made earlier and big enough; reduce keeps the gap
     made: dict[int, tuple[int, int]] = {}
     areas = [st_.width * st_.height for st_ in plan.steps]
     assert areas == sorted(areas, reverse=True)
@@ -367,11 +391,12 @@ def test_properties(plan_fn, args):
                     if mw_ >= w * RATIO and mh_ >= h * RATIO:
                         assert mw_ * mh_ >= src_w * src_h
         k = step.reduce
+        gap = gap_for(w, h)
         assert k >= 1
         if k > 1:
-            assert src_w // k >= 2 * w and src_h // k >= 2 * h
+            assert src_w // k >= gap * w and src_h // k >= gap * h, "never reduced below the output"
             max_buf = max(max_buf, -(-src_w // k) * -(-src_h // k) * bands)
-        assert not (src_w // (k + 1) >= 2 * w and src_h // (k + 1) >= 2 * h), "largest k"
+        assert not (src_w // (k + 1) >= gap * w and src_h // (k + 1) >= gap * h), "largest k"
         made[step.target_index] = (w, h)
 
     decoded = plan.decoded_width * plan.decoded_height * bands
