@@ -176,3 +176,38 @@ def test_generated_pdf_round_trip(tmp_path):
     path.write_bytes(text_pdf(["Alpha page", "Beta page", "Gamma page"]))
     r = extract_pdf(path, S)
     assert [x["text"].strip() for x in r.pages] == ["Alpha page", "Beta page", "Gamma page"]
+
+
+def _plain_pypdf_texts(name: str) -> list[str]:
+    from pypdf import PdfReader
+
+    return [page.extract_text() for page in PdfReader(DOCS / name).pages]
+
+
+@pytest.mark.parametrize("name", ["pdflatex-outline.pdf", "hello-world.pdf", "two-different-pages.pdf",
+                                  "attachment.pdf"])
+def test_shared_fonts_give_pypdfs_own_text(name):
+    # The per-document font cache must change speed only, never the text.
+    assert [p["text"] for p in _pdf(name).pages] == [t.replace("\x00", "") for t in _plain_pypdf_texts(name)]
+
+
+def test_shared_fonts_parse_each_font_once_per_document(monkeypatch):
+    from pypdf import PdfReader
+    from pypdf.generic._font import Font
+
+    calls = []
+    original = Font.__dict__["from_font_resource"].__func__
+
+    def counting(cls, pdf_font_dict):
+        calls.append(id(pdf_font_dict))
+        return original(cls, pdf_font_dict)
+
+    monkeypatch.setattr(Font, "from_font_resource", classmethod(counting))
+    reader = PdfReader(DOCS / "pdflatex-outline.pdf")
+    uncached = [page.extract_text() for page in reader.pages]
+    per_page, calls[:] = len(calls), []
+    assert text_mod._texts_of(PdfReader(DOCS / "pdflatex-outline.pdf"), range(4)) == uncached
+    # Four pages sharing their fonts: pypdf alone builds each font on every page using it.
+    assert 0 < len(calls) == len(set(calls)) < per_page, (len(calls), per_page)
+    # And the patch is withdrawn afterwards.
+    assert Font.__dict__["from_font_resource"].__func__ is counting
