@@ -208,6 +208,9 @@ class Settings:
                                                  "(default: all)")
     image_sync_timeout: float = knob("IMAGE_SYNC_TIMEOUT", 30.0, _float_range(1.0, 600.0),
                                      "seconds a request may wait for an on-demand preset or optimize-for-ai")
+    image_threads: int = knob("IMAGE_THREADS", 2, _int_range(1, 16),
+                              "worker threads per process that split an image's resizes into stripes and "
+                              "encode its outputs meanwhile (1: everything in the calling thread)")
     text_max_chars: int = knob("TEXT_MAX_CHARS", 5_000_000, _int_range(1000),
                                "extracted text is cut at this many characters (marked truncated)")
     pdf_max_pages: int = knob("PDF_MAX_PAGES", 2000, _int_range(1),

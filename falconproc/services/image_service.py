@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from falconproc.services.images import (
     encode,
     open_checked,
     render,
+    shared_pool,
 )
 from falconproc.services.presets import Preset, PresetCatalog
 from falconproc.store import ContentStore
@@ -98,12 +100,31 @@ class ImageService:
             error = {"error": "image_unreadable", "message": str(exc), "at": iso_utc()}
             self.cache.update_metadata(content_hash, lambda m: m.update(imageError=error))
             raise
-        outputs = render(decoded, [_target(p) for p in presets])
+        threads = self.settings.image_threads
+        pool = shared_pool(threads)
+        writes: dict[int, Future | int] = {}
+        handed_out: set[int] = set()
+
+        def write(index: int, out: Any) -> int:
+            p = presets[index]
+            return self.cache.write_file(content_hash, p.filename,
+                                         lambda fh: encode(out, p.pil_format, p.quality, fh))
+
+        def publish(index: int, out: Any) -> None:
+            # Encode while the next outputs are resampled. Image.save keeps per-call state
+            # on the image object, so an output that is also another's (a copy) gets its own.
+            if id(out) in handed_out:
+                out = out.copy()
+            handed_out.add(id(out))
+            writes[index] = pool.submit(write, index, out) if pool is not None else write(index, out)
+
+        try:
+            outputs = render(decoded, [_target(p) for p in presets], threads, publish)
+        finally:  # never leave an encode running into a file nobody waits for
+            sizes = {i: w.result() if isinstance(w, Future) else w for i, w in writes.items()}
         entries: dict[str, Any] = {}
-        for preset, out in zip(presets, outputs):
-            size = self.cache.write_file(content_hash, preset.filename,
-                                         lambda fh, out=out, p=preset: encode(out, p.pil_format, p.quality, fh))
-            entries[preset.name] = {"size": size, "format": preset.format, "mimeType": preset.mime_type,
+        for i, (preset, out) in enumerate(zip(presets, outputs)):
+            entries[preset.name] = {"size": sizes[i], "format": preset.format, "mimeType": preset.mime_type,
                                     "width": out.width, "height": out.height, "processedAt": iso_utc()}
         self.cache.update_metadata(content_hash, lambda m: m.setdefault("presets", {}).update(entries))
         return entries
@@ -118,7 +139,7 @@ class ImageService:
         with self.slots.acquire(self.settings.image_sync_timeout):
             with open_checked(source, self.settings) as im:
                 decoded = decode_for([target], im)
-            (out,) = render(decoded, [target])
+            (out,) = render(decoded, [target], self.settings.image_threads)
             buffer = io.BytesIO()
             encode(out, "JPEG", quality, buffer)
         data = buffer.getvalue()

@@ -11,12 +11,27 @@ Order of work for one source image:
    RGB(A).
 4. Each output is encoded straight into a temp file (Pillow releases the GIL
    there), without EXIF/XMP/GPS, and published atomically.
+
+Both cores: Pillow releases the GIL in reduce, resize and encode, so each large
+reduce/resize is cut into ``STRIPES`` horizontal stripes, run on a small shared
+thread pool (``IMAGE_THREADS``; the calling thread does one stripe), and finished
+outputs are encoded there while the next ones are resampled. The stripes are fixed
+by the sizes, not by the thread count, so every ``IMAGE_THREADS`` gives the same
+bytes (tests/images/test_render_threads.py). Each stripe resamples its exact sub-box
+and Pillow clamps the filter's support to the whole source, not the box, so there is
+no seam. It is not bit-identical to a one-piece resize: Pillow computes the filter
+centres from the stripe's box in floating point and picks the order of its two passes
+by their cost, which differs for a stripe (measured on the corpus presets: <= 5
+levels apart, >= 56 dB PSNR between the two).
 """
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable
+import os
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -199,9 +214,104 @@ def decode_for(targets: Iterable[Target], im: Image.Image) -> Decoded:
     return Decoded(image, plan, box)
 
 
-def render(decoded: Decoded, targets: list[Target]) -> list[Image.Image]:
+# Reduces and resizes with at least STRIPE_MIN_PIXELS output pixels are cut into
+# STRIPES stripes of output rows; below that a hand-off to another thread costs more
+# than it saves (a 256x256 LANCZOS takes ~1 ms).
+STRIPES = 2
+STRIPE_MIN_PIXELS = 256 * 256
+
+_pool_lock = threading.Lock()
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, size, pool)
+
+
+def shared_pool(threads: int) -> ThreadPoolExecutor | None:
+    """This process's image threads (``None`` for 1: everything runs in the caller).
+
+    Created on first use and again after a fork (a forked copy has no threads)."""
+    global _pool
+    if threads <= 1:
+        return None
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid() or _pool[1] != threads:
+            _pool = (os.getpid(), threads, ThreadPoolExecutor(threads, thread_name_prefix="falconproc-image"))
+        return _pool[2]
+
+
+def _run(pool: ThreadPoolExecutor | None, parts: list[Callable[[], Image.Image]]) -> list[Image.Image]:
+    """Run ``parts`` (the caller runs the first). A part still queued when the caller
+    gets to it (the pool is busy encoding) is taken back and run here: nothing waits
+    on a queue, so no pool size can deadlock."""
+    if pool is None:
+        return [part() for part in parts]
+    futures: list[Future] = [pool.submit(part) for part in parts[1:]]
+    results = [parts[0]()]
+    for part, future in zip(parts[1:], futures):
+        results.append(part() if future.cancel() else future.result())
+    return results
+
+
+def _stitch(mode: str, size: tuple[int, int], stripes: list[Image.Image]) -> Image.Image:
+    out = Image.new(mode, size)
+    y = 0
+    for stripe in stripes:
+        out.paste(stripe, (0, y))
+        y += stripe.height
+    return out
+
+
+def _cuts(rows: int) -> list[int]:
+    """Row boundaries of the STRIPES stripes of ``rows`` output rows."""
+    return [rows * i // STRIPES for i in range(STRIPES + 1)]
+
+
+def _reduce(source: Image.Image, k: int, aligned: tuple[int, int, int, int],
+            pool: ThreadPoolExecutor | None) -> Image.Image:
+    """``source.reduce(k, box=aligned)``, in stripes of k-aligned source rows (exactly
+    the same pixels: a box average never reaches across the cut)."""
+    x0, y0, x1, y1 = aligned
+    out_w, out_h = -(-(x1 - x0) // k), -(-(y1 - y0) // k)
+    if out_w * out_h < STRIPE_MIN_PIXELS:
+        return source.reduce(k, box=aligned)
+    cuts = _cuts(out_h)
+    parts = [lambda a=a, b=b: source.reduce(k, box=(x0, y0 + a * k, x1, min(y1, y0 + b * k)))
+             for a, b in zip(cuts, cuts[1:])]
+    return _stitch(source.mode, (out_w, out_h), _run(pool, parts))
+
+
+def _lanczos(source: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float],
+             pool: ThreadPoolExecutor | None) -> Image.Image:
+    """``source.resize(size, LANCZOS, box=box)``, in stripes of output rows, each from
+    its exact sub-box."""
+    width, height = size
+    full = (0.0, 0.0, float(source.width), float(source.height))
+    if width * height < STRIPE_MIN_PIXELS or (height == source.height and box == full):
+        # (a full-height, full-box source: Pillow skips the vertical pass, stripes could not)
+        return source.resize(size, Image.Resampling.LANCZOS, box=box)
+    # Image.resize premultiplies alpha itself; do it once here, not once per stripe.
+    premultiplied = {"RGBA": "RGBa", "LA": "La"}.get(source.mode)
+    work = source.convert(premultiplied) if premultiplied else source
+    x0, y0, x1, y1 = box
+    step = (y1 - y0) / height
+    cuts = _cuts(height)
+    parts = [lambda a=a, b=b: work.resize((width, b - a), Image.Resampling.LANCZOS,
+                                           box=(x0, y0 + a * step, x1, y0 + b * step))
+             for a, b in zip(cuts, cuts[1:])]
+    out = _stitch(work.mode, size, _run(pool, parts))
+    return out.convert(source.mode) if premultiplied else out
+
+
+def render(decoded: Decoded, targets: list[Target], threads: int = 1,
+           on_output: Callable[[int, Image.Image], None] | None = None) -> list[Image.Image]:
     """Run the cascade: outputs in plan order, each resampled from the valid region of
-    its planned source (an earlier output, or the decoded image)."""
+    its planned source (an earlier output, or the decoded image).
+
+    Large reduces and resizes are cut into STRIPES stripes; with ``threads`` > 1 they
+    run on ``shared_pool(threads)`` (the same bytes as with 1).
+    ``on_output(index, image)`` is called as soon as each output is final (in plan
+    order), e.g. to hand its encode to the pool while the next outputs are made. The
+    same image object may be several outputs (copies) and the source of later steps:
+    treat it as read-only."""
+    pool = shared_pool(threads)
     outputs: dict[int, Image.Image] = {}
     for step in decoded.plan.steps:
         if step.source < 0:
@@ -210,19 +320,22 @@ def render(decoded: Decoded, targets: list[Target]) -> list[Image.Image]:
             source = outputs[step.source]
             box = (0.0, 0.0, float(source.width), float(source.height))
         size = (step.width, step.height)
-        if source.size == size and box == (0.0, 0.0, float(source.width), float(source.height)):
-            outputs[step.target_index] = source
-            continue
         if step.reduce > 1:
             k = step.reduce
             # Reduce from the k-aligned corner holding the valid region; the box follows.
             aligned = (int(box[0]) // k * k, int(box[1]) // k * k, source.width, source.height)
-            source = source.reduce(k, box=aligned)
+            source = _reduce(source, k, aligned, pool)
             box = (
                 (box[0] - aligned[0]) / k, (box[1] - aligned[1]) / k,
                 (box[2] - aligned[0]) / k, (box[3] - aligned[1]) / k,
             )
-        outputs[step.target_index] = source.resize(size, Image.Resampling.LANCZOS, box=box)
+        if source.size == size and box == (0.0, 0.0, float(source.width), float(source.height)):
+            out = source  # a copy of an earlier output, or a reduce that gave the size exactly
+        else:
+            out = _lanczos(source, size, box, pool)
+        outputs[step.target_index] = out
+        if on_output is not None:
+            on_output(step.target_index, out)
     return [outputs[i] for i in range(len(targets))]
 
 
