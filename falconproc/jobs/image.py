@@ -42,7 +42,10 @@ def _estimate(job: Job, settings: Settings) -> int:
 
 
 def _handle(job: Job, context: JobContext) -> dict[str, Any]:
-    settings = context.settings
+    # Threads for this job: no more than its share of the cores, so that presets made
+    # beside an OCR job do not slow it down (the work is the same, only the order changes).
+    settings = context.settings.replace(image_threads=max(1, min(context.settings.image_threads,
+                                                                  context.cpu_budget)))
     service = ImageService(settings, create_store(settings), DerivedCache(settings.cache_path, fsync=settings.fsync))
     try:
         # The same lock as on-demand renders: a GET meanwhile waits instead of decoding too.

@@ -31,6 +31,8 @@ class JobContext:
     """What a handler may use; built in the job process."""
 
     settings: Settings
+    # Threads the job may keep busy: its share of the cores (see Supervisor.cpu_budget).
+    cpu_budget: int = 1
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import socket
 import time
 import traceback
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait as wait_for_any
 from typing import Any
 
 import psutil
@@ -35,7 +35,7 @@ from falconproc.governor import MemoryGovernor
 from falconproc.jobs import registry
 from falconproc.jobs.registry import JobContext, PermanentJobError
 from falconproc.observability import metrics
-from falconproc.osutil import die_with_parent
+from falconproc.osutil import available_cpus, die_with_parent
 from falconproc.queue import DEAD, Job, JobNotFound, JobQueue
 
 log = logging.getLogger("falconproc.supervisor")
@@ -58,7 +58,6 @@ def _job_process_main(conn: Connection, settings: Settings) -> None:
     # Libraries in jobs (tesseract via OpenMP, numpy's BLAS) must not fan out threads.
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    context = JobContext(settings)
     while True:
         try:
             message = conn.recv()
@@ -66,7 +65,8 @@ def _job_process_main(conn: Connection, settings: Settings) -> None:
             return
         if message is None:
             return
-        job = Job.from_json(message)
+        job = Job.from_json(message["job"])
+        context = JobContext(settings, cpu_budget=message["cpuBudget"])
         try:
             job_type = registry.get(job.type)
             if job_type is None:
@@ -100,10 +100,10 @@ class JobProcess:
         child.close()
         self.conn = parent
 
-    def send(self, job: Job) -> None:
+    def send(self, job: Job, cpu_budget: int) -> None:
         self.jobs_run += 1
         self._uss = None  # a new job: its memory is not the last one's
-        self.conn.send(job.to_json())
+        self.conn.send({"job": job.to_json(), "cpuBudget": cpu_budget})
 
     def _tree(self) -> list[psutil.Process]:
         """The job process and what it started (a PDF page pool, tesseract)."""
@@ -173,6 +173,7 @@ class Supervisor:
         self._last_reap = 0.0
         self._last_heartbeat = 0.0
         self._last_prune = 0.0
+        self.cpus = available_cpus()
 
     # -- configuration -----------------------------------------------------------
 
@@ -206,9 +207,11 @@ class Supervisor:
                 if self.running:
                     idle_sleep = LOOP_INTERVAL
                 else:
-                    # Nothing queued: poll less often (a new job waits at most MAX_IDLE_SLEEP).
+                    # Nothing queued: poll less often. An enqueue rings the queue's doorbell
+                    # (when the backend has one) and a finishing job writes to its pipe:
+                    # either wakes us at once; polling is for retries whose backoff ends.
                     idle_sleep = min(idle_sleep * 2, MAX_IDLE_SLEEP)
-                time.sleep(idle_sleep)
+                self._wait(idle_sleep)
             self.drain()
         finally:
             # On any exit, no job process may outlive us (multiprocessing would wait for
@@ -219,6 +222,17 @@ class Supervisor:
             for pool in self.idle.values():
                 for proc in pool:
                     proc.kill()
+
+    def _wait(self, timeout: float) -> None:
+        waitables: list[Any] = [r.proc.conn for r in self.running if r.proc is not None]
+        doorbell = self.queue.wakeup_fileno()
+        if doorbell is not None:
+            waitables.append(doorbell)
+        if waitables:
+            wait_for_any(waitables, timeout)
+        else:
+            time.sleep(timeout)
+        self.queue.clear_wakeup()
 
     def _request_stop(self, signum: int, frame: Any) -> None:
         self.stopping = True
@@ -249,21 +263,25 @@ class Supervisor:
                 # Peek with the type's default estimate before claiming, so a job is
                 # not taken from other supervisors only to sit here.
                 if not self.governor.admits_job(jt.memory_estimate(Job("", job_type, ""), self.settings),
-                                                pending_estimates=self._pending_estimates()):
+                                                pending_estimates=self._pending_estimates(claimed=True)):
                     break  # this type waits for memory; a smaller type may still fit
                 job = self.queue.claim([job_type], self.identity)
                 if job is None:
                     break
                 self.running.append(Running(job, None, jt.memory_estimate(job, self.settings)))
-                started |= self._start_admitted(now)
-        return started
+                started = True
+        # Started only now, when the CPU budget knows every job that will share the cores.
+        return self._start_admitted(now) or started
 
-    def _pending_estimates(self) -> int:
-        """What running jobs may still grow into beyond what they use now."""
+    def _pending_estimates(self, claimed: bool = False) -> int:
+        """What running jobs may still grow into beyond what they use now (and, with
+        ``claimed``, all that the claimed jobs not started yet will need)."""
         total = 0
         for r in self.running:
             if r.proc is not None:
                 total += max(r.estimate - r.proc.rss(), 0)
+            elif claimed:
+                total += r.estimate
         return total
 
     def _start_admitted(self, now: float) -> bool:
@@ -272,9 +290,14 @@ class Supervisor:
             if r.proc is None and self.governor.admits_job(r.estimate, pending_estimates=self._pending_estimates()):
                 r.proc = self._process_for(r.job.type)
                 r.started = now
-                r.proc.send(r.job)
+                r.proc.send(r.job, self.cpu_budget())
                 started = True
         return started
+
+    def cpu_budget(self) -> int:
+        """Threads a job may use: its share of the cores among the jobs now claimed (an
+        image job alone gets both cores of a 2-core box; beside an OCR job, one)."""
+        return max(1, self.cpus // max(1, len(self.running)))
 
     def _process_for(self, job_type: str) -> JobProcess:
         pool = self.idle.setdefault(job_type, [])
@@ -418,8 +441,13 @@ def run_supervisor(settings: Settings) -> None:
     # every new job process (and each PDF page pool) from importing them again.
     import docx  # noqa: F401
     import pypdf  # noqa: F401
-    import pytesseract  # noqa: F401
+    import pytesseract
     from PIL import Image
+
+    try:  # pytesseract checks the version once per process: once here, for every fork
+        pytesseract.get_tesseract_version()
+    except Exception:  # noqa: BLE001 - no tesseract: OCR jobs report it themselves
+        pass
 
     Image.init()
     Supervisor(settings, create_queue(settings)).run()

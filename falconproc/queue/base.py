@@ -13,6 +13,8 @@ Semantics every backend keeps (tests/queue/ is the contract suite):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -73,6 +75,22 @@ class Job:
 
 
 class JobQueue(ABC):
+    """A durable job queue. Backends may also offer a wake-up signal, so that the job
+    supervisor starts new work at once instead of at its next poll."""
+
+    def wakeup_fileno(self) -> int | None:
+        """A descriptor that turns readable when a job is enqueued (None: the supervisor polls)."""
+        return None
+
+    def clear_wakeup(self) -> None:
+        """Consume pending wake-ups (after waking)."""
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Enqueues inside the block wake the supervisor once, at its end, so that it sees
+        all of one upload's jobs together (and shares the cores among them)."""
+        yield
+
     @abstractmethod
     def enqueue(self, type: str, content_hash: str, *, variant: str = "", priority: int | None = None,
                 payload: dict[str, Any] | None = None, max_attempts: int | None = None) -> Job: ...

@@ -20,6 +20,7 @@ import hashlib
 import os
 import re
 import socket
+import threading
 import time
 import uuid
 import fcntl
@@ -60,6 +61,61 @@ class FlatFileQueue(JobQueue):
         for name in (*STATES, "keys", "tmp"):
             (self.root / name).mkdir(parents=True, exist_ok=True)
         self._lock_path = self.root / "lock"
+        # The doorbell: a FIFO the supervisor waits on; every enqueue writes a byte to
+        # it (if anyone listens). Saves up to a poll interval per job.
+        self._doorbell = self.root / "doorbell"
+        try:
+            os.mkfifo(self._doorbell, 0o600)
+        except FileExistsError:
+            pass
+        self._doorbell_fd: int | None = None
+        self._batch = threading.local()  # web workers are threaded: a batch is per thread
+
+    # -- wake-ups ------------------------------------------------------------------
+
+    def wakeup_fileno(self) -> int | None:
+        if self._doorbell_fd is None:
+            try:
+                # O_RDWR: the FIFO never reads as EOF and writers can always open it (Linux).
+                self._doorbell_fd = os.open(self._doorbell, os.O_RDWR | os.O_NONBLOCK)
+            except OSError:
+                return None
+        return self._doorbell_fd
+
+    def clear_wakeup(self) -> None:
+        if self._doorbell_fd is None:
+            return
+        try:
+            while os.read(self._doorbell_fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _ring(self) -> None:
+        if getattr(self._batch, "depth", 0):
+            self._batch.rang = True
+            return
+        try:
+            fd = os.open(self._doorbell, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: no supervisor listening here; it will poll
+            return
+        try:
+            os.write(fd, b"\0")
+        except OSError:  # full: a wake-up is pending anyway
+            pass
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        self._batch.depth = getattr(self._batch, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._batch.depth -= 1
+            if not self._batch.depth and getattr(self._batch, "rang", False):
+                self._batch.rang = False
+                self._ring()
 
     # -- helpers -------------------------------------------------------------------
 
@@ -143,6 +199,7 @@ class FlatFileQueue(JobQueue):
             job.id = f"{min(max(priority, 0), 99):02d}-{time.time_ns():020d}-{type}-{uuid.uuid4().hex[:8]}"
             self._write("pending", job, mtime=now)
             atomic_write_bytes(key_path, job.id.encode(), fsync=self.fsync, tmp_dir=self.root / "tmp")
+        self._ring()
         return job
 
     def pending_count(self) -> int:

@@ -26,13 +26,14 @@ class QueueScheduler:
         if not is_new:
             return []
         jobs: list[Job] = []
-        for job_type in registry.all_types():
-            if job_type.applies_to is None or not job_type.applies_to(metadata):
-                continue
-            try:
-                payload = job_type.make_payload(metadata) if job_type.make_payload else None
-                jobs.append(self.queue.enqueue(job_type.name, content_hash, payload=payload))
-            except QueueFull:
-                # The bytes are stored; the work runs on demand when first asked for.
-                log.warning("queue full: %s job for %s not enqueued", job_type.name, content_hash)
+        with self.queue.batch():
+            for job_type in registry.all_types():
+                if job_type.applies_to is None or not job_type.applies_to(metadata):
+                    continue
+                try:
+                    payload = job_type.make_payload(metadata) if job_type.make_payload else None
+                    jobs.append(self.queue.enqueue(job_type.name, content_hash, payload=payload))
+                except QueueFull:
+                    # The bytes are stored; the work runs on demand when first asked for.
+                    log.warning("queue full: %s job for %s not enqueued", job_type.name, content_hash)
         return [job.summary() for job in jobs]

@@ -518,3 +518,24 @@ def test_a_get_during_the_eager_job_waits_for_it(tmp_path, monkeypatch):
         runner.join()
     assert path.exists()
     assert decodes == ["image-job"], f"decoded {len(decodes)} times: {decodes}"
+
+
+@pytest.mark.parametrize("budget, expected", [(1, 1), (2, 2), (8, 2)])
+def test_the_image_job_uses_no_more_threads_than_its_cpu_budget(tmp_path, monkeypatch, budget, expected):
+    """Beside an OCR job the supervisor gives the image job one core: its stripes must not
+    take the OCR's core too (IMAGE_THREADS=2 is the most it ever uses)."""
+    from falconproc.jobs import registry
+    from falconproc.jobs.registry import JobContext
+    from falconproc.queue import Job
+    from falconproc.services import image_service
+    from tests.images.conftest import build_imaging
+
+    imaging = build_imaging(tmp_path, image_threads=2)
+    content_hash = imaging.put(encode(noise_rgb(1200, 900, seed=3), "JPEG"))
+    registry.load(imaging.settings)
+    asked: list[int] = []
+    real_pool = image_service.shared_pool
+    monkeypatch.setattr(image_service, "shared_pool", lambda threads: asked.append(threads) or real_pool(threads))
+    job = Job("00-1-image-b", "image", content_hash, payload={"width": 1200, "height": 900, "jpeg": True})
+    result = registry.get("image").handler(job, JobContext(imaging.settings, cpu_budget=budget))
+    assert result["presets"] and asked == [expected]

@@ -28,7 +28,7 @@ def _work(job, context):
     out.parent.mkdir(exist_ok=True)
     out.write_text(job.content_hash)  # idempotent: the same output on replay
     _record(job, context, "end")
-    return {"output": str(out)}
+    return {"output": str(out), "cpuBudget": context.cpu_budget}
 
 
 def _hang(job, context):

@@ -305,3 +305,32 @@ def test_drain_still_enforces_job_memory_and_time_limits(harness):
     assert "timed out" in (hung.last_error or ""), (hung.status, hung.attempts, hung.last_error)
     assert hogged.attempts == hung.attempts == 1  # the failed attempts count; nothing is lost
     assert elapsed < h.settings.graceful_timeout, f"drain waited {elapsed:.1f}s for jobs past their limits"
+
+
+def test_jobs_claimed_together_share_the_cores(harness):
+    h = harness()
+    h.sup.cpus = 4
+    together = [h.enqueue("work", seconds=0.05) for _ in range(2)]  # both claimed in one step
+    h.run_until(lambda: h.all_finished(*together), 15, "the pair to finish")
+    assert [h.queue.get(j.id).result["cpuBudget"] for j in together] == [2, 2]
+    alone = h.enqueue("work", seconds=0.05)
+    h.run_until(lambda: h.all_finished(alone), 15, "the single job to finish")
+    assert h.queue.get(alone.id).result["cpuBudget"] == 4
+
+
+def test_an_enqueue_wakes_an_idle_supervisor_at_once(harness):
+    import threading
+
+    h = harness()
+    h.sup._wait(0)  # opens the doorbell: from now on enqueues ring it
+    timer = threading.Timer(0.2, lambda: h.enqueue("work"))
+    timer.start()
+    start = time.monotonic()
+    h.sup._wait(10.0)
+    woke = time.monotonic() - start
+    timer.join()
+    assert 0.15 < woke < 5.0, woke  # woken by the enqueue, not by the 10 s timeout
+    h.sup._wait(0)
+    start = time.monotonic()
+    h.sup._wait(0.3)  # the wake-up was consumed: this one sleeps its full timeout
+    assert time.monotonic() - start >= 0.25
