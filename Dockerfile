@@ -17,7 +17,7 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS builder
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential libssl-dev \
+ && apt-get install -y --no-install-recommends build-essential libssl-dev libwebp-dev \
  && rm -rf /var/lib/apt/lists/*
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -40,10 +40,10 @@ RUN FALCONPROC_REQUIRE_EXTENSIONS=1 pip wheel --wheel-dir /wheels . \
 # --------------------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE} AS runtime
 
-# tesseract for OCR (later issues); libssl3 provides libcrypto.so.3, which the compiled
-# module links against.
+# tesseract for OCR (later issues); libssl3 provides libcrypto.so.3 and libwebp7
+# libwebp.so.7, which the compiled modules link against.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng libssl3 \
+ && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng libssl3 libwebp7 \
  && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 falconproc \

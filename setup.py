@@ -58,6 +58,12 @@ def extensions():
             "falconproc.native._resize_c",
             ["_native/_resize_c.pyx"],
         ),
+        Extension(
+            "falconproc.native._webp_c",
+            ["_native/_webp_c.pyx"],
+            # libwebp's scaled decode (Debian libwebp-dev to build, libwebp7 to run).
+            libraries=["webp"],
+        ),
     ]
     try:
         return cythonize(exts, language_level=3, compiler_directives={"boundscheck": False, "wraparound": False})

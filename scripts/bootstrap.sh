@@ -12,7 +12,7 @@ extra=""
 
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-packages="build-essential libssl-dev python3-dev python3-venv tesseract-ocr tesseract-ocr-eng"
+packages="build-essential libssl-dev libwebp-dev python3-dev python3-venv tesseract-ocr tesseract-ocr-eng"
 if command -v apt-get >/dev/null; then
   missing=$(for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
   if [ -n "$missing" ]; then

@@ -44,5 +44,18 @@ if c_plan_resize is not None and not NO_EXTENSIONS:
 else:
     plan_resize = py_plan_resize
 
+# Shrink-on-load for WebP (libwebp's scaled decode). No pure twin: without it WebP is
+# decoded at full size (webp_decode is None) and the planner does not draft it.
+webp_features = webp_decode = None
+WEBP_IMPORT_ERROR: str | None = None
+try:
+    from falconproc.native._webp_c import decode_scaled as _webp_decode, features as _webp_features
+except ImportError as exc:  # not built (no libwebp-dev at build time): full-size decode
+    WEBP_IMPORT_ERROR = str(exc)
+else:
+    if not NO_EXTENSIONS:
+        webp_features, webp_decode = _webp_features, _webp_decode
+
 __all__ = ["IngestProbe", "PyIngestProbe", "CIngestProbe", "ProbeResult", "IMPLEMENTATION", "NO_EXTENSIONS",
-           "plan_resize", "py_plan_resize", "c_plan_resize", "ResizePlan", "ResizeStep"]
+           "plan_resize", "py_plan_resize", "c_plan_resize", "ResizePlan", "ResizeStep",
+           "webp_features", "webp_decode", "WEBP_IMPORT_ERROR"]

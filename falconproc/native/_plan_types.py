@@ -39,7 +39,8 @@ class ResizeStep:
 class ResizePlan:
     """How to make every wanted output from one decode.
 
-    ``draft_scale`` (1, 2, 4 or 8; JPEG only) is the shrink-on-load factor and
+    ``draft_scale`` (1, 2, 4 or 8; JPEG, or a still WebP through libwebp's scaled
+    decode) is the shrink-on-load factor and
     ``decoded_width`` x ``decoded_height`` the size the decoder returns, both BEFORE
     the EXIF rotation (the pipeline decodes, then transposes). ``steps`` are in
     execution order; ``peak_memory`` is the estimated peak in bytes for the job.

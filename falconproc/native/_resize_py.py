@@ -9,7 +9,10 @@ so the two cannot drift apart.
 The plan, in the order the pipeline executes it:
 
 1. **Draft** (JPEG shrink-on-load): decode at 1/``draft_scale`` (1, 2, 4, 8). Pillow
-   rounds the decoded size up: ``ceil(w / s)`` x ``ceil(h / s)``. The largest scale
+   rounds the decoded size up: ``ceil(w / s)`` x ``ceil(h / s)``. The service passes
+   ``is_jpeg=True`` for a still WebP too when libwebp's scaled decode is built
+   (falconproc.native.webp_decode): it decodes straight to that size, the whole image
+   valid (no partial last row/column). The largest scale
    is chosen whose decoded size is still >= ``DRAFT_MARGIN`` times every output in
    both dimensions, so nothing is upscaled and the final resample still has
    enough pixels to average over. Ask Pillow for it with

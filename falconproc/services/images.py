@@ -3,8 +3,9 @@
 Order of work for one source image:
 1. Dimensions were read from the header at upload (native probe); they are
    checked again here, against Pillow's parse of the header, before decoding.
-2. The native resize planner picks a JPEG draft scale (DCT-domain downscale
-   at decode) and a cascade: each output derives from the smallest image
+2. The native resize planner picks a draft scale -- JPEG: DCT-domain downscale
+   at decode; still WebP: libwebp's scaled decode, when the native module is built
+   -- and a cascade: each output derives from the smallest image
    already made that is large enough, with a box ``reduce`` before LANCZOS.
 3. The decoded image is normalised once: first frame, EXIF orientation applied,
    ICC/CMYK converted to sRGB, 16-bit/palette/grey/LA modes mapped to 8-bit
@@ -182,18 +183,38 @@ class Decoded:
     box: tuple[float, float, float, float]
 
 
+def _scalable_webp(im: Image.Image) -> bool:
+    return (im.format == "WEBP" and native.webp_decode is not None and im.mode in ("RGB", "RGBA")
+            and not getattr(im, "is_animated", False) and getattr(im, "fp", None) is not None)
+
+
+def _decode_webp_scaled(im: Image.Image, width: int, height: int) -> Image.Image:
+    """The whole (still) WebP rescaled by libwebp while decoding to width x height."""
+    im.fp.seek(0)
+    data = im.fp.read()
+    alpha = native.webp_features(data)[2]
+    mode = "RGBA" if alpha else "RGB"
+    out = Image.frombytes(mode, (width, height), native.webp_decode(data, width, height, alpha))
+    out.info = dict(im.info)  # the ICC profile (EXIF orientation was read from im already)
+    return out
+
+
 def decode_for(targets: Iterable[Target], im: Image.Image) -> Decoded:
     """Decode once at the smallest sufficient scale, upright, in sRGB."""
     targets = list(targets)
     orientation = _orientation(im)
     swaps = orientation in (5, 6, 7, 8)
+    # A still WebP shrinks on load by the same factors as a JPEG (decoded size ceil(w/s)).
+    webp = _scalable_webp(im)
     # Pillow keeps RGB, RGBA and CMYK at 4 bytes per pixel: estimate memory with 4 bands.
     plan = native.plan_resize(im.width, im.height, [(t.max_width, t.max_height) for t in targets],
-                              is_jpeg=im.format == "JPEG", bands=4, orientation_swaps=swaps)
+                              is_jpeg=im.format == "JPEG" or webp, bands=4, orientation_swaps=swaps)
     source_width, source_height = im.size
     scale = plan.draft_scale
     try:
-        if scale > 1 and im.format == "JPEG":
+        if scale > 1 and webp:
+            im = _decode_webp_scaled(im, plan.decoded_width, plan.decoded_height)
+        elif scale > 1 and im.format == "JPEG":
             # (w//s, h//s) makes Pillow pick exactly the planned scale (see draft_request).
             im.draft(im.mode if im.mode in ("L", "RGB", "CMYK") else "RGB",
                      draft_request(source_width, source_height, scale))
@@ -203,7 +224,10 @@ def decode_for(targets: Iterable[Target], im: Image.Image) -> Decoded:
         im.load()
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageUnreadable(f"the image cannot be decoded: {exc}") from None
-    box = (0.0, 0.0, source_width / scale, source_height / scale)
+    # libwebp maps the whole image onto the scaled size; a JPEG draft's last row and
+    # column are partial (it holds w/s x h/s source pixels).
+    box = (0.0, 0.0, float(im.width), float(im.height)) if webp and scale > 1 else (
+        0.0, 0.0, source_width / scale, source_height / scale)
     if orientation != 1:
         box = transposed_box(_ORIENTATION[orientation], box, im.width, im.height)
         im = im.transpose(_ORIENTATION[orientation])

@@ -1,0 +1,78 @@
+"""falconproc.native._webp_c: libwebp's scaled decode (shrink-on-load for WebP).
+
+No pure twin: in pure mode (FALCONPROC_NO_EXTENSIONS) the pipeline decodes WebP at
+full size, and these tests only check that the selector turned it off. Otherwise
+the module must be importable (built with libwebp-dev), like the other compiled ones.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from falconproc import native
+
+WOOD = Path(__file__).resolve().parents[1] / "data" / "images" / "wood-d.webp"
+
+
+@pytest.fixture(scope="module")
+def webp():
+    if native.NO_EXTENSIONS:
+        assert native.webp_decode is None and native.webp_features is None
+        pytest.skip("FALCONPROC_NO_EXTENSIONS is set: WebP is decoded at full size")
+    if native.webp_decode is None:
+        pytest.fail(f"falconproc.native._webp_c is not importable ({native.WEBP_IMPORT_ERROR}); install "
+                    "libwebp-dev and run `FALCONPROC_REQUIRE_EXTENSIONS=1 python setup.py build_ext --inplace`")
+    return native.webp_features, native.webp_decode
+
+
+def _encode(im: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "WEBP", **kw)
+    return buf.getvalue()
+
+
+def _psnr(a, b) -> float:
+    mse = float(np.mean((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def test_features(webp):
+    features, _ = webp
+    assert features(WOOD.read_bytes()) == (4096, 4096, False, False)
+    rgba = Image.new("RGBA", (30, 20), (10, 20, 30, 128))
+    assert features(_encode(rgba, lossless=True)) == (30, 20, True, False)
+    with pytest.raises(ValueError):
+        features(b"RIFF\x00\x00\x00\x00WEBPnope")
+
+
+def test_scaled_decode_is_close_to_a_lanczos_resize(webp):
+    _, decode = webp
+    data = WOOD.read_bytes()
+    half = Image.frombytes("RGB", (2048, 2048), bytes(decode(data, 2048, 2048, False)))
+    with Image.open(WOOD) as im:
+        ref = im.convert("RGB").resize((2048, 2048), Image.Resampling.LANCZOS)
+    assert _psnr(half, ref) >= 40  # measured 48.9 dB
+
+
+def test_alpha_is_straight_rgba(webp):
+    _, decode = webp
+    im = Image.new("RGBA", (64, 64), (200, 100, 50, 255))
+    im.paste((0, 0, 255, 0), (0, 0, 32, 64))  # left half transparent
+    out = Image.frombytes("RGBA", (32, 32), bytes(decode(_encode(im, lossless=True), 32, 32, True)))
+    assert out.getpixel((28, 16)) == (200, 100, 50, 255)
+    assert out.getpixel((2, 16))[3] == 0
+
+
+def test_corrupt_and_truncated_data_raise(webp):
+    _, decode = webp
+    data = WOOD.read_bytes()
+    with pytest.raises(ValueError):
+        decode(data[: len(data) // 2], 100, 100, False)
+    with pytest.raises(ValueError):
+        decode(b"RIFF\x00\x00\x00\x00WEBPnope", 10, 10, False)
+    with pytest.raises(ValueError):
+        decode(data, 0, 10, False)
