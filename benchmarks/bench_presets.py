@@ -9,9 +9,11 @@ for JPEG:
 
 * ours     ``ImageService.generate(hash, presets)``: header check, one decode (JPEG draft at
            the planned scale), the native plan's cascade (reduce + LANCZOS on the valid
-           box), encode straight into the cache's temp files, atomic publish, metadata.json.
-           The store and cache live in a temp dir with FSYNC off (``--fsync`` turns it on:
-           the service's default, which adds the disk's flush latency to every file).
+           box; large ones in 2 stripes on the IMAGE_THREADS pool, default 2), each output
+           encoded on the pool straight into the cache's temp files while the next is
+           resampled, atomic publish, metadata.json. The store and cache live in a temp dir
+           with FSYNC off (``--fsync`` turns it on: the service's default, which adds the
+           disk's flush latency to every file).
 * libvips  four ``pyvips.Image.thumbnail_buffer(data, W, height=H, size="down")`` calls
            (shrink-on-load, auto-rotate, lanczos3) + ``write_to_buffer(".jpg"/".webp", Q=..,
            keep="none")``, flattened on white before JPEG when the image has alpha; the
@@ -26,27 +28,16 @@ Quality: every output of every variant is compared (PSNR, after flattening on wh
 a direct LANCZOS resize of the full-resolution upright image to the same size.
 
 Profile (``--no-profile`` skips it): where ours spends its time per file (header, decode,
-each resample step, each encode, publish), and prototypes of alternatives executed with
-the same decode and the same valid-box resampling, timed the same way, with their PSNR:
+each resample step and each encode, timed one by one in one thread), and two more rows
+timed like the main ones, to show what the threads buy on each side:
 
-* ``same plan (control)``: ours' plan and code path without the service around it (store
-  metadata, temp file + rename, metadata.json), single-threaded: the yardstick the
-  prototypes below are compared with;
-* ``2 threads (steps)``: the same plan, steps run in a 2-thread pool (Pillow releases the
-  GIL in resize and in encoding to a file), each step resamples then encodes its output;
-* ``striped x2``: the same plan, each LANCZOS resize split into two stripes of output rows
-  resized in parallel (each with its exact sub-box, the filter's support reaching across
-  the cut: the same pixels up to float rounding of the box; the run reports on how many
-  files the encoded outputs are byte-identical to ours);
-* ``cascade 1.0``: an output may derive from any earlier output at least as large
-  (the planner's CASCADE_MIN_RATIO is 2.0);
-* ``gap 1.0``: ``reduce(k)`` with the largest integer k that does not go below the output
-  (planner REDUCE_GAP 2; what libvips does: shrink-on-load / box shrink, then lanczos3 for
-  the remaining factor < 2);
-* ``gap 1.0 + cascade 1.0`` and ``gap + cascade + striped x2`` combined, and the latter with
-  BICUBIC instead of LANCZOS for the final resample;
-* ``libvips 1 thread`` (``concurrency_set(1)``): how much of libvips' time is its threads;
-  and the WebP decode alone (Pillow full size vs libvips ``scale=0.5``).
+* ``ours, 1 thread``: the same service with IMAGE_THREADS=1 (the same stripes, run one
+  after the other in the calling thread, encodes after each output: the same bytes);
+* ``libvips 1 thread`` (``concurrency_set(1)``);
+
+and the WebP decode alone (Pillow full size vs libvips ``scale=0.5``, libwebp's scaled
+decode). (The prototypes of earlier runs -- reduce gap 1, cascade ratio 1, stripes, steps
+in threads -- are now the pipeline itself; see results/presets-20261128T145825Z.json.)
 
 Timings are wall clock (the goal is about latency); the JSON also holds each run's CPU
 seconds of this process (``rawCpu``), which is robust to other load on a shared machine for
@@ -66,7 +57,6 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -81,10 +71,9 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
 from falconproc.config import Settings  # noqa: E402
-from falconproc.native._plan_types import DECODED, ResizeStep  # noqa: E402
 from falconproc.native._resize_py import fit_box  # noqa: E402
 from falconproc.services.image_service import ImageService  # noqa: E402
-from falconproc.services.images import Target, decode_for, encode, open_checked  # noqa: E402
+from falconproc.services.images import Target, decode_for, encode, open_checked, render  # noqa: E402
 from falconproc.services.ingest import IngestService, UploadRequest  # noqa: E402
 from falconproc.services.presets import DEFAULT_PRESETS  # noqa: E402
 from falconproc.store import create_store  # noqa: E402
@@ -128,6 +117,14 @@ class Ours:
 
     def run(self, src: Source) -> None:
         self.images.generate(src.content_hash, PRESETS)
+
+    def single_threaded(self) -> "Ours":
+        """The same store and cache, IMAGE_THREADS=1."""
+        other = object.__new__(Ours)
+        other.__dict__.update(self.__dict__)
+        other.settings = self.settings.replace(image_threads=1)
+        other.images = ImageService(other.settings, self.store, self.cache)
+        return other
 
     def outputs(self, src: Source) -> list[bytes]:
         self.run(src)
@@ -178,130 +175,6 @@ def naive_outputs(data: bytes) -> list[bytes]:
             im.save(buf, p.pil_format, quality=p.quality)
             out.append(buf.getvalue())
     return out
-
-
-# --------------------------------------------------------------------------- prototypes
-
-
-def proto_steps(decoded, cascade_ratio: float, reduce_gap: float) -> list[ResizeStep]:
-    """Re-plan the cascade/reduce of ``decoded`` with other constants (same sizes, same
-    order: largest first); the draft scale stays the native plan's."""
-    sizes = {s.target_index: (s.width, s.height) for s in decoded.plan.steps}
-    dw, dh = decoded.image.size
-    steps: list[ResizeStep] = []
-    done: list[int] = []
-    for s in decoded.plan.steps:
-        ow, oh = sizes[s.target_index]
-        src, sw, sh = DECODED, dw, dh
-        best = None
-        for j in done:
-            jw, jh = sizes[j]
-            if jw >= ow * cascade_ratio and jh >= oh * cascade_ratio and (best is None or jw * jh < best):
-                best, src, sw, sh = jw * jh, j, jw, jh
-        k = max(1, int(min(sw / (reduce_gap * ow), sh / (reduce_gap * oh))))
-        steps.append(ResizeStep(s.target_index, ow, oh, src, k))
-        done.append(s.target_index)
-    return steps
-
-
-def lanczos(source: Image.Image, size: tuple[int, int], box, pool: ThreadPoolExecutor | None = None,
-            resample: Image.Resampling = Image.Resampling.LANCZOS) -> Image.Image:
-    """``source.resize(size, LANCZOS, box=box)``; with a pool, the output rows are split in
-    two stripes resized in parallel (Pillow releases the GIL in resize). Each stripe
-    resamples its exact sub-box and the filter's support reaches outside it, so the
-    result equals the one-piece resize up to float rounding of the stripe's box."""
-    if pool is None or size[1] < 64:
-        return source.resize(size, resample, box=box)
-    alpha = source.mode in ("RGBA", "LA")
-    src = source.convert({"RGBA": "RGBa", "LA": "La"}[source.mode]) if alpha else source
-    x0, y0, x1, y1 = box
-    width, height = size
-    scale = (y1 - y0) / height
-    cut = height // 2
-    parts = list(pool.map(lambda rows: src.resize((width, rows[1] - rows[0]), resample,
-                                                  box=(x0, y0 + rows[0] * scale, x1, y0 + rows[1] * scale)),
-                          ((0, cut), (cut, height))))
-    out = Image.new(src.mode, size)
-    out.paste(parts[0], (0, 0))
-    out.paste(parts[1], (0, cut))
-    return out.convert(source.mode) if alpha else out
-
-
-def resample(decoded, step: ResizeStep, outputs: dict[int, Any], pool: ThreadPoolExecutor | None = None,
-             kernel: Image.Resampling = Image.Resampling.LANCZOS) -> Image.Image:
-    """One step exactly as falconproc.services.images.render does it (valid box, reduce)."""
-    if step.source < 0:
-        source, box = decoded.image, decoded.box
-    else:
-        source = outputs[step.source]
-        source = source.result() if hasattr(source, "result") else source
-        box = (0.0, 0.0, float(source.width), float(source.height))
-    size = (step.width, step.height)
-    if source.size == size and box == (0.0, 0.0, float(source.width), float(source.height)):
-        return source
-    if step.reduce > 1:
-        k = step.reduce
-        aligned = (int(box[0]) // k * k, int(box[1]) // k * k, source.width, source.height)
-        source = source.reduce(k, box=aligned)
-        box = ((box[0] - aligned[0]) / k, (box[1] - aligned[1]) / k, (box[2] - aligned[0]) / k,
-               (box[3] - aligned[1]) / k)
-    if source.size == size and box == (0.0, 0.0, float(source.width), float(source.height)):
-        return source
-    return lanczos(source, size, box, pool, kernel)
-
-
-class Proto:
-    """Decode like ours, then run a variant plan; encode into real files like the cache."""
-
-    def __init__(self, name: str, work: Path, settings: Settings, *, threads: int = 1, cascade_ratio: float = 2.0,
-                 reduce_gap: float = 2.0, native_plan: bool = False, striped: bool = False,
-                 kernel: Image.Resampling = Image.Resampling.LANCZOS):
-        self.name = name
-        self.dir = work / f"proto-{name.replace(' ', '_')}"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.settings = settings
-        self.threads = threads
-        self.cascade_ratio = cascade_ratio
-        self.reduce_gap = reduce_gap
-        self.native_plan = native_plan
-        self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
-        self.stripes = ThreadPoolExecutor(2) if striped else None
-        self.kernel = kernel
-
-    def _write(self, index: int, im: Image.Image) -> Path:
-        p = PRESETS[index]
-        path = self.dir / p.filename
-        with open(path, "wb") as fh:
-            encode(im, p.pil_format, p.quality, fh)
-        return path
-
-    def run(self, src: Source) -> list[Path]:
-        with open_checked(src.path, self.settings) as im:
-            decoded = decode_for(TARGETS, im)
-        steps = list(decoded.plan.steps) if self.native_plan else proto_steps(decoded, self.cascade_ratio,
-                                                                              self.reduce_gap)
-        if self.pool is None:
-            outputs: dict[int, Any] = {}
-            for step in steps:
-                outputs[step.target_index] = resample(decoded, step, outputs, self.stripes, self.kernel)
-                self._write(step.target_index, outputs[step.target_index])
-            return [self.dir / p.filename for p in PRESETS]
-        futures: dict[int, Any] = {}
-
-        def task(step: ResizeStep) -> Image.Image:
-            out = resample(decoded, step, futures, None, self.kernel)
-            self._write(step.target_index, out)
-            return out
-
-        # FIFO pool, sources always submitted before their dependants: no deadlock.
-        for step in steps:
-            futures[step.target_index] = self.pool.submit(task, step)
-        for f in futures.values():
-            f.result()
-        return [self.dir / p.filename for p in PRESETS]
-
-    def outputs(self, src: Source) -> list[bytes]:
-        return [p.read_bytes() for p in self.run(src)]
 
 
 # --------------------------------------------------------------------------- quality
@@ -366,11 +239,14 @@ def profile_ours(src: Source, settings: Settings, work: Path, runs: int) -> dict
         t2 = time.perf_counter()
         note("header", t1 - t0)
         note("decode", t2 - t1)
-        outputs: dict[int, Image.Image] = {}
-        for step in decoded.plan.steps:
-            a = time.perf_counter()
-            outputs[step.target_index] = resample(decoded, step, outputs)
-            note(f"resize {PRESETS[step.target_index].name}", time.perf_counter() - a)
+        last = [time.perf_counter()]
+
+        def done(index: int, _image: Image.Image) -> None:  # steps finish in plan order
+            now = time.perf_counter()
+            note(f"resize {PRESETS[index].name}", now - last[0])
+            last[0] = now
+
+        outputs = render(decoded, TARGETS, 1, done)
         for i, p in enumerate(PRESETS):
             a = time.perf_counter()
             with open(out_dir / p.filename, "wb") as fh:
@@ -421,7 +297,7 @@ def time_once(fn: Callable[[], Any]) -> tuple[float, float]:
 
 
 def chart(stamp: str, files: list[str], medians: dict[str, dict[str, float]], totals: dict[str, float],
-          protos: dict[str, float], title: str) -> Path | None:
+          extra: dict[str, float], title: str) -> Path | None:
     if not common.have_matplotlib():
         print("matplotlib is not installed: no chart written", file=sys.stderr)
         return None
@@ -447,9 +323,9 @@ def chart(stamp: str, files: list[str], medians: dict[str, dict[str, float]], to
     ax1.set_title("per file", fontsize=10)
     ax1.legend(loc="upper right", fontsize=8)
     ax1.grid(axis="x", alpha=0.3)
-    labels = list(MAIN) + list(protos)
-    values = [totals[v] for v in MAIN] + list(protos.values())
-    colors = [COLORS[v] for v in MAIN] + ["#9dbde6" if k.startswith("libvips") else "#8fd19e" for k in protos]
+    labels = list(MAIN) + list(extra)
+    values = [totals[v] for v in MAIN] + list(extra.values())
+    colors = [COLORS[v] for v in MAIN] + ["#9dbde6" if k.startswith("libvips") else "#8fd19e" for k in extra]
     ax2.barh(range(len(labels)), values, color=colors)
     ax2.axvline(totals["libvips"] * TARGET_VS_LIBVIPS, color="#c0392b", linestyle="--", linewidth=1,
                 label=f"goal: {TARGET_VS_LIBVIPS} x libvips")
@@ -476,7 +352,7 @@ def main() -> int:
     parser.add_argument("--images", type=Path, default=IMAGES_DIR)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--fsync", action="store_true", help="ours with FSYNC=1 (the service default)")
-    parser.add_argument("--no-profile", action="store_true", help="skip the stage profile and the prototypes")
+    parser.add_argument("--no-profile", action="store_true", help="skip the stage profile and the 1-thread rows")
     parser.add_argument("--no-chart", action="store_true")
     args = parser.parse_args()
 
@@ -499,24 +375,9 @@ def main() -> int:
             "libvips": lambda s: libvips_outputs(s.data),
             "naive": lambda s: naive_outputs(s.data),
         }
-        protos: dict[str, Proto] = {}
+        ours_one = ours.single_threaded()
         if not args.no_profile:
-            st = ours.settings
-            protos = {
-                "same plan (control)": Proto("control", work, st, native_plan=True),
-                "2 threads (steps)": Proto("2 threads", work, st, threads=2, native_plan=True),
-                "striped x2": Proto("striped", work, st, native_plan=True, striped=True),
-                "cascade 1.0": Proto("cascade 1.0", work, st, cascade_ratio=1.0),
-                "gap 1.0": Proto("gap 1.0", work, st, reduce_gap=1.0),
-                "gap 1.0 + cascade 1.0": Proto("gap cascade", work, st, cascade_ratio=1.0, reduce_gap=1.0),
-                "gap + cascade + striped x2": Proto("gap cascade striped", work, st, cascade_ratio=1.0,
-                                                    reduce_gap=1.0, striped=True),
-                "gap + cascade + striped + BICUBIC": Proto("gap cascade striped bicubic", work, st,
-                                                           cascade_ratio=1.0, reduce_gap=1.0, striped=True,
-                                                           kernel=Image.Resampling.BICUBIC),
-            }
-            for name, proto in protos.items():
-                variants[f"proto: {name}"] = proto.run
+            variants["ours, 1 thread"] = ours_one.run
             variants["libvips 1 thread"] = lambda s: libvips_one_thread(s.data)
         names = list(variants)
 
@@ -540,9 +401,8 @@ def main() -> int:
         quality: dict[str, dict[str, dict[str, Any]]] = {}
         output_fns: dict[str, Callable[[Source], list[bytes]]] = {
             "ours": ours.outputs, "libvips": lambda s: libvips_outputs(s.data), "naive": lambda s: naive_outputs(s.data)}
-        for name, proto in protos.items():
-            output_fns[f"proto: {name}"] = proto.outputs
-        if protos:
+        if not args.no_profile:
+            output_fns["ours, 1 thread"] = ours_one.outputs
             output_fns["libvips 1 thread"] = lambda s: libvips_one_thread(s.data)
         for src in sources:
             ref = Reference(src.data)
@@ -623,7 +483,7 @@ def main() -> int:
                          f"{statistics.fmean(deltas):+.2f}" if deltas else "n/a",
                          f"{max(medians[name][f] / medians['naive'][f] for f in files):.2f}",
                          f"{same}/{len(files)} files"])
-        print("\n## Prototypes (same decode and valid-box resampling; encoded into files)\n")
+        print("\n## Every variant (1-thread rows: what the threads buy)\n")
         print(common.format_table(headers, rows))
         for f, costs in webp.items():
             print(f"\nWebP decode of {f}: Pillow full size {costs['pillowFull']:.3f}s; libvips full "
@@ -656,8 +516,8 @@ def main() -> int:
     path = common.write_json("presets", stamp, results)
     print(f"\nresults: {path}")
     if not args.no_chart:
-        proto_totals = {n: totals[n] for n in names if n not in MAIN}
-        png = chart(stamp, files, medians, totals, proto_totals,
+        extra_totals = {n: totals[n] for n in names if n not in MAIN}
+        png = chart(stamp, files, medians, totals, extra_totals,
                     f"Presets: ours vs libvips {results['config']['libvips']} vs naive Pillow "
                     f"({stamp}, {os.cpu_count()} cores, median of {args.runs})")
         if png:
