@@ -51,7 +51,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         "compiledAvailable": native.CIngestProbe is not None,
         "compiledImportError": native.IMPORT_ERROR,
         "extensionsDisabled": native.NO_EXTENSIONS,
-        "webpScaledDecode": native.webp_decode is not None,
+        "webpScaledDecode": "libwebp" if native.webp_decode is native.c_webp_decode else "pillow-box",
         "webpImportError": native.WEBP_IMPORT_ERROR,
         "python": sys.version.split()[0],
         "tesseract": shutil.which("tesseract"),

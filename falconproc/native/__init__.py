@@ -15,6 +15,7 @@ from falconproc.native._ingest_py import IngestProbe as PyIngestProbe
 from falconproc.native._plan_types import ResizePlan, ResizeStep
 from falconproc.native._resize_py import plan_resize as py_plan_resize
 from falconproc.native._types import ProbeResult
+from falconproc.native._webp_py import decode_scaled as py_webp_decode, features as py_webp_features
 
 NO_EXTENSIONS = bool(os.environ.get("FALCONPROC_NO_EXTENSIONS"))
 
@@ -44,18 +45,21 @@ if c_plan_resize is not None and not NO_EXTENSIONS:
 else:
     plan_resize = py_plan_resize
 
-# Shrink-on-load for WebP (libwebp's scaled decode). No pure twin: without it WebP is
-# decoded at full size (webp_decode is None) and the planner does not draft it.
-webp_features = webp_decode = None
+# Shrink-on-load for WebP: libwebp's scaled decode (needs libwebp-dev at build time),
+# or its twin (Pillow full decode + the same area average).
+c_webp_features = c_webp_decode = None
 WEBP_IMPORT_ERROR: str | None = None
 try:
-    from falconproc.native._webp_c import decode_scaled as _webp_decode, features as _webp_features
-except ImportError as exc:  # not built (no libwebp-dev at build time): full-size decode
+    from falconproc.native._webp_c import decode_scaled as c_webp_decode, features as c_webp_features
+except ImportError as exc:  # not built: pure twin
     WEBP_IMPORT_ERROR = str(exc)
+
+if c_webp_decode is not None and not NO_EXTENSIONS:
+    webp_features, webp_decode = c_webp_features, c_webp_decode
 else:
-    if not NO_EXTENSIONS:
-        webp_features, webp_decode = _webp_features, _webp_decode
+    webp_features, webp_decode = py_webp_features, py_webp_decode
 
 __all__ = ["IngestProbe", "PyIngestProbe", "CIngestProbe", "ProbeResult", "IMPLEMENTATION", "NO_EXTENSIONS",
            "plan_resize", "py_plan_resize", "c_plan_resize", "ResizePlan", "ResizeStep",
-           "webp_features", "webp_decode", "WEBP_IMPORT_ERROR"]
+           "webp_features", "webp_decode", "py_webp_features", "py_webp_decode", "c_webp_features",
+           "c_webp_decode", "WEBP_IMPORT_ERROR"]

@@ -1,6 +1,5 @@
-"""Still WebP sources shrink on load (libwebp's scaled decode) when the native module is
-built; animations, pure mode and corrupt files take the full-size Pillow path or fail
-cleanly."""
+"""Still WebP sources shrink on load (libwebp's scaled decode, or its pure twin in pure
+mode); animations take the full-size Pillow path and corrupt files fail cleanly."""
 from __future__ import annotations
 
 import io
@@ -9,12 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from falconproc import native
 from falconproc.config import Settings
 from falconproc.services.images import ImageUnreadable, Target, decode_for, open_checked, render
 from tests.images._images import DATA, animated_webp, encode, noise_rgb, psnr, rgba_image
 
-SCALED = native.webp_decode is not None
 THUMB = [Target("thumbnail", 200, 200, "WEBP", 80)]
 
 
@@ -26,12 +23,9 @@ def _decode(data: bytes, targets=THUMB):
 def test_large_webp_is_decoded_at_the_planned_scale():
     targets = [Target("ai-vision", 2048, 0, "JPEG", 90), Target("thumbnail", 200, 200, "WEBP", 80)]
     decoded = _decode((DATA / "wood-d.webp").read_bytes(), targets)
-    if SCALED:
-        # 1/2 is exactly ai-vision; libwebp fills the whole scaled image (no partial edge)
-        assert decoded.plan.draft_scale == 2
-        assert decoded.image.size == (2048, 2048) and decoded.box == (0.0, 0.0, 2048.0, 2048.0)
-    else:
-        assert decoded.plan.draft_scale == 1 and decoded.image.size == (4096, 4096)
+    # 1/2 is exactly ai-vision; libwebp fills the whole scaled image (no partial edge)
+    assert decoded.plan.draft_scale == 2
+    assert decoded.image.size == (2048, 2048) and decoded.box == (0.0, 0.0, 2048.0, 2048.0)
     ai_vision, thumb = render(decoded, targets)
     with Image.open(DATA / "wood-d.webp") as im:
         full = im.convert("RGB")
@@ -40,7 +34,6 @@ def test_large_webp_is_decoded_at_the_planned_scale():
         assert psnr(np.asarray(out), np.asarray(ref)) >= 38
 
 
-@pytest.mark.skipif(not SCALED, reason="libwebp scaled decode not built or disabled")
 def test_alpha_survives_the_scaled_decode():
     decoded = _decode(encode(rgba_image(1600, 800), "WEBP", lossless=True))
     # 1600x800 at 1/8 is 200x100, the output itself

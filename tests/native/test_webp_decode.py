@@ -1,8 +1,9 @@
-"""falconproc.native._webp_c: libwebp's scaled decode (shrink-on-load for WebP).
+"""WebP shrink-on-load: falconproc.native._webp_c (libwebp's scaled decode) and its pure
+twin _webp_py (Pillow full decode + the same area average).
 
-No pure twin: in pure mode (FALCONPROC_NO_EXTENSIONS) the pipeline decodes WebP at
-full size, and these tests only check that the selector turned it off. Otherwise
-the module must be importable (built with libwebp-dev), like the other compiled ones.
+The same tests run on whichever the selector picked (compiled by default, the twin with
+FALCONPROC_NO_EXTENSIONS); in compiled mode the module must have loaded (built with
+libwebp-dev), like the other compiled ones. The twins are compared with each other.
 """
 from __future__ import annotations
 
@@ -21,11 +22,12 @@ WOOD = Path(__file__).resolve().parents[1] / "data" / "images" / "wood-d.webp"
 @pytest.fixture(scope="module")
 def webp():
     if native.NO_EXTENSIONS:
-        assert native.webp_decode is None and native.webp_features is None
-        pytest.skip("FALCONPROC_NO_EXTENSIONS is set: WebP is decoded at full size")
-    if native.webp_decode is None:
+        assert native.webp_decode is native.py_webp_decode
+    elif native.c_webp_decode is None:
         pytest.fail(f"falconproc.native._webp_c is not importable ({native.WEBP_IMPORT_ERROR}); install "
                     "libwebp-dev and run `FALCONPROC_REQUIRE_EXTENSIONS=1 python setup.py build_ext --inplace`")
+    else:
+        assert native.webp_decode is native.c_webp_decode
     return native.webp_features, native.webp_decode
 
 
@@ -76,3 +78,32 @@ def test_corrupt_and_truncated_data_raise(webp):
         decode(b"RIFF\x00\x00\x00\x00WEBPnope", 10, 10, False)
     with pytest.raises(ValueError):
         decode(data, 0, 10, False)
+
+
+def _twins():
+    if native.c_webp_decode is None:  # pure-only build: nothing to compare the twin with
+        assert native.NO_EXTENSIONS, "the compiled module should have been built"
+    return native.c_webp_features, native.c_webp_decode
+
+
+@pytest.mark.parametrize("size", [(2048, 2048), (1000, 1000), (512, 300)])
+def test_the_twins_agree(size):
+    c_features, c_decode = _twins()
+    data = WOOD.read_bytes()
+    assert native.py_webp_features(data) == (c_features(data) if c_features else (4096, 4096, False, False))
+    pure = Image.frombytes("RGB", size, bytes(native.py_webp_decode(data, *size, False)))
+    if c_decode is not None:
+        compiled = Image.frombytes("RGB", size, bytes(c_decode(data, *size, False)))
+        assert _psnr(pure, compiled) >= 40
+    with Image.open(WOOD) as im:
+        assert _psnr(pure, im.convert("RGB").resize(size, Image.Resampling.LANCZOS)) >= 38
+
+
+def test_the_twins_agree_on_alpha():
+    im = Image.new("RGBA", (64, 64), (200, 100, 50, 255))
+    im.paste((0, 0, 255, 0), (0, 0, 32, 64))
+    data = _encode(im, lossless=True)
+    pure = native.py_webp_decode(data, 32, 32, True)
+    _, c_decode = _twins()
+    if c_decode is not None:
+        assert _psnr(np.frombuffer(pure, np.uint8), np.frombuffer(c_decode(data, 32, 32, True), np.uint8)) >= 40
