@@ -25,6 +25,8 @@ __all__ = [
     "SMALL_REDUCE_GAP",
     "DRAFT_SCALES",
     "OVERHEAD_BYTES",
+    "ENCODE_COPIES",
+    "ALPHA_BANDS",
     "MAX_DIMENSION",
     "MAX_BANDS",
 ]
@@ -37,6 +39,8 @@ SMALL_OUTPUT = 256
 SMALL_REDUCE_GAP = 2
 DRAFT_SCALES = (8, 4, 2)
 OVERHEAD_BYTES = 16 * 1024 * 1024
+ENCODE_COPIES = 2
+ALPHA_BANDS = 4
 MAX_DIMENSION = 2**31 - 1
 MAX_BANDS = 64
 
@@ -128,10 +132,20 @@ def plan_resize(src_width, src_height, targets, *, is_jpeg, bands=3, orientation
     "RGB" with 4 bytes per pixel internally). Raises ValueError for non-positive
     source sizes, negative box sides or a box with both sides 0.
 
-    ``peak_memory`` = decoded image + the larger of (a) the transposed copy alive
-    during the rotation (when ``orientation_swaps``) and (b) every output that a later
-    step derives from (kept alive until then) plus the largest ``reduce()`` buffer,
-    + ``OVERHEAD_BYTES``.
+    ``peak_memory`` (bytes, an upper bound for the service's executor; every size
+    below times ``bands``) = 2 x decoded (the decoded file image, which the caller
+    keeps, and its normalised copy: transposed / converted to sRGB RGB(A))
+    + the larger of (a) one more decoded-size copy (while normalising, transpose then
+    convert) and (b) the worst step: the outputs made before it, each with
+    ``ENCODE_COPIES`` encoder working copies (every output stays alive until the render
+    returns and is encoded meanwhile), plus the step's own transient:
+    max(2 x reduce buffer (stripes + stitched), reduce buffer + a premultiplied copy of
+    the resampled source (when ``bands >= ALPHA_BANDS``: it may be RGBA) + the output
+    + the resampler's intermediate pass (max(out_w x src_h, src_w x out_h), of the
+    reduced source)); a copy of an earlier output holds one output, an undrafted
+    decode of exactly the output's size none; after the last step (b) is at least all
+    outputs with their encoder copies. + ``OVERHEAD_BYTES``. The memory model is
+    spelled out above ENCODE_COPIES in ``_resize_py.py``.
     """
     cdef long long sw = _dim(src_width, "src_width", False)
     cdef long long sh = _dim(src_height, "src_height", False)
@@ -141,6 +155,7 @@ def plan_resize(src_width, src_height, targets, *, is_jpeg, bands=3, orientation
     cdef long long nb = <long long>b
     cdef bint swap = bool(orientation_swaps)
     cdef bint jpeg = bool(is_jpeg)
+    cdef bint alpha = b >= ALPHA_BANDS
 
     # Validate every box before allocating anything (same errors, same order as Python).
     boxes = []
@@ -156,7 +171,7 @@ def plan_resize(src_width, src_height, targets, *, is_jpeg, bands=3, orientation
     cdef long long uw = sh if swap else sw
     cdef long long uh = sw if swap else sh
     cdef long long scale = 1, s, dw, dh, pw, ph, dec_w, dec_h, udw, udh
-    cdef long long ow, oh, src, src_w, src_h, jw, jh, area, best_area, k, kx, ky, gap
+    cdef long long ow, oh, src, src_w, src_h, jw, jh, area, best_area, k, kx, ky, gap, rw, rh
     cdef Py_ssize_t a, c
     cdef bint ok
 
@@ -164,19 +179,16 @@ def plan_resize(src_width, src_height, targets, *, is_jpeg, bands=3, orientation
     cdef Out* order = NULL     # execution order
     cdef Py_ssize_t* srcs = NULL   # per execution position: source target index or -1
     cdef long long* reds = NULL    # per execution position: reduce factor
-    cdef char* is_source = NULL    # by target index
     if n:
         outs = <Out*>PyMem_Malloc(n * sizeof(Out))
         order = <Out*>PyMem_Malloc(n * sizeof(Out))
         srcs = <Py_ssize_t*>PyMem_Malloc(n * sizeof(Py_ssize_t))
         reds = <long long*>PyMem_Malloc(n * sizeof(long long))
-        is_source = <char*>PyMem_Malloc(n * sizeof(char))
-        if outs == NULL or order == NULL or srcs == NULL or reds == NULL or is_source == NULL:
+        if outs == NULL or order == NULL or srcs == NULL or reds == NULL:
             PyMem_Free(outs)
             PyMem_Free(order)
             PyMem_Free(srcs)
             PyMem_Free(reds)
-            PyMem_Free(is_source)
             raise MemoryError()
     try:
         for a in range(n):
@@ -185,7 +197,6 @@ def plan_resize(src_width, src_height, targets, *, is_jpeg, bands=3, orientation
             outs[a].area = outs[a].w * outs[a].h
             outs[a].idx = a
             order[a] = outs[a]
-            is_source[a] = 0
 
         # 1. Draft scale, compared in the stored orientation (outputs transposed back).
         if jpeg and n:
@@ -218,8 +229,10 @@ def plan_resize(src_width, src_height, targets, *, is_jpeg, bands=3, orientation
         if n > 1:
             qsort(order, n, sizeof(Out), _cmp_out)
 
-        # 3. Cascade and reduce factors.
-        best_buf = 0
+        # 3. Cascade and reduce factors (and 4a, the memory each step holds: Python
+        # integers, sizes times bands may pass 2**63).
+        made = 0
+        steps_peak = 0
         for a in range(n):
             ow = order[a].w
             oh = order[a].h
@@ -250,33 +263,43 @@ def plan_resize(src_width, src_height, targets, *, is_jpeg, bands=3, orientation
             k = kx if kx < ky else ky
             if k < 1:
                 k = 1
-            if k > 1:
-                # ceil(src/k) < 2**31 each, times bands <= 64: may pass 2**63 -> Python ints.
-                bufo = (<object>((src_w + k - 1) // k)) * ((src_h + k - 1) // k) * nb
-                if bufo > best_buf:
-                    best_buf = bufo
-            if src != C_DECODED:
-                is_source[src] = 1
             srcs[a] = <Py_ssize_t>src
             reds[a] = k
 
-        # 4. Peak memory estimate (Python integers: may exceed 64 bits).
+            # 4a. What this step holds besides the decoded image, its copy and the
+            # earlier outputs; then what stays: the output and its encoder's working set.
+            out_bytes = (<object>ow) * oh * nb
+            kept = (1 + ENCODE_COPIES) * out_bytes
+            if src != C_DECODED and src_w == ow and src_h == oh:
+                step_bytes = out_bytes  # a copy: the service gives its encoder a copy of its own
+            elif src == C_DECODED and scale == 1 and src_w == ow and src_h == oh:
+                step_bytes = 0  # the decoded image itself: no new pixels
+                kept = ENCODE_COPIES * out_bytes
+            else:
+                rw = (src_w + k - 1) // k  # the resampled source: the reduce buffer, or the source
+                rh = (src_h + k - 1) // k
+                reduced = (<object>rw) * rh * nb if k > 1 else 0
+                premultiplied = (<object>rw) * rh * nb if alpha else 0
+                intermediate = (<object>(ow * rh if ow * rh > rw * oh else rw * oh)) * nb
+                step_bytes = reduced + premultiplied + out_bytes + intermediate
+                if 2 * reduced > step_bytes:
+                    step_bytes = 2 * reduced
+            if made + step_bytes > steps_peak:
+                steps_peak = made + step_bytes
+            made += kept
+        if made > steps_peak:
+            steps_peak = made
+
+        # 4b. Peak memory estimate (Python integers: may exceed 64 bits).
         step_list = []
         for a in range(n):
             step_list.append(ResizeStep(order[a].idx, order[a].w, order[a].h, srcs[a], reds[a]))
         steps = tuple(step_list)
         decoded_bytes = (<object>dec_w) * dec_h * nb
-        alive = 0
-        for a in range(n):
-            if is_source[a]:
-                alive += (<object>outs[a].w) * outs[a].h * nb
-        alive += best_buf
-        transposed = decoded_bytes if swap else 0
-        peak = decoded_bytes + (alive if alive > transposed else transposed) + OVERHEAD_BYTES
+        peak = 2 * decoded_bytes + (steps_peak if steps_peak > decoded_bytes else decoded_bytes) + OVERHEAD_BYTES
         return ResizePlan(<object>scale, <object>dec_w, <object>dec_h, steps, peak)
     finally:
         PyMem_Free(outs)
         PyMem_Free(order)
         PyMem_Free(srcs)
         PyMem_Free(reds)
-        PyMem_Free(is_source)

@@ -43,7 +43,8 @@ class ResizePlan:
     decode) is the shrink-on-load factor and
     ``decoded_width`` x ``decoded_height`` the size the decoder returns, both BEFORE
     the EXIF rotation (the pipeline decodes, then transposes). ``steps`` are in
-    execution order; ``peak_memory`` is the estimated peak in bytes for the job.
+    execution order; ``peak_memory`` bounds the bytes the image pipeline holds at its
+    peak (decode, render and the encodes; the model is in ``plan_resize``).
     """
 
     draft_scale: int

@@ -55,6 +55,8 @@ __all__ = [
     "SMALL_REDUCE_GAP",
     "DRAFT_SCALES",
     "OVERHEAD_BYTES",
+    "ENCODE_COPIES",
+    "ALPHA_BANDS",
     "MAX_DIMENSION",
     "MAX_BANDS",
 ]
@@ -106,7 +108,29 @@ SMALL_REDUCE_GAP = 2
 
 DRAFT_SCALES = (8, 4, 2)  # tried largest first; 1 (no draft) is the fallback
 
-OVERHEAD_BYTES = 16 * 1024 * 1024  # interpreter + encoder working set, added to every estimate
+OVERHEAD_BYTES = 16 * 1024 * 1024  # interpreter, thread arenas, codec row buffers: added to every estimate
+
+# Memory model (peak_memory). The executor (falconproc/services/images.py decode_for,
+# render, _reduce, _lanczos, _stitch; image_service.generate) holds:
+# - the decoded image TWICE: the caller keeps the decoded file image (``with
+#   open_checked(...) as im``) alive through the render, and normalising it (EXIF
+#   transpose, ICC to sRGB, CMYK/palette/16-bit to RGB(A)) makes a second one; while
+#   normalising, up to two copies exist beside the original (transpose, then convert);
+# - EVERY output until render returns (the outputs dict; generate encodes each on the
+#   pool while the next is made), each with its encoder's working set, at most
+#   ENCODE_COPIES output-sized buffers (WebP measured 1.8x the output in Pillow 13,
+#   JPEG of RGBA flattens onto a new RGB image);
+# - during one step, on top of that: a reduce(k) in stripes (the stripes and the
+#   stitched image: 2x the reduce buffer), then the LANCZOS from the reduced image
+#   (still alive): a premultiplied (RGBa) copy of it when the image may have alpha
+#   (bands >= ALPHA_BANDS; _lanczos converts once, Pillow's resize does it per call),
+#   the resampler's intermediate pass (output width x source height, or source width x
+#   output height: the larger), and the output (stripes + stitched, or stitched + the
+#   converted-back copy: 2x the output, which the intermediate bound covers since the
+#   intermediate is at least the output). A copy of an earlier output is one more
+#   output (generate copies it for its own encode).
+ENCODE_COPIES = 2
+ALPHA_BANDS = 4  # bytes per pixel from which the image may be RGBA (Pillow stores RGB in 4 too)
 
 # Largest side accepted: Pillow's (and PNG/TIFF headers') 2**31 - 1. Keeps every size
 # product of the compiled twin inside a signed 64-bit integer.
@@ -159,10 +183,20 @@ def plan_resize(
     "RGB" with 4 bytes per pixel internally). Raises ValueError for non-positive
     source sizes, negative box sides or a box with both sides 0.
 
-    ``peak_memory`` = decoded image + the larger of (a) the transposed copy alive
-    during the rotation (when ``orientation_swaps``) and (b) every output that a later
-    step derives from (kept alive until then) plus the largest ``reduce()`` buffer,
-    + ``OVERHEAD_BYTES``.
+    ``peak_memory`` (bytes, an upper bound for the service's executor; every size
+    below times ``bands``) = 2 x decoded (the decoded file image, which the caller
+    keeps, and its normalised copy: transposed / converted to sRGB RGB(A))
+    + the larger of (a) one more decoded-size copy (while normalising, transpose then
+    convert) and (b) the worst step: the outputs made before it, each with
+    ``ENCODE_COPIES`` encoder working copies (every output stays alive until the render
+    returns and is encoded meanwhile), plus the step's own transient:
+    max(2 x reduce buffer (stripes + stitched), reduce buffer + a premultiplied copy of
+    the resampled source (when ``bands >= ALPHA_BANDS``: it may be RGBA) + the output
+    + the resampler's intermediate pass (max(out_w x src_h, src_w x out_h), of the
+    reduced source)); a copy of an earlier output holds one output, an undrafted
+    decode of exactly the output's size none; after the last step (b) is at least all
+    outputs with their encoder copies. + ``OVERHEAD_BYTES``. The memory model is
+    spelled out above ENCODE_COPIES in ``_resize_py.py``.
     """
     sw = _dim(src_width, "src_width", False)
     sh = _dim(src_height, "src_height", False)
@@ -171,6 +205,7 @@ def plan_resize(
         raise ValueError(f"bands must be 1..{MAX_BANDS}, got {bands}")
     swap = bool(orientation_swaps)
     jpeg = bool(is_jpeg)
+    alpha = bands >= ALPHA_BANDS
 
     boxes = []
     for i, target in enumerate(targets):
@@ -213,8 +248,8 @@ def plan_resize(
     # 3. Cascade and reduce factors.
     steps = []
     done = []  # target indices already produced, in execution order
-    is_source = [False] * n
-    max_reduce_buf = 0
+    made = 0  # bytes of the outputs made so far, each with its encoder's working set
+    steps_peak = 0  # the most any step needs on top of the decoded image and its copy
     for i in order:
         ow, oh = outs[i]
         src = DECODED
@@ -236,19 +271,34 @@ def plan_resize(
                         src_w, src_h = jw, jh
         gap = REDUCE_GAP if max(ow, oh) >= SMALL_OUTPUT else SMALL_REDUCE_GAP
         k = max(1, min(src_w // (gap * ow), src_h // (gap * oh)))
-        if k > 1:
-            buf = ((src_w + k - 1) // k) * ((src_h + k - 1) // k) * bands
-            if buf > max_reduce_buf:
-                max_reduce_buf = buf
-        if src != DECODED:
-            is_source[src] = True
         steps.append(ResizeStep(i, ow, oh, src, k))
         done.append(i)
 
-    # 4. Peak memory estimate.
+        # 4a. What this step holds besides the decoded image, its copy and the earlier
+        # outputs; then what stays: the output and its encoder's working set.
+        out_bytes = ow * oh * bands
+        kept = (1 + ENCODE_COPIES) * out_bytes
+        if src != DECODED and src_w == ow and src_h == oh:
+            step_bytes = out_bytes  # a copy: the service gives its encoder a copy of its own
+        elif src == DECODED and scale == 1 and src_w == ow and src_h == oh:
+            # the decoded image itself (an undrafted decode's box is exact): no new pixels
+            step_bytes = 0
+            kept = ENCODE_COPIES * out_bytes
+        else:
+            rw = (src_w + k - 1) // k  # the resampled source: the reduce buffer, or the source
+            rh = (src_h + k - 1) // k
+            reduced = rw * rh * bands if k > 1 else 0
+            premultiplied = rw * rh * bands if alpha else 0
+            intermediate = max(ow * rh, rw * oh) * bands
+            step_bytes = max(2 * reduced, reduced + premultiplied + out_bytes + intermediate)
+        if made + step_bytes > steps_peak:
+            steps_peak = made + step_bytes
+        made += kept
+    if made > steps_peak:
+        steps_peak = made
+
+    # 4b. Peak memory estimate.
     decoded_bytes = dec_w * dec_h * bands
-    alive = sum(outs[j][0] * outs[j][1] * bands for j in range(n) if is_source[j]) + max_reduce_buf
-    transposed = decoded_bytes if swap else 0
-    peak = decoded_bytes + max(alive, transposed) + OVERHEAD_BYTES
+    peak = 2 * decoded_bytes + max(decoded_bytes, steps_peak) + OVERHEAD_BYTES
 
     return ResizePlan(scale, dec_w, dec_h, tuple(steps), peak)

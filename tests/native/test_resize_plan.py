@@ -92,11 +92,12 @@ def test_constants_agree(plan_pair):
     import falconproc.native._resize_c as c_mod
 
     for name in ("CASCADE_MIN_RATIO", "DRAFT_MARGIN", "REDUCE_GAP", "SMALL_OUTPUT", "SMALL_REDUCE_GAP",
-                 "DRAFT_SCALES", "OVERHEAD_BYTES", "MAX_DIMENSION", "MAX_BANDS"):
+                 "DRAFT_SCALES", "OVERHEAD_BYTES", "ENCODE_COPIES", "ALPHA_BANDS", "MAX_DIMENSION", "MAX_BANDS"):
         assert getattr(c_mod, name) == getattr(_resize_py, name), name
     # the hand-computed plans below assume these
     assert _resize_py.CASCADE_MIN_RATIO == 1.0
     assert (_resize_py.REDUCE_GAP, _resize_py.SMALL_OUTPUT, _resize_py.SMALL_REDUCE_GAP) == (1, 256, 2)
+    assert (_resize_py.ENCODE_COPIES, _resize_py.ALPHA_BANDS) == (2, 4)
     assert _resize_py.OVERHEAD_BYTES == MIB16
 
 
@@ -136,8 +137,16 @@ def test_default_presets_cascade_2560x1600(plan_fn):
             # 200 < SMALL_OUTPUT: gap 2, 800x500 -> reduce(2) 400x250 -> 200x125
             ResizeStep(THUMB, 200, 125, PREVIEW, 2),
         ),
-        # decoded + the three outputs kept alive as sources + the 960x600 reduce buffer
-        peak_memory=2560 * 1600 * 3 + (2048 * 1280 + 1920 * 1200 + 800 * 500) * 3 + 960 * 600 * 3 + MIB16,
+        # bands=3 (< ALPHA_BANDS: no premultiplied copy). The decoded image twice (the
+        # file image and its normalised copy), then the worst step: the preview's, with
+        # ai-vision and ai-chat made (each + ENCODE_COPIES=2 encoder copies) and its own
+        # transient: the 960x600 reduce buffer + the output + the LANCZOS intermediate
+        # (800x600 = 960x500). (ai-chat's step: 3 x ai-vision + 1920x1200 + 2048x1200
+        # intermediate, less; after the thumbnail: 3 x all four outputs, less.)
+        peak_memory=2 * 2560 * 1600 * 3
+        + 3 * (2048 * 1280 + 1920 * 1200) * 3
+        + (960 * 600 + 800 * 500 + 800 * 600) * 3
+        + MIB16,
     )
 
 
@@ -156,7 +165,9 @@ def test_thumbnail_only_drafts_at_eighth(plan_fn):
     plan = plan_fn(2560, 1600, [(200, 200)], is_jpeg=True)
     assert (plan.draft_scale, plan.decoded_width, plan.decoded_height) == (8, 320, 200)
     assert plan.steps == (ResizeStep(0, 200, 125, DECODED, 1),)
-    assert plan.peak_memory == 320 * 200 * 3 + MIB16
+    # decoded twice + (the 200x125 output + its 2 encoder copies: more than the step's
+    # output + 200x200 intermediate, and more than a third decoded copy)
+    assert plan.peak_memory == 2 * 320 * 200 * 3 + 3 * 200 * 125 * 3 + MIB16
     # Not a JPEG: no draft, the reduce does the shrinking instead.
     plan = plan_fn(2560, 1600, [(200, 200)], is_jpeg=False)
     assert (plan.draft_scale, plan.decoded_width, plan.decoded_height) == (1, 2560, 1600)
@@ -205,16 +216,20 @@ def test_orientation_swap(plan_fn):
     assert plan.steps[2] == ResizeStep(PREVIEW, 800, 1200, AI_CHAT, 1)
     # 133x200 is small (gap 2): 800 // 266 = 3, 1200 // 400 = 3
     assert plan.steps[3] == ResizeStep(THUMB, 133, 200, PREVIEW, 3)
-    # the outputs kept alive as sources (ai-chat for the ai-vision copy, preview for the
-    # thumbnail) + the reduce(3) buffer outweigh the transposed copy (7.4 MB)
-    alive = (1280 * 1920 + 800 * 1200) * 3 + 267 * 400 * 3
-    assert alive > 1920 * 1280 * 3
-    assert plan.peak_memory == 1920 * 1280 * 3 + alive + MIB16
+    # Memory (bands=3: no premultiplied copies), decoded twice plus the worst step, the
+    # thumbnail's: made before it are ai-chat (the undrafted decoded image itself: only
+    # its 2 encoder copies), ai-vision (a copy + 2 encoder copies) and the preview (+ 2);
+    # its own transient is the striped reduce(3): 267x400 stripes + the stitched image
+    # (more than reduce + 133x200 output + 267x200 intermediate).
+    made = 2 * 1280 * 1920 + 3 * 1280 * 1920 + 3 * 800 * 1200
+    assert 2 * 267 * 400 > 267 * 400 + 133 * 200 + 267 * 200
+    assert plan.peak_memory == 2 * 1920 * 1280 * 3 + (made + 2 * 267 * 400) * 3 + MIB16
 
     plan = plan_fn(1920, 1280, [(200, 200)], is_jpeg=True, orientation_swaps=True)
     assert (plan.draft_scale, plan.decoded_width, plan.decoded_height) == (8, 240, 160)
     assert plan.steps == (ResizeStep(0, 133, 200, DECODED, 1),)
-    assert plan.peak_memory == 2 * 240 * 160 * 3 + MIB16  # decoded + its transposed copy
+    # decoded + its transposed copy + the 133x200 output with its 2 encoder copies
+    assert plan.peak_memory == 2 * 240 * 160 * 3 + 3 * 133 * 200 * 3 + MIB16
     # A box binding the upright height: pre-rotation 1/4 would be 480x320, < 512 tall upright.
     plan = plan_fn(1920, 1280, [(0, 512)], is_jpeg=True, orientation_swaps=True)
     assert sizes(plan) == {0: (341, 512)}
@@ -247,14 +262,19 @@ def test_duplicates_are_copies(plan_fn):
 
 
 def test_empty_targets(plan_fn):
-    assert plan_fn(640, 480, [], is_jpeg=True) == ResizePlan(1, 640, 480, (), 640 * 480 * 3 + MIB16)
+    # the decoded image, its normalised copy and a third copy while normalising
+    assert plan_fn(640, 480, [], is_jpeg=True) == ResizePlan(1, 640, 480, (), 3 * 640 * 480 * 3 + MIB16)
 
 
 def test_bands_scale_memory(plan_fn):
     p3 = plan_fn(2560, 1600, DEFAULT_BOXES, is_jpeg=True, bands=3)
     p4 = plan_fn(2560, 1600, DEFAULT_BOXES, is_jpeg=True, bands=4)
-    assert (p4.peak_memory - MIB16) * 3 == (p3.peak_memory - MIB16) * 4
-    assert p3.steps == p4.steps
+    p8 = plan_fn(2560, 1600, DEFAULT_BOXES, is_jpeg=True, bands=8)
+    assert (p8.peak_memory - MIB16) == (p4.peak_memory - MIB16) * 2
+    # from 4 bands the image may be RGBA: the preview step also holds the premultiplied
+    # copy of its 960x600 source
+    assert (p4.peak_memory - MIB16) == (p3.peak_memory - MIB16) // 3 * 4 + 960 * 600 * 4
+    assert p3.steps == p4.steps == p8.steps
 
 
 @pytest.mark.parametrize(
@@ -282,7 +302,8 @@ def test_huge_sizes_do_not_overflow(plan_fn):
     assert sizes(plan) == {AI_CHAT: (1920, 1920), AI_VISION: (2048, 2048), THUMB: (200, 200), PREVIEW: (800, 800)}
     assert plan.peak_memory > 8125 * 8125 * 3
     plan = plan_fn(65000, 65000, [(65000, 65000)], is_jpeg=False, bands=8)
-    assert plan.peak_memory == 65000 * 65000 * 8 + MIB16
+    # the decoded image twice, and the output (the decoded image itself) with its 2 encoder copies
+    assert plan.peak_memory == 4 * 65000 * 65000 * 8 + MIB16
     big = _resize_py.MAX_DIMENSION
     plan = plan_fn(big, big, [(big, 0), (0, 1), (big - 1, big - 1)], is_jpeg=True, bands=64,
                    orientation_swaps=True)
@@ -367,8 +388,15 @@ def test_properties(plan_fn, args):
     made: dict[int, tuple[int, int]] = {}
     areas = [st_.width * st_.height for st_ in plan.steps]
     assert areas == sorted(areas, reverse=True)
-    alive = set()
-    max_buf = 0
+    # Memory, replayed as the executor's phases (in pixels; x bands at the end): what
+    # is alive in each phase, the peak is the largest. Held throughout: the decoded file
+    # image and its normalised copy; while normalising, one more copy.
+    decoded = plan.decoded_width * plan.decoded_height
+    held = 2 * decoded
+    phases = [held + decoded]
+    outputs = 0  # every output stays alive until render returns, with its encoder's copies
+    encode = _resize_py.ENCODE_COPIES
+    alpha = bands >= _resize_py.ALPHA_BANDS
     for step in plan.steps:
         w, h = step.width, step.height
         if step.source == DECODED:
@@ -380,7 +408,6 @@ def test_properties(plan_fn, args):
         else:
             assert step.source in made, "source produced earlier"
             src_w, src_h = made[step.source]
-            alive.add(step.source)
             if (src_w, src_h) == (w, h):
                 assert step.reduce == 1  # a copy
             else:
@@ -395,13 +422,27 @@ def test_properties(plan_fn, args):
         assert k >= 1
         if k > 1:
             assert src_w // k >= gap * w and src_h // k >= gap * h, "never reduced below the output"
-            max_buf = max(max_buf, -(-src_w // k) * -(-src_h // k) * bands)
         assert not (src_w // (k + 1) >= gap * w and src_h // (k + 1) >= gap * h), "largest k"
         made[step.target_index] = (w, h)
 
-    decoded = plan.decoded_width * plan.decoded_height * bands
-    kept = sum(made[j][0] * made[j][1] * bands for j in alive) + max_buf
-    assert plan.peak_memory == decoded + max(kept, decoded if swaps else 0) + MIB16
+        base = held + outputs
+        if step.source != DECODED and (src_w, src_h) == (w, h):
+            phases.append(base + w * h)  # the copy generate() makes for its encoder
+            outputs += (1 + encode) * w * h
+        elif step.source == DECODED and plan.draft_scale == 1 and (src_w, src_h) == (w, h):
+            outputs += encode * w * h  # the output is the decoded image itself
+        else:
+            rw, rh = -(-src_w // k), -(-src_h // k)
+            reduced = rw * rh if k > 1 else 0
+            if k > 1:
+                phases.append(base + 2 * reduced)  # stripes + the stitched reduce
+            # LANCZOS from the reduced image: its premultiplied copy (may be RGBA), one pass's
+            # intermediate (w x rh or rw x h), the output (stripes / stitched / converted back)
+            phases.append(base + reduced + (rw * rh if alpha else 0) + max(w * rh, rw * h) + w * h)
+            outputs += (1 + encode) * w * h
+        phases.append(held + outputs)
+
+    assert plan.peak_memory == max(phases) * bands + MIB16
 
 
 @PROP
