@@ -262,16 +262,21 @@ class Supervisor:
                 jt = registry.get(job_type)
                 # Peek with the type's default estimate before claiming, so a job is
                 # not taken from other supervisors only to sit here.
-                if not self.governor.admits_job(jt.memory_estimate(Job("", job_type, ""), self.settings),
+                if not self.governor.admits_job(self._estimate(jt, Job("", job_type, "")),
                                                 pending_estimates=self._pending_estimates(claimed=True)):
                     break  # this type waits for memory; a smaller type may still fit
                 job = self.queue.claim([job_type], self.identity)
                 if job is None:
                     break
-                self.running.append(Running(job, None, jt.memory_estimate(job, self.settings)))
+                self.running.append(Running(job, None, self._estimate(jt, job)))
                 started = True
         # Started only now, when the CPU budget knows every job that will share the cores.
         return self._start_admitted(now) or started
+
+    def _estimate(self, job_type: registry.JobType, job: Job) -> int:
+        """The job's estimated peak, capped at JOB_MEMORY_MAX_BYTES: it is killed past that
+        anyway, and an estimate that could never fit would otherwise wait for ever."""
+        return min(job_type.memory_estimate(job, self.settings), self.settings.job_memory_max_bytes)
 
     def _pending_estimates(self, claimed: bool = False) -> int:
         """What running jobs may still grow into beyond what they use now (and, with

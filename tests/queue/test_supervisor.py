@@ -334,3 +334,13 @@ def test_an_enqueue_wakes_an_idle_supervisor_at_once(harness):
     start = time.monotonic()
     h.sup._wait(0.3)  # the wake-up was consumed: this one sleeps its full timeout
     assert time.monotonic() - start >= 0.25
+
+
+def test_an_estimate_beyond_the_job_memory_limit_does_not_wait_for_ever(harness):
+    """No amount of waiting makes 2 GiB fit under 1.25 GiB: the estimate counts as the job
+    memory limit (768 MiB by default), past which the job is killed anyway."""
+    memory = FakeMemory(used=300 * MiB)  # 300 + 768 <= 1152 MiB: admitted
+    h = harness(memory=memory)
+    big = h.enqueue("sized", seconds=0.0, estimate=2048 * MiB)
+    h.run_until(lambda: h.all_finished(big), 15, "the over-estimated job to run")
+    assert h.queue.get(big.id).status == DONE
