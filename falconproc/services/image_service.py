@@ -10,6 +10,7 @@ from typing import Any
 from falconproc.clock import iso_utc
 from falconproc.config import Settings
 from falconproc.errors import ContentNotFound
+from falconproc.osutil import available_cpus
 from falconproc.services.images import (
     RENDERABLE_TYPES,
     ImageTooLarge,
@@ -46,6 +47,7 @@ class ImageService:
         self.cache = cache
         self.catalog = catalog or PresetCatalog(settings)
         # Renders in web workers share the image job concurrency across all processes.
+        self.cpus = available_cpus()
         self.slots = SlotSemaphore(cache.root / ".slots", "image", settings.job_concurrency.get("image", 2))
 
     # -- checks --------------------------------------------------------------------
@@ -81,14 +83,19 @@ class ImageService:
         timeout = self.settings.image_sync_timeout
         with self.cache.exclusive(content_hash, "image", timeout):
             if not path.exists():  # another worker may have made it while we waited
-                with self.slots.acquire(timeout):
-                    self.generate(content_hash, [preset])
+                with self.slots.acquire(timeout) as busy:
+                    self.generate(content_hash, [preset], self._threads(busy))
         return preset, path
 
     def missing_eager(self, content_hash: str) -> list[Preset]:
         return [p for p in self.catalog.eager if not self.cache.path(content_hash, p.filename).exists()]
 
-    def generate(self, content_hash: str, presets: list[Preset]) -> dict[str, Any]:
+    def _threads(self, busy_slots: int) -> int:
+        """A request's share of the cores: both threads when alone, one when the other
+        image slots are busy too (more threads than cores would only add hand-offs)."""
+        return max(1, min(self.settings.image_threads, self.cpus // max(1, busy_slots)))
+
+    def generate(self, content_hash: str, presets: list[Preset], threads: int | None = None) -> dict[str, Any]:
         """Decode once, render every preset, publish each file and its metadata."""
         if not presets:
             return {}
@@ -100,7 +107,7 @@ class ImageService:
             error = {"error": "image_unreadable", "message": str(exc), "at": iso_utc()}
             self.cache.update_metadata(content_hash, lambda m: m.update(imageError=error))
             raise
-        threads = self.settings.image_threads
+        threads = self.settings.image_threads if threads is None else threads
         pool = shared_pool(threads)
         writes: dict[int, Future | int] = {}
         handed_out: set[int] = set()
@@ -136,10 +143,10 @@ class ImageService:
             raise ContentNotFound(content_hash)
         _, source = self._source(content_hash)
         target = Target("optimized", max_size, max_size, "JPEG", quality)
-        with self.slots.acquire(self.settings.image_sync_timeout):
+        with self.slots.acquire(self.settings.image_sync_timeout) as busy:
             with open_checked(source, self.settings) as im:
                 decoded = decode_for([target], im)
-            (out,) = render(decoded, [target], self.settings.image_threads)
+            (out,) = render(decoded, [target], self._threads(busy))
             buffer = io.BytesIO()
             encode(out, "JPEG", quality, buffer)
         data = buffer.getvalue()

@@ -99,7 +99,9 @@ class SlotSemaphore:
         directory.mkdir(parents=True, exist_ok=True)
 
     @contextmanager
-    def acquire(self, timeout: float) -> Iterator[None]:
+    def acquire(self, timeout: float) -> Iterator[int]:
+        """Hold a slot; yields how many slots are held now, ours included (a hint for how
+        many threads the holder should use: the others are busy too)."""
         deadline = time.monotonic() + timeout
         delay = 0.005
         while True:
@@ -111,7 +113,7 @@ class SlotSemaphore:
                     os.close(fd)
                     continue
                 try:
-                    yield
+                    yield 1 + self._held_by_others(path)
                 finally:
                     os.close(fd)
                 return
@@ -119,6 +121,21 @@ class SlotSemaphore:
                 raise ServiceOverloaded("all image slots are busy; retry shortly", retry_after=2)
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+
+    def _held_by_others(self, mine: Path) -> int:
+        held = 0
+        for path in self.paths:
+            if path == mine:
+                continue
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held += 1
+            finally:
+                os.close(fd)  # closing drops the probe's lock
+        return held
 
 
 def _flock_with_timeout(fd: int, timeout: float) -> None:

@@ -539,3 +539,22 @@ def test_the_image_job_uses_no_more_threads_than_its_cpu_budget(tmp_path, monkey
     job = Job("00-1-image-b", "image", content_hash, payload={"width": 1200, "height": 900, "jpeg": True})
     result = registry.get("image").handler(job, JobContext(imaging.settings, cpu_budget=budget))
     assert result["presets"] and asked == [expected]
+
+
+def test_on_demand_renders_use_both_cores_only_when_the_other_slot_is_idle(tmp_path, monkeypatch):
+    from falconproc.services import image_service
+    from tests.images.conftest import build_imaging
+
+    imaging = build_imaging(tmp_path, image_threads=2)
+    imaging.images.cpus = 2
+    content_hash = imaging.put(encode(noise_rgb(1600, 1200, seed=5), "JPEG"))
+    asked: list[int] = []
+    real_render = image_service.render
+    monkeypatch.setattr(image_service, "render", lambda d, t, threads=1, *a: asked.append(threads) or real_render(
+        d, t, threads, *a))
+    imaging.images.optimize(content_hash, 512, 85)
+    assert asked == [2]  # alone: both cores
+    with imaging.images.slots.acquire(1):  # another request renders meanwhile
+        imaging.images.optimize(content_hash, 500, 85)
+        imaging.images.preset_path(content_hash, "preview")
+    assert asked == [2, 1, 1]
