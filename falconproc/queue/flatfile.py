@@ -63,17 +63,21 @@ class FlatFileQueue(JobQueue):
         self._lock_path = self.root / "lock"
         # The doorbell: a FIFO the supervisor waits on; every enqueue writes a byte to
         # it (if anyone listens). Saves up to a poll interval per job.
-        self._doorbell = self.root / "doorbell"
+        self._doorbell: Path | None = self.root / "doorbell"
         try:
             os.mkfifo(self._doorbell, 0o600)
         except FileExistsError:
             pass
+        except OSError:  # a filesystem without FIFOs: the supervisor polls
+            self._doorbell = None
         self._doorbell_fd: int | None = None
         self._batch = threading.local()  # web workers are threaded: a batch is per thread
 
     # -- wake-ups ------------------------------------------------------------------
 
     def wakeup_fileno(self) -> int | None:
+        if self._doorbell is None:
+            return None
         if self._doorbell_fd is None:
             try:
                 # O_RDWR: the FIFO never reads as EOF and writers can always open it (Linux).
@@ -94,6 +98,8 @@ class FlatFileQueue(JobQueue):
     def _ring(self) -> None:
         if getattr(self._batch, "depth", 0):
             self._batch.rang = True
+            return
+        if self._doorbell is None:
             return
         try:
             fd = os.open(self._doorbell, os.O_WRONLY | os.O_NONBLOCK)

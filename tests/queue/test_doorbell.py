@@ -58,3 +58,15 @@ def test_a_duplicate_enqueue_does_not_ring(tmp_path):
     listener.clear_wakeup()
     listener.enqueue("work", h)  # the same work is already pending
     assert _rung(fd) == b""
+
+
+def test_a_filesystem_without_fifos_falls_back_to_polling(tmp_path, monkeypatch):
+    def no_fifos(path, mode=0o666):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "mkfifo", no_fifos)
+    q = FlatFileQueue(tmp_path / "q", fsync=False)
+    assert q.wakeup_fileno() is None
+    job = q.enqueue("work", random_hash())
+    assert q.get(job.id).status == "queued"
+    q.clear_wakeup()
