@@ -13,6 +13,7 @@ from falconproc.errors import ContentNotFound
 from falconproc.osutil import available_cpus
 from falconproc.services.images import (
     RENDERABLE_TYPES,
+    Decoded,
     ImageTooLarge,
     ImageUnreadable,
     NotRenderable,
@@ -90,6 +91,13 @@ class ImageService:
     def missing_eager(self, content_hash: str) -> list[Preset]:
         return [p for p in self.catalog.eager if not self.cache.path(content_hash, p.filename).exists()]
 
+    def _decode(self, source: Path, targets: list[Target]) -> Decoded:
+        """Decode for ``targets``. The file's own image is dropped on return: when it was
+        rotated or converted, holding it through the render would keep a second
+        decoded-size buffer alive (50 MP: 200 MB) for nothing."""
+        with open_checked(source, self.settings) as im:
+            return decode_for(targets, im)
+
     def _threads(self, busy_slots: int) -> int:
         """A request's share of the cores: both threads when alone, one when the other
         image slots are busy too (more threads than cores would only add hand-offs)."""
@@ -101,8 +109,7 @@ class ImageService:
             return {}
         _, source = self._source(content_hash)
         try:
-            with open_checked(source, self.settings) as im:
-                decoded = decode_for([_target(p) for p in presets], im)
+            decoded = self._decode(source, [_target(p) for p in presets])
         except ImageUnreadable as exc:
             error = {"error": "image_unreadable", "message": str(exc), "at": iso_utc()}
             self.cache.update_metadata(content_hash, lambda m: m.update(imageError=error))
@@ -144,8 +151,7 @@ class ImageService:
         _, source = self._source(content_hash)
         target = Target("optimized", max_size, max_size, "JPEG", quality)
         with self.slots.acquire(self.settings.image_sync_timeout) as busy:
-            with open_checked(source, self.settings) as im:
-                decoded = decode_for([target], im)
+            decoded = self._decode(source, [target])
             (out,) = render(decoded, [target], self._threads(busy))
             buffer = io.BytesIO()
             encode(out, "JPEG", quality, buffer)
