@@ -24,7 +24,11 @@ def _service(context: JobContext) -> TextService:
 
 
 def _text(job: Job, context: JobContext) -> dict[str, Any]:
-    service = _service(context)
+    # A large PDF's page pool gets no more processes than this job's share of the cores
+    # (three text jobs at once on two cores: each extracts alone, no pool to parse for).
+    settings = context.settings
+    service = _service(JobContext(settings.replace(
+        text_processes=max(1, min(settings.text_processes, context.cpu_budget))), context.cpu_budget))
     try:
         state = service.extract(job.content_hash)
     except ExtractionError as exc:
