@@ -44,16 +44,68 @@ def _low_contrast(low: float, high: float) -> bool:
     return high - low < 160 and high > low
 
 
+# Skew: tesseract reads a page turned by 3 degrees as well as a straight one (recall 0.99
+# on the corpus page) but not by 6 (0.83) or 10 (0.0), as phone photos and careless scans
+# are. Pages turned by DESKEW_MIN_DEGREES or more are rotated back first; up to
+# MAX_SKEW_DEGREES (more than that is a page on its side, not a skew).
+DESKEW_MIN_DEGREES = 1.0
+MAX_SKEW_DEGREES = 15.0
+_SKEW_SIDE = 1000  # the angle is found on a copy about this big (fast, and precise to 0.1 degree)
+_SKEW_POINTS = 40_000  # ink pixels sampled for the search
+
+
+def skew_angle(grey: Image.Image) -> float:
+    """How far the text lines of a greyscale page are turned, in degrees counter-clockwise
+    (``Image.rotate``'s sense; rotate by minus this to straighten). 0.0 for a page without
+    enough text to tell.
+
+    Projection profiles: the ink pixels' row histogram is most peaked (sum of squares) when
+    the rows follow the text lines; searched every 0.5 degree, then every 0.1 around the best.
+    """
+    factor = max(1, max(grey.size) // _SKEW_SIDE)
+    pixels = np.asarray(grey.reduce(factor) if factor > 1 else grey, dtype=np.uint8)
+    low, high = _contrast_range(pixels)
+    if high - low < 40:
+        return 0.0
+    ys, xs = np.nonzero(pixels < (low + high) / 2)
+    if len(ys) < 500:
+        return 0.0
+    if len(ys) > _SKEW_POINTS:  # a fixed sample: the same page always gives the same angle
+        pick = np.random.default_rng(0).choice(len(ys), _SKEW_POINTS, replace=False)
+        ys, xs = ys[pick], xs[pick]
+    ys, xs = ys.astype(np.float64), xs.astype(np.float64)
+
+    def best_of(angles: np.ndarray) -> float:
+        scores = []
+        for angle in angles:
+            theta = np.deg2rad(angle)
+            rows = np.rint(ys * np.cos(theta) + xs * np.sin(theta)).astype(np.int64)
+            counts = np.bincount(rows - rows.min())
+            scores.append(float(np.dot(counts, counts)))
+        return float(angles[int(np.argmax(scores))])
+
+    coarse = best_of(np.arange(-MAX_SKEW_DEGREES, MAX_SKEW_DEGREES + 1e-9, 0.5))
+    return round(best_of(np.arange(coarse - 0.5, coarse + 0.5 + 1e-9, 0.1)), 1)
+
+
+def _needs_deskew(angle: float) -> bool:
+    return abs(angle) >= DESKEW_MIN_DEGREES
+
+
 def usable_as_is(im: Image.Image, settings: Settings) -> bool:
     """True when tesseract can read the file itself as well as our prepared copy: opaque,
-    within the size limits, contrast fine. Saves re-encoding a whole page for it."""
+    within the size limits, contrast fine, not skewed. Saves re-encoding a whole page for it."""
     if im.mode not in ("L", "RGB") or _scale_for(im.width, im.height, settings) < 1.0:
         return False
-    return not _low_contrast(*_contrast_range(np.asarray(im.convert("L"), dtype=np.uint8)))
+    grey = im.convert("L")
+    if _low_contrast(*_contrast_range(np.asarray(grey, dtype=np.uint8))):
+        return False
+    return not _needs_deskew(skew_angle(grey))
 
 
 def prepare(im: Image.Image, settings: Settings) -> Image.Image:
-    """Greyscale, bounded size, contrast stretched (numpy) when the page is washed out."""
+    """Greyscale, bounded size, contrast stretched (numpy) when the page is washed out,
+    straightened when its lines are skewed."""
     if im.mode not in ("L", "RGB"):
         if "A" in im.getbands():  # transparent background: flatten on white
             background = Image.new("RGB", im.size, (255, 255, 255))
@@ -71,6 +123,10 @@ def prepare(im: Image.Image, settings: Settings) -> Image.Image:
         # Low contrast (faded scans, photos of screens): stretch to the full range.
         stretched = np.clip((pixels.astype(np.float32) - low) * (255.0 / (high - low)), 0, 255).astype(np.uint8)
         im = Image.fromarray(stretched, mode="L")
+    angle = skew_angle(im)
+    if _needs_deskew(angle):
+        # Turn the lines level; the corners that come into view are paper-white.
+        im = im.rotate(-angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
     return im
 
 

@@ -206,6 +206,16 @@ def test_ocr_honours_exif_orientation(service):
     assert word_recall(doc["pages"][0]["text"], TRUTH) >= 0.9
 
 
+def test_ocr_straightens_a_skewed_photo_of_a_page(service):
+    with Image.open(OCR_PNG) as im:
+        turned = im.convert("L").rotate(-7.5, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
+    buf = io.BytesIO()
+    turned.save(buf, format="JPEG", quality=90)
+    h = _upload(service, buf.getvalue(), "photo.jpg", "image/jpeg")
+    doc = poll_text(service, h, deadline=120).json()
+    assert word_recall(doc["pages"][0]["text"], TRUTH) >= 0.9
+
+
 def test_image_only_pdf_page_is_ocrd(service):
     data = image_pdf(OCR_PNG, with_text_page=True)
     h = _upload(service, data, "scanned.pdf", "application/pdf")
