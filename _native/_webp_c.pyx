@@ -5,8 +5,8 @@ libwebp can rescale while it decodes (area-averaging, row by row), so a 4096x409
 WebP wanted at 2048 is never held at full size; libvips' webpload ``scale`` uses the
 same call. Pillow's WebP plugin has no such option, so this module links the
 system libwebp (Debian ``libwebp-dev`` at build time, ``libwebp7`` at run time).
-There is no pure-Python twin: without this module the pipeline decodes WebP at full
-size and lets reduce() do the shrinking (falconproc.native.webp_decode is None).
+Its pure-Python twin, falconproc/native/_webp_py.py, decodes at full size with Pillow
+and takes the same area average (tests/native/test_webp_decode.py compares them).
 """
 from libc.stdint cimport uint8_t
 
@@ -55,6 +55,8 @@ def features(const uint8_t[::1] data):
     """``(width, height, has_alpha, has_animation)`` from the bitstream header; ValueError if invalid."""
     cdef WebPBitstreamFeatures f
     cdef VP8StatusCode status
+    if data.shape[0] == 0:  # &data[0] of an empty buffer is out of bounds (no bounds checks)
+        raise ValueError("not a readable WebP (no data)")
     with nogil:
         status = WebPGetFeatures(&data[0], data.shape[0], &f)
     if status != VP8_STATUS_OK:
@@ -68,6 +70,8 @@ def decode_scaled(const uint8_t[::1] data, int width, int height, bint alpha):
     libwebp refuses the data (corrupt, truncated, animated)."""
     if width < 1 or height < 1:
         raise ValueError("the scaled size must be positive")
+    if data.shape[0] == 0:
+        raise ValueError("the WebP cannot be decoded (no data)")
     cdef int bpp = 4 if alpha else 3
     out = bytearray(<Py_ssize_t>width * height * bpp)
     cdef uint8_t[::1] buf = out

@@ -45,10 +45,10 @@ def _payload(metadata: dict[str, Any]) -> dict[str, Any]:
 
 def _still_webp(payload: dict[str, Any]) -> bool:
     """Will the job shrink this WebP on load? services.images._scalable_webp decides it from
-    the opened file (still, RGB(A), a scaled decoder present: always, compiled or its
-    pure twin); here from the upload's header probe: exactly one frame. An animated WebP,
-    or one whose frame count is unknown (an old payload), is planned as a full decode."""
-    return bool(payload.get("webp")) and native.webp_decode is not None and payload.get("frames") == 1
+    the opened file (still, RGB(A)); here from the upload's header probe: exactly one frame.
+    An animated WebP, or one whose frame count is unknown (an old payload), is planned as a
+    full decode."""
+    return bool(payload.get("webp")) and payload.get("frames") == 1
 
 
 def _estimate(job: Job, settings: Settings) -> int:

@@ -184,7 +184,7 @@ class Decoded:
 
 
 def _scalable_webp(im: Image.Image) -> bool:
-    return (im.format == "WEBP" and native.webp_decode is not None and im.mode in ("RGB", "RGBA")
+    return (im.format == "WEBP" and im.mode in ("RGB", "RGBA")
             and not getattr(im, "is_animated", False) and getattr(im, "fp", None) is not None)
 
 

@@ -78,6 +78,10 @@ def test_corrupt_and_truncated_data_raise(webp):
         decode(b"RIFF\x00\x00\x00\x00WEBPnope", 10, 10, False)
     with pytest.raises(ValueError):
         decode(data, 0, 10, False)
+    with pytest.raises(ValueError):
+        decode(b"", 10, 10, False)
+    with pytest.raises(ValueError):
+        native.webp_features(b"")
 
 
 def _twins():
