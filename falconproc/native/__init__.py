@@ -9,6 +9,7 @@ multidict do).
 """
 from __future__ import annotations
 
+import importlib
 import os
 
 from falconproc.native._ingest_py import IngestProbe as PyIngestProbe
@@ -19,45 +20,31 @@ from falconproc.native._webp_py import decode_scaled as py_webp_decode, features
 
 NO_EXTENSIONS = bool(os.environ.get("FALCONPROC_NO_EXTENSIONS"))
 
-CIngestProbe = None
-IMPORT_ERROR: str | None = None
-try:
-    from falconproc.native._ingest_c import IngestProbe as CIngestProbe  # type: ignore[no-redef]
-except ImportError as exc:  # not built: pure mode
-    IMPORT_ERROR = str(exc)
 
-if CIngestProbe is not None and not NO_EXTENSIONS:
-    IngestProbe = CIngestProbe
-    IMPLEMENTATION = "cython"
-else:
-    IngestProbe = PyIngestProbe
-    IMPLEMENTATION = "python"
+def _compiled(name: str):
+    """The compiled module ``falconproc.native.<name>``, or None and why it is missing
+    (not built: no compiler or libwebp-dev at install time)."""
+    try:
+        return importlib.import_module(f"falconproc.native.{name}"), None
+    except ImportError as exc:
+        return None, str(exc)
 
-c_plan_resize = None
-RESIZE_IMPORT_ERROR: str | None = None
-try:
-    from falconproc.native._resize_c import plan_resize as c_plan_resize  # type: ignore[no-redef]
-except ImportError as exc:  # not built: pure mode
-    RESIZE_IMPORT_ERROR = str(exc)
 
-if c_plan_resize is not None and not NO_EXTENSIONS:
-    plan_resize = c_plan_resize
-else:
-    plan_resize = py_plan_resize
+_ingest_c, IMPORT_ERROR = _compiled("_ingest_c")
+_resize_c, RESIZE_IMPORT_ERROR = _compiled("_resize_c")
+# Shrink-on-load for WebP: libwebp's scaled decode, or its twin (Pillow full decode +
+# the same area average).
+_webp_c, WEBP_IMPORT_ERROR = _compiled("_webp_c")
 
-# Shrink-on-load for WebP: libwebp's scaled decode (needs libwebp-dev at build time),
-# or its twin (Pillow full decode + the same area average).
-c_webp_features = c_webp_decode = None
-WEBP_IMPORT_ERROR: str | None = None
-try:
-    from falconproc.native._webp_c import decode_scaled as c_webp_decode, features as c_webp_features
-except ImportError as exc:  # not built: pure twin
-    WEBP_IMPORT_ERROR = str(exc)
+CIngestProbe = _ingest_c.IngestProbe if _ingest_c else None
+c_plan_resize = _resize_c.plan_resize if _resize_c else None
+c_webp_features, c_webp_decode = (_webp_c.features, _webp_c.decode_scaled) if _webp_c else (None, None)
 
-if c_webp_decode is not None and not NO_EXTENSIONS:
-    webp_features, webp_decode = c_webp_features, c_webp_decode
-else:
-    webp_features, webp_decode = py_webp_features, py_webp_decode
+IngestProbe = CIngestProbe if CIngestProbe is not None and not NO_EXTENSIONS else PyIngestProbe
+IMPLEMENTATION = "cython" if IngestProbe is CIngestProbe else "python"
+plan_resize = c_plan_resize if c_plan_resize is not None and not NO_EXTENSIONS else py_plan_resize
+webp_features, webp_decode = ((c_webp_features, c_webp_decode) if c_webp_decode is not None and not NO_EXTENSIONS
+                              else (py_webp_features, py_webp_decode))
 
 __all__ = ["IngestProbe", "PyIngestProbe", "CIngestProbe", "ProbeResult", "IMPLEMENTATION", "NO_EXTENSIONS",
            "plan_resize", "py_plan_resize", "c_plan_resize", "ResizePlan", "ResizeStep",
