@@ -33,9 +33,20 @@ def test_a_straight_page_is_used_as_is(page):
     assert not usable_as_is(_turned(page, 7.0), S)
 
 
-def test_blank_and_noisy_pages_have_no_skew():
+def test_blank_pages_noise_and_photos_have_no_skew():
+    from tests.images._images import DATA
+
     assert skew_angle(Image.new("L", (1200, 1600), 255)) == 0.0
     assert skew_angle(Image.new("L", (1200, 1600), 0)) == 0.0
+    assert skew_angle(Image.effect_noise((1200, 1600), 60)) == 0.0
+    for name in ("garden-2560x1600.jpg", "meadow-1280x1024.jpg", "storm-1920x1280.jpg", "silk.png"):
+        with Image.open(DATA / name) as photo:  # no text lines: never turned (storm's profile once said -15.4)
+            assert skew_angle(photo.convert("L")) == 0.0, name
+
+
+def test_a_page_turned_by_the_most_is_found_and_no_further(page):
+    assert skew_angle(_turned(page, 15.0)) == pytest.approx(15.0, abs=0.3)
+    assert abs(skew_angle(_turned(page, -14.9))) <= 15.0
 
 
 def test_prepare_straightens_a_skewed_page(page):
