@@ -17,6 +17,16 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 
 
+def parse_head(blob: bytes) -> tuple[int, dict[str, str]]:
+    """Status and lower-cased headers of a raw HTTP/1.1 response head (without the blank line)."""
+    lines = blob.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers
+
+
 def wait_for(predicate, timeout: float, interval: float = 0.05, message: str = "condition"):
     """Poll until ``predicate()`` is truthy and return its value; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout

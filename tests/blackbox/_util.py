@@ -14,6 +14,7 @@ import requests
 from PIL import Image
 
 from tests.conftest import sha256, temp_entries, upload  # noqa: F401  (re-exported)
+from tests.service import parse_head
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -94,10 +95,5 @@ def raw_request(svc, request: bytes, body_parts=(), *, half_close: bool = True, 
             chunks.append(chunk)
     raw = b"".join(chunks)
     head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+    status, headers = parse_head(head)
     return status, headers, body

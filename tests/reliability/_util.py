@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.service import Service, wait_for
+from tests.service import Service, parse_head, wait_for
 
 
 def text_blob(label: str, size: int) -> bytes:
@@ -73,12 +73,7 @@ def raw_request(svc: Service, head: bytes, body: bytes = b"", timeout: float = 2
                 break
             buf += data
         header_blob, _, rest = buf.partition(b"\r\n\r\n")
-        lines = header_blob.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
+        status, headers = parse_head(header_blob)
         length = int(headers.get("content-length", "0"))
         while len(rest) < length:
             data = sock.recv(65536)
