@@ -73,6 +73,17 @@ def falconproc_env(base: Path, port: int, **settings: str) -> dict[str, str]:
     return env
 
 
+def service_env(parser, items: list[str]) -> dict[str, str]:
+    """The ``--service-env NAME=VALUE`` options as a dict (a usage error for anything else)."""
+    env = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--service-env expects NAME=VALUE, got {item!r}")
+        env[name] = value
+    return env
+
+
 def timestamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 

@@ -405,13 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not on PATH")
     size = int(args.size_mb * MB)
-    extra_env = {}
-    for item in args.service_env:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            parser.error(f"--service-env wants NAME=VALUE, got {item!r}")
-        extra_env[name] = value
-    args.extra_env = extra_env
+    args.extra_env = common.service_env(parser, args.service_env)
     try:
         args.loadavg_start = os.getloadavg()
     except OSError:
@@ -439,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         for variant in ("cython", "python"):
             if variant in variants:
                 services[variant] = falconproc_service(variant, base / variant, size, args.threads,
-                                                       pure=variant == "python", extra_env=extra_env)
+                                                       pure=variant == "python", extra_env=args.extra_env)
                 entries[variant] = base / variant / "files" / expected
         for variant, service in list(services.items()):
             body = service.start()

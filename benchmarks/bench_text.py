@@ -357,12 +357,7 @@ def main() -> int:
                         help=f"seconds between GET /text polls (default {POLL_INTERVAL})")
     parser.add_argument("--note", default="", help="free text stored in the JSON (what this run is about)")
     args = parser.parse_args()
-    extra_env = {}
-    for item in args.service_env:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            parser.error(f"--service-env expects NAME=VALUE, got {item!r}")
-        extra_env[name] = value
+    extra_env = common.service_env(parser, args.service_env)
     for tool in ("pdftotext", "tesseract"):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not on PATH (apt-get install poppler-utils tesseract-ocr)")
