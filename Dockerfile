@@ -34,7 +34,8 @@ COPY falconproc/ falconproc/
 # Build requirements (setuptools, wheel, Cython) come from pyproject.toml in pip's
 # isolated build environment. FALCONPROC_REQUIRE_EXTENSIONS=1 turns a failed or skipped
 # native build into an error instead of a silent pure-Python wheel.
-RUN FALCONPROC_REQUIRE_EXTENSIONS=1 pip wheel --wheel-dir /wheels . \
+# The redis extra lets RATE_LIMIT_STORAGE_URI point at a Redis shared by several containers.
+RUN FALCONPROC_REQUIRE_EXTENSIONS=1 pip wheel --wheel-dir /wheels ".[redis]" \
  && ls -l /wheels
 
 # --------------------------------------------------------------------------- runtime
@@ -52,7 +53,7 @@ RUN groupadd --system --gid 10001 falconproc \
 
 # Offline install from the builder's wheels only: nothing is compiled or fetched here.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --disable-pip-version-check --no-index --find-links /wheels falconproc
+    pip install --no-cache-dir --disable-pip-version-check --no-index --find-links /wheels "falconproc[redis]"
 
 ENV HOST=0.0.0.0 \
     PORT=3003 \

@@ -16,6 +16,7 @@ from falconproc.errors import (
     HashMismatch,
     IncompleteUpload,
     InsufficientStorage,
+    RateLimited,
     ServiceOverloaded,
     UnsupportedType,
     UploadTooLarge,
@@ -35,6 +36,7 @@ from falconproc.queue import JobQueue, create_queue
 from falconproc.services.image_service import ImageService, ImageTooLarge, ImageUnreadable, NotRenderable, UnknownPreset
 from falconproc.services.ingest import IngestService
 from falconproc.services.jobs import QueueScheduler
+from falconproc.services.ratelimit import UploadRateLimiter
 from falconproc.services.text_service import TextService
 from falconproc.store import ContentStore, create_store
 from falconproc.store.cache import DerivedCache
@@ -101,7 +103,9 @@ def create_app(settings: Settings | None = None, *, store: ContentStore | None =
     queue = queue or create_queue(settings)
     governor = governor or MemoryGovernor(settings)
     registry.load(settings)  # the upload side needs to know which job types apply
-    ingest = ingest or IngestService(settings, store, scheduler=QueueScheduler(queue), governor=governor)
+    ingest = ingest or IngestService(
+        settings, store, scheduler=QueueScheduler(queue), governor=governor,
+        rate_limiter=UploadRateLimiter(settings.upload_rate_limit, settings.rate_limit_storage_uri))
     health = HealthService(settings, store, queue_stats=queue.stats, governor=governor)
     cache = DerivedCache(settings.cache_path, fsync=settings.fsync)
     images = ImageService(settings, store, cache)
@@ -147,4 +151,6 @@ def create_app(settings: Settings | None = None, *, store: ContentStore | None =
     app.add_error_handler(Image.DecompressionBombError, _map(falcon.HTTP_422, "image_too_large"))
     app.add_error_handler(ImageUnreadable, _map(falcon.HTTP_422, "image_unreadable"))
     app.add_error_handler(ServiceOverloaded, _map(falcon.HTTP_503, "overloaded", retry_after=True))
+    app.add_error_handler(RateLimited, _map(falcon.HTTP_429, "rate_limited", retry_after=True,
+                                            extra=lambda e: {"limit": e.limit, "retryAfter": e.retry_after}))
     return app

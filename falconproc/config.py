@@ -57,6 +57,29 @@ def _optional_str(raw: str) -> str | None:
     return raw or None
 
 
+def _rate_limits(raw: str) -> str | None:
+    """`limits` notation, e.g. ``50/second;1500/minute``; empty, 0 or off disables."""
+    text = raw.strip()
+    if text.lower() in {"", "0", "off", "none"}:
+        return None
+    from limits import parse_many  # the well-kept parser of this notation
+
+    try:
+        parse_many(text)
+    except ValueError:
+        raise SettingsError(f"expected rate limits like '50/second;1500/minute', got {raw!r}") from None
+    return text
+
+
+def _storage_uri(raw: str) -> str:
+    from limits.storage import SCHEMES
+
+    scheme = raw.partition("://")[0]
+    if "://" not in raw or scheme not in SCHEMES:
+        raise SettingsError(f"expected a limits storage URI (memory://, redis://host:port, ...), got {raw!r}")
+    return raw
+
+
 def _host(raw: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9.:\-\[\]]+", raw):
         raise SettingsError(f"expected a host name or address, got {raw!r}")
@@ -164,6 +187,12 @@ class Settings:
                                  "seconds running requests get to finish on shutdown")
     max_queue_size: int = knob("MAX_QUEUE_SIZE", 100, _int_range(1),
                                "pending jobs the queue holds; beyond it uploads get 503 with Retry-After")
+    upload_rate_limit: str | None = knob("UPLOAD_RATE_LIMIT", "50/second;1500/minute", _rate_limits,
+                                         "uploads each x-user-id may make (moving windows); beyond it 429 with "
+                                         "Retry-After (off: no limit)")
+    rate_limit_storage_uri: str = knob("RATE_LIMIT_STORAGE_URI", "memory://", _storage_uri,
+                                       "where upload counts are kept: memory:// counts per web worker; "
+                                       "redis://host:port/db counts once across workers and containers")
     job_max_attempts: int = knob("JOB_MAX_ATTEMPTS", 3, _int_range(1, 100),
                                  "attempts before a job is dead-lettered")
     job_backoff_base: float = knob("JOB_BACKOFF_BASE", 1.0, _float_range(0.0, 3600.0),

@@ -54,3 +54,12 @@ class ServiceOverloaded(FalconprocError, RuntimeError):
     def __init__(self, message: str, retry_after: int = 5):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RateLimited(FalconprocError, RuntimeError):
+    """One client (x-user-id) made more uploads than its rate limit allows."""
+
+    def __init__(self, message: str, *, limit: str, retry_after: int):
+        super().__init__(message)
+        self.limit = limit
+        self.retry_after = retry_after

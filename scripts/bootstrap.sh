@@ -3,7 +3,7 @@
 #   scripts/bootstrap.sh          the service
 #   scripts/bootstrap.sh --test   the service + test tools
 # System packages: a C toolchain and OpenSSL headers (the Cython hot path links
-# libcrypto), tesseract for OCR. Uses sudo when not root.
+# libcrypto), tesseract for OCR; with --test also redis-server. Uses sudo when not root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,8 @@ extra=""
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 packages="build-essential libssl-dev libwebp-dev python3-dev python3-venv tesseract-ocr tesseract-ocr-eng"
+# The tests run the Redis rate-limit storage against a real redis-server.
+[ -n "$extra" ] && packages="$packages redis-server"
 if command -v apt-get >/dev/null; then
   missing=$(for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
   if [ -n "$missing" ]; then

@@ -77,19 +77,24 @@ class AdmitAll:
 
 class IngestService:
     def __init__(self, settings: Settings, store: ContentStore, *, scheduler: JobScheduler | None = None,
-                 governor: Any = None, probe_factory: Callable[..., Any] | None = None):
+                 governor: Any = None, probe_factory: Callable[..., Any] | None = None,
+                 rate_limiter: Any = None):
         self.settings = settings
         self.store = store
         self.scheduler = scheduler or NoJobs()
         self.governor = governor or AdmitAll()
+        self.rate_limiter = rate_limiter
         self.probe_factory = probe_factory or native.IngestProbe
         self.allowed = allowed_types(settings.allowed_types)
 
-    def check_admission(self, content_length: int | None) -> None:
-        """Refuse before reading a byte: too large, memory or queue pressure, disk full."""
+    def check_admission(self, content_length: int | None, user_id: str) -> None:
+        """Refuse before reading a byte: too large, this user too fast, memory or queue
+        pressure, disk full."""
         limit = self.settings.max_upload_bytes
         if content_length is not None and content_length > limit:
             raise UploadTooLarge(limit)
+        if self.rate_limiter is not None:
+            self.rate_limiter.check(user_id)
         self.governor.check_upload()
         try:
             self.scheduler.check_capacity()
@@ -100,7 +105,7 @@ class IngestService:
             raise InsufficientStorage(errno.ENOSPC, "not enough free storage space for this upload")
 
     def ingest(self, request: UploadRequest, body: BinaryIO) -> IngestOutcome:
-        self.check_admission(request.content_length)
+        self.check_admission(request.content_length, request.user_id)
         pending = self.store.begin_upload()
         try:
             result = self._stream(request, body, pending.fd)
