@@ -132,6 +132,14 @@ class IngestService:
         jobs = self.scheduler.jobs_for(result.sha256, metadata, is_new)
         return IngestOutcome(result.sha256, metadata, is_new, jobs)
 
+    def _check_reserve(self, remaining: int | None) -> None:
+        """Admission checked the reserve against Content-Length; a chunked body (size
+        unknown) and uploads running side by side can still eat into it, so it is
+        checked again after every block (one statvfs, ~µs)."""
+        reserve = self.settings.storage_reserve_bytes
+        if reserve and self.store.free_space() - (remaining or 0) < reserve:
+            raise InsufficientStorage(errno.ENOSPC, "this upload would leave less free storage than the reserve")
+
     def _stream(self, request: UploadRequest, body: BinaryIO, fd: int) -> ProbeResult:
         probe = self.probe_factory(self.settings.max_upload_bytes, fd)
         block = self.settings.read_chunk_bytes
@@ -145,6 +153,7 @@ class IngestService:
                 probe.feed(chunk)
                 if remaining is not None:
                     remaining -= len(chunk)
+                self._check_reserve(remaining)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise InsufficientStorage(exc.errno, "storage is full") from exc

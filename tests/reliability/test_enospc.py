@@ -86,3 +86,25 @@ def test_upload_to_a_full_disk_gets_507_leaves_nothing_and_succeeds_after_freein
     assert got.status_code == 200 and got.content == data
     assert temp_entries(files) == []
     assert sorted(stored_entries(files)) == sorted([digest, sha256(small)])
+
+
+def test_a_chunked_upload_that_would_eat_into_the_reserve_gets_507_midway(small_tmpfs, fresh_service):
+    # Admission cannot see a chunked body's size; the reserve is checked again while it streams.
+    files = small_tmpfs / "files"
+    reserve = 4 * 1024 * 1024
+    svc = fresh_service(FILE_STORAGE_PATH=str(files), STORAGE_RESERVE_BYTES=str(reserve), WEB_WORKERS="1",
+                        READ_CHUNK_BYTES="65536")
+    free_before = _free(small_tmpfs)
+    assert free_before > reserve + 3 * 1024 * 1024
+    data = text_blob("eats-the-reserve", free_before - reserve + 1024 * 1024)
+    resp = upload(svc, iter(chunks(data, 256 * 1024)))
+    assert resp.status_code == 507, resp.text
+    assert resp.json()["error"] == "insufficient_storage"
+    assert stored_entries(files) == [] and temp_entries(files) == []
+    assert _free(small_tmpfs) >= free_before - 64 * 1024, "the partial bytes must have been deleted"
+    assert _free(small_tmpfs) >= reserve
+
+    fits = text_blob("leaves-the-reserve", 1024 * 1024)
+    resp = upload(svc, iter(chunks(fits, 256 * 1024)))
+    assert resp.status_code == 201, resp.text
+    assert stored_entries(files) == [sha256(fits)]
