@@ -80,6 +80,23 @@ def _storage_uri(raw: str) -> str:
     return raw
 
 
+def _allowed_types(raw: str) -> str | None:
+    """A comma-separated subset of the types the sniffer names; a typo would otherwise
+    make every upload of that type 415 without a word."""
+    from falconproc.services.content_types import DEFAULT_ALLOWED, EXECUTABLE_TYPES, OCTET_STREAM
+
+    types = [t.strip().lower() for t in raw.split(",") if t.strip()]
+    if not types:
+        return None
+    for mime in types:
+        if mime in EXECUTABLE_TYPES:
+            raise SettingsError(f"{mime} is an executable type, which the service never stores")
+        if mime not in DEFAULT_ALLOWED and mime != OCTET_STREAM:
+            known = ", ".join(DEFAULT_ALLOWED + (OCTET_STREAM,))
+            raise SettingsError(f"{mime!r} is not a type the service recognises (one of: {known})")
+    return ",".join(types)
+
+
 def _host(raw: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9.:\-\[\]]+", raw):
         raise SettingsError(f"expected a host name or address, got {raw!r}")
@@ -166,8 +183,9 @@ class Settings:
     storage_reserve_bytes: int = knob("STORAGE_RESERVE_BYTES", 256 * 1024 * 1024, _int_range(0),
                                       "an upload that would leave less free space than this on the "
                                       "store's filesystem gets 507")
-    allowed_types: str | None = knob("ALLOWED_TYPES", None, _optional_str,
-                                     "comma-separated MIME types accepted instead of the default list")
+    allowed_types: str | None = knob("ALLOWED_TYPES", None, _allowed_types,
+                                     "comma-separated MIME types accepted instead of the default list (known "
+                                     "types only; application/octet-stream admits unrecognised binary data)")
     read_chunk_bytes: int = knob("READ_CHUNK_BYTES", 1024 * 1024, _int_range(4096, 16 * 1024 * 1024),
                                  "block size an upload is read, hashed and written in")
     fsync: bool = knob("FSYNC", True, _bool,

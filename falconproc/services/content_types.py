@@ -25,6 +25,9 @@ MARKUP_TYPES = ("image/svg+xml", "text/html", "application/xml", "text/javascrip
 EXECUTABLE_TYPES = ("application/x-executable", "application/x-msdownload", "application/x-mach-binary",
                     "text/x-shellscript")
 
+# What the sniffer names bytes it does not recognise; refused unless ALLOWED_TYPES lists it.
+OCTET_STREAM = "application/octet-stream"
+
 DEFAULT_ALLOWED = IMAGE_TYPES + DOCUMENT_TYPES + TEXT_TYPES + MARKUP_TYPES
 
 OOXML_MAIN_PARTS = {

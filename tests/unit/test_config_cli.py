@@ -139,3 +139,14 @@ def test_doctor_with_bad_settings_fails_cleanly(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert "FSYNC" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_allowed_types_are_checked_against_what_the_sniffer_names():
+    assert Settings.from_env({"ALLOWED_TYPES": " image/PNG, application/pdf ,"}).allowed_types == \
+        "image/png,application/pdf"
+    assert Settings.from_env({"ALLOWED_TYPES": "application/octet-stream"}).allowed_types == \
+        "application/octet-stream"
+    with pytest.raises(SettingsError, match="ALLOWED_TYPES: 'image/pgn' is not a type"):
+        Settings.from_env({"ALLOWED_TYPES": "image/png,image/pgn"})
+    with pytest.raises(SettingsError, match="executable"):
+        Settings.from_env({"ALLOWED_TYPES": "image/png,application/x-executable"})
