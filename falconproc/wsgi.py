@@ -2,5 +2,6 @@
 from __future__ import annotations
 
 from falconproc.app import create_app
+from falconproc.keepalive import CloseUnreadBodies
 
-app = create_app()
+app = CloseUnreadBodies(create_app())
