@@ -60,11 +60,14 @@ def test_health_on_the_shared_service(service):
 def test_health_is_consistent_across_workers(fresh_service):
     """Whichever worker answers, storage.files counts every stored upload.
 
-    Keep-alive connections pin requests to one gunicorn worker; connections are mapped to
-    the worker serving them, then an upload goes through worker A and /health is asked
-    through worker B (which answered /health just before the upload)."""
+    Keep-alive connections pin requests to one gunicorn worker. A connection is opened to
+    some worker A; while A is stopped (SIGSTOP: it cannot accept) a second connection can
+    only be accepted by worker B. Then an upload goes through A and /health is asked
+    through B, which answered /health just before the upload."""
     import http.client
     import json
+    import os
+    import signal
 
     import psutil
 
@@ -76,38 +79,37 @@ def test_health_is_consistent_across_workers(fresh_service):
         resp = conn.getresponse()
         return resp.status, json.loads(resp.read())
 
-    by_worker: dict[int, list] = {}
-    opened = []
+    def owner(conn) -> int:
+        local = conn.sock.getsockname()[1]
+        for pid in svc.worker_pids():
+            for c in psutil.Process(pid).net_connections():
+                if c.laddr and c.laddr.port == port and c.raddr and c.raddr.port == local:
+                    return pid
+        raise AssertionError("no worker holds the connection")
+
+    conn_a = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn_b = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        for _ in range(8):
-            conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(16)]
-            opened += conns
-            with ThreadPoolExecutor(16) as pool:
-                for status, report in pool.map(lambda c: call(c, "GET", "/health"), conns):
-                    assert status == 200 and report["storage"]["files"] == 0
-            owners = {}
-            for pid in svc.worker_pids():
-                for c in psutil.Process(pid).net_connections():
-                    if c.laddr and c.laddr.port == port and c.raddr:
-                        owners[c.raddr.port] = pid
-            for conn in conns:
-                pid = owners.get(conn.sock.getsockname()[1])
-                if pid:
-                    by_worker.setdefault(pid, []).append(conn)
-            if len(by_worker) >= 2:
-                break
-        if len(by_worker) < 2:
-            pytest.skip("could not get connections to two different workers")
-        (conns_a, conns_b) = list(by_worker.values())[:2]
-        data = unique_text()
-        status, body = call(conns_a[0], "POST", "/upload", body=data,
+        status, report = call(conn_a, "GET", "/health")
+        assert status == 200 and report["storage"]["files"] == 0
+        worker_a = owner(conn_a)
+        os.kill(worker_a, signal.SIGSTOP)
+        try:
+            status, report = call(conn_b, "GET", "/health")
+        finally:
+            os.kill(worker_a, signal.SIGCONT)
+        assert status == 200 and report["storage"]["files"] == 0
+        worker_b = owner(conn_b)
+        assert worker_b != worker_a
+        status, body = call(conn_a, "POST", "/upload", body=unique_text(),
                             headers={"x-filename": "w.txt", "x-drive-id": "d", "x-user-id": "u"})
         assert status == 201, body
-        _, report_a = call(conns_a[-1], "GET", "/health")
-        _, report_b = call(conns_b[0], "GET", "/health")
+        assert owner(conn_a) == worker_a and owner(conn_b) == worker_b  # still pinned
+        _, report_a = call(conn_a, "GET", "/health")
+        _, report_b = call(conn_b, "GET", "/health")
         assert report_a["storage"]["files"] == 1
         assert report_b["storage"]["files"] == 1, (
             f"worker A says {report_a['storage']}, worker B says {report_b['storage']}")
     finally:
-        for conn in opened:
-            conn.close()
+        conn_a.close()
+        conn_b.close()
