@@ -75,6 +75,18 @@ def all_types() -> list[JobType]:
     return list(_REGISTRY.values())
 
 
+def run_on_dead(job: Job, settings: Settings) -> None:
+    """The dead-letter bookkeeping of a dead job's type (its ``on_dead``), errors logged.
+    The queue runs it for jobs its reaper dead-letters (see queue.create_queue)."""
+    job_type = get(job.type)
+    if job_type is None or job_type.on_dead is None:
+        return
+    try:
+        job_type.on_dead(job, JobContext(settings))
+    except Exception:  # noqa: BLE001 - bookkeeping must not stop the supervisor
+        log.exception("on_dead hook of %s failed", job.type)
+
+
 def load(settings: Settings) -> None:
     """Import the built-in handler modules and the configured plugins (idempotent)."""
     for module in (*BUILTIN_MODULES, *settings.job_plugins):

@@ -36,8 +36,10 @@ def _text(job: Job, context: JobContext) -> dict[str, Any]:
         raise PermanentJobError(f"{exc.code}: {exc}") from None
     ocr = state.get("ocr")
     if ocr and ocr.get("status") == "pending":
+        # The upload's own follow-on work: past MAX_QUEUE_SIZE too (a QueueFull here would
+        # fail this text job, and in the end dead-letter its text).
         create_queue(context.settings).enqueue("ocr", job.content_hash, variant="pdf-pages",
-                                               payload={"pages": ocr["pages"]})
+                                               payload={"pages": ocr["pages"]}, force=True)
     return {"status": state["status"], "chars": state["chars"]}
 
 

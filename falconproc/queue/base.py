@@ -9,17 +9,30 @@ Semantics every backend keeps (tests/queue/ is the contract suite):
   lease expired (their process died) to the queue. Delivery is at-least-once, so
   handlers must be idempotent.
 - ``fail`` retries with exponential backoff, then dead-letters the job with its error.
+  Attempts only ever grow (a release gives back the one it took) and never pass
+  ``max_attempts``.
+- A claim has an identity (``claimed_by`` plus a fresh ``claim_token``): ``heartbeat``,
+  ``complete``, ``fail`` and ``release`` change the job only while the caller's claim is
+  the stored one. A runner whose lease was reaped (and the job perhaps claimed again)
+  gets ``ClaimLost`` and changes nothing: it cannot finish another runner's attempt or
+  requeue the job for a third runner to start beside the second.
+- ``max_pending`` is the admission threshold for new work; ``enqueue(..., force=True)``
+  (the jobs of an upload already admitted and stored) may pass it.
 """
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 # Wire states (api.md): queued | running | done | failed (waiting for a retry) | dead
 QUEUED, RUNNING, DONE, FAILED, DEAD = "queued", "running", "done", "failed", "dead"
+DONE_RETENTION_SECONDS = 24 * 3600
 
 
 class QueueFull(RuntimeError):
@@ -28,6 +41,12 @@ class QueueFull(RuntimeError):
 
 class JobNotFound(LookupError):
     pass
+
+
+class ClaimLost(JobNotFound, FileNotFoundError):
+    """The caller no longer holds the job's claim (its lease was reaped, the job perhaps
+    claimed again): nothing was changed. A JobNotFound, and a FileNotFoundError for the
+    callers that caught what the flat-file rename of a lost claim used to raise."""
 
 
 @dataclass
@@ -45,6 +64,8 @@ class Job:
     updated_at: float = 0.0
     not_before: float = 0.0
     claimed_by: str | None = None
+    # Unique per claim: tells this claim from a later one by the same claimer.
+    claim_token: str | None = None
     payload: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] | None = None
 
@@ -78,6 +99,12 @@ class JobQueue(ABC):
     """A durable job queue. Backends may also offer a wake-up signal, so that the job
     supervisor starts new work at once instead of at its next poll."""
 
+    #: Pending jobs past which ``enqueue`` refuses new work with QueueFull (None: no limit).
+    max_pending: int | None = None
+    #: Called with each job ``reap`` dead-letters (its runner is gone, so no caller of
+    #: ``fail`` is there to do the dead-letter bookkeeping); run outside any queue lock.
+    on_reaped_dead: Callable[[Job], None] | None = None
+
     def wakeup_fileno(self) -> int | None:
         """A descriptor that turns readable when a job is enqueued (None: the supervisor polls)."""
         return None
@@ -91,30 +118,62 @@ class JobQueue(ABC):
         all of one upload's jobs together (and shares the cores among them)."""
         yield
 
+    def check_capacity(self) -> None:
+        """Raise QueueFull if new work would be refused (uploads ask before reading a byte)."""
+        if self.max_pending is not None and self.pending_count() >= self.max_pending:
+            raise QueueFull(f"the queue holds {self.max_pending} pending jobs")
+
+    def _reaped_dead(self, jobs: list[Job]) -> None:
+        """Run ``on_reaped_dead`` for jobs the reaper dead-lettered (call with no lock held)."""
+        if self.on_reaped_dead is None:
+            return
+        for job in jobs:
+            try:
+                self.on_reaped_dead(job)
+            except Exception:  # noqa: BLE001 - bookkeeping must not stop the reaper
+                log.exception("dead-letter hook for reaped job %s failed", job.id)
+
     @abstractmethod
     def enqueue(self, type: str, content_hash: str, *, variant: str = "", priority: int | None = None,
-                payload: dict[str, Any] | None = None, max_attempts: int | None = None) -> Job: ...
+                payload: dict[str, Any] | None = None, max_attempts: int | None = None,
+                force: bool = False) -> Job:
+        """Queue work (or return its queued or running job). QueueFull past ``max_pending``
+        unless ``force``: work already admitted (an upload's jobs once it is stored) must
+        not be dropped for the few jobs by which concurrent uploads overshoot the limit."""
 
     @abstractmethod
-    def claim(self, types: list[str], worker_id: str) -> Job | None: ...
+    def claim(self, types: list[str], worker_id: str) -> Job | None:
+        """The next runnable job of these types, now RUNNING, its attempt counted."""
 
     @abstractmethod
-    def heartbeat(self, job: Job) -> None: ...
+    def heartbeat(self, job: Job) -> None:
+        """Renew the lease of the caller's claim (ClaimLost if it is no longer the caller's)."""
 
     @abstractmethod
-    def complete(self, job: Job, result: dict[str, Any] | None = None) -> Job: ...
+    def complete(self, job: Job, result: dict[str, Any] | None = None) -> Job:
+        """Mark the caller's claim done (ClaimLost, nothing changed, if it is no longer the caller's)."""
 
     @abstractmethod
     def fail(self, job: Job, error: str) -> Job:
-        """Count a failed attempt: back to the queue after a backoff, or dead."""
+        """Count a failed attempt: back to the queue after a backoff, or dead (ClaimLost,
+        nothing changed, if the claim is no longer the caller's). A caller may raise
+        ``job.attempts`` to ``job.max_attempts`` first to dead-letter at once; attempts
+        are never lowered."""
 
     @abstractmethod
     def release(self, job: Job) -> Job:
-        """Give a claimed job back untouched (shutdown drain): the attempt does not count."""
+        """Give a claimed job back untouched (shutdown drain): the attempt does not count
+        (ClaimLost if the claim is no longer the caller's)."""
 
     @abstractmethod
     def reap(self, lease_seconds: float, alive=None) -> int:
-        """Return jobs with expired leases (or dead claimers, per ``alive(claimed_by)``) to the queue."""
+        """Return jobs with expired leases (or dead claimers, per ``alive(claimed_by)``) to
+        the queue; those on their last attempt are dead-lettered and passed to
+        ``on_reaped_dead``."""
+
+    @abstractmethod
+    def prune_done(self, older_than: float = DONE_RETENTION_SECONDS) -> int:
+        """Forget done jobs finished more than ``older_than`` seconds ago; how many went."""
 
     @abstractmethod
     def get(self, job_id: str) -> Job: ...

@@ -12,7 +12,9 @@ exactly one state at any instant. File names sort by priority, then enqueue
 time, so a directory listing is the claim order. Every mutation holds one
 flock on QUEUE_PATH/lock: transitions are a few milliseconds, and the lock
 closes the races between claimers, the reaper and enqueuers (the kernel drops
-it if a holder dies).
+it if a holder dies). A runner's transition re-reads the claimed file under
+that lock and goes ahead only if the stored claim (claimer + claim token) is
+still the runner's own.
 """
 from __future__ import annotations
 
@@ -30,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from falconproc.fsutil import atomic_write_bytes, atomic_write_json, fsync_dir, read_json
-from falconproc.queue.base import DEAD, DONE, FAILED, QUEUED, RUNNING, Job, JobNotFound, JobQueue, QueueFull
+from falconproc.queue.base import (DEAD, DONE, DONE_RETENTION_SECONDS, FAILED, QUEUED, RUNNING, ClaimLost, Job,
+                                   JobNotFound, JobQueue)
 
 STATES = ("pending", "claimed", "done", "dead")
 _ID_RE = re.compile(r"[0-9]{2}-[0-9]{20}-[a-z0-9_]{1,32}-[0-9a-f]{8}")
 _TYPE_RE = re.compile(r"[a-z0-9_]{1,32}")
-DONE_RETENTION_SECONDS = 24 * 3600
 
 
 def is_job_id(value: str) -> bool:
@@ -160,6 +162,16 @@ class FlatFileQueue(JobQueue):
         except FileNotFoundError:
             pass
 
+    def _owned(self, job: Job) -> Job:
+        """The stored claim of ``job`` if it is still the caller's (lock held), else ClaimLost."""
+        try:
+            current = Job.from_json(read_json(self._path("claimed", job.id)))
+        except FileNotFoundError:
+            raise ClaimLost(f"job {job.id} is no longer claimed") from None
+        if (current.claimed_by, current.claim_token) != (job.claimed_by, job.claim_token):
+            raise ClaimLost(f"job {job.id} was claimed again after {job.claimed_by} lost its lease")
+        return current
+
     def _find(self, job_id: str) -> tuple[str, Job]:
         if not is_job_id(job_id):
             raise JobNotFound(job_id)
@@ -182,7 +194,8 @@ class FlatFileQueue(JobQueue):
         return self.priorities.index(type) if type in self.priorities else len(self.priorities)
 
     def enqueue(self, type: str, content_hash: str, *, variant: str = "", priority: int | None = None,
-                payload: dict[str, Any] | None = None, max_attempts: int | None = None) -> Job:
+                payload: dict[str, Any] | None = None, max_attempts: int | None = None,
+                force: bool = False) -> Job:
         if not _TYPE_RE.fullmatch(type):
             raise ValueError(f"invalid job type {type!r}")
         if priority is None:
@@ -200,8 +213,8 @@ class FlatFileQueue(JobQueue):
                     return existing
             except (FileNotFoundError, JobNotFound):
                 pass
-            if self.pending_count() >= self.max_pending:
-                raise QueueFull(f"the queue holds {self.max_pending} pending jobs")
+            if not force:
+                self.check_capacity()
             job.id = f"{min(max(priority, 0), 99):02d}-{time.time_ns():020d}-{type}-{uuid.uuid4().hex[:8]}"
             self._write("pending", job, mtime=now)
             atomic_write_bytes(key_path, job.id.encode(), fsync=self.fsync, tmp_dir=self.root / "tmp")
@@ -232,6 +245,7 @@ class FlatFileQueue(JobQueue):
                 job.attempts += 1
                 job.status = RUNNING
                 job.claimed_by = worker_id or worker_identity()
+                job.claim_token = uuid.uuid4().hex
                 job.updated_at = now
                 self._write("claimed", job, mtime=now)
                 return job
@@ -241,27 +255,29 @@ class FlatFileQueue(JobQueue):
         now = self.clock()
         path = self._path("claimed", job.id)
         with self._locked():
-            try:
-                current = Job.from_json(read_json(path))
-            except FileNotFoundError:
-                raise JobNotFound(job.id) from None
-            if (current.claimed_by, current.attempts) != (job.claimed_by, job.attempts):
-                raise JobNotFound(job.id)  # reaped and claimed again: no longer ours
+            self._owned(job)
             os.utime(path, (now, now))
 
     def complete(self, job: Job, result: dict[str, Any] | None = None) -> Job:
+        now = self.clock()
         with self._locked():
+            current = self._owned(job)
             self._move(job.id, "claimed", "done")
+            job.attempts = current.attempts
             job.status = DONE
             job.result = result
-            job.updated_at = self.clock()
-            self._write("done", job)
+            job.updated_at = now
+            self._write("done", job, mtime=now)  # prune_done ages it by the queue's clock
             self._drop_key(job)
         return job
 
     def fail(self, job: Job, error: str) -> Job:
         now = self.clock()
         with self._locked():
+            current = self._owned(job)
+            # The caller may only raise attempts (to give up at once), never reset them.
+            job.max_attempts = current.max_attempts
+            job.attempts = min(max(job.attempts, current.attempts), current.max_attempts)
             self._end_attempt(job, error, now, retry_at=now + self._backoff(job.attempts))
         return job
 
@@ -269,6 +285,7 @@ class FlatFileQueue(JobQueue):
         """A failed attempt (lock held): dead-letter after the last one, else retry later."""
         job.last_error = error[:2000]
         job.updated_at = now
+        job.claim_token = None  # no runner holds it now
         if job.attempts >= job.max_attempts:
             self._move(job.id, "claimed", "dead")
             job.status = DEAD
@@ -282,10 +299,12 @@ class FlatFileQueue(JobQueue):
 
     def release(self, job: Job) -> Job:
         with self._locked():
+            current = self._owned(job)
             self._move(job.id, "claimed", "pending")
-            job.attempts = max(job.attempts - 1, 0)
+            job.attempts = max(current.attempts - 1, 0)
             job.status = QUEUED if job.attempts == 0 else FAILED
             job.claimed_by = None
+            job.claim_token = None
             job.updated_at = self.clock()
             self._write("pending", job, mtime=job.updated_at)
         return job
@@ -298,6 +317,7 @@ class FlatFileQueue(JobQueue):
         """
         now = self.clock()
         reaped = 0
+        dead: list[Job] = []
         with self._locked():
             with os.scandir(self.root / "claimed") as entries:
                 claimed = [e for e in entries if e.name.endswith(".json")]
@@ -314,9 +334,13 @@ class FlatFileQueue(JobQueue):
                 self._end_attempt(job, "the job's process died or stopped heartbeating (lease expired)", now,
                                   retry_at=now)
                 reaped += 1
+                if job.status == DEAD:
+                    dead.append(job)
+        self._reaped_dead(dead)  # outside the lock: a hook may use the queue
         return reaped
 
     def prune_done(self, older_than: float = DONE_RETENTION_SECONDS) -> int:
+        """Delete done jobs whose file (written at completion) is older than ``older_than``."""
         cutoff = self.clock() - older_than
         removed = 0
         with os.scandir(self.root / "done") as entries:

@@ -1,13 +1,10 @@
 """Jobs from the web side: enqueue the work an upload needs, and read job state."""
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from falconproc.jobs import registry
-from falconproc.queue import Job, JobQueue, QueueFull
-
-log = logging.getLogger(__name__)
+from falconproc.queue import Job, JobQueue
 
 
 class QueueScheduler:
@@ -17,10 +14,8 @@ class QueueScheduler:
         self.queue = queue
 
     def check_capacity(self) -> None:
-        """Called before an upload's body is read: refuse early when the queue is full."""
-        limit = getattr(self.queue, "max_pending", None)
-        if limit is not None and self.queue.pending_count() >= limit:
-            raise QueueFull(f"the queue holds {limit} pending jobs")
+        """Called before an upload's body is read: refuse early (QueueFull) when the queue is full."""
+        self.queue.check_capacity()
 
     def jobs_for(self, content_hash: str, metadata: dict[str, Any], is_new: bool) -> list[dict[str, Any]]:
         if not is_new:
@@ -30,10 +25,8 @@ class QueueScheduler:
             for job_type in registry.all_types():
                 if job_type.applies_to is None or not job_type.applies_to(metadata):
                     continue
-                try:
-                    payload = job_type.make_payload(metadata) if job_type.make_payload else None
-                    jobs.append(self.queue.enqueue(job_type.name, content_hash, payload=payload))
-                except QueueFull:
-                    # The bytes are stored; the work runs on demand when first asked for.
-                    log.warning("queue full: %s job for %s not enqueued", job_type.name, content_hash)
+                payload = job_type.make_payload(metadata) if job_type.make_payload else None
+                # MAX_QUEUE_SIZE admits uploads (check_capacity); this one was admitted and is
+                # stored, so its jobs go in even if uploads racing it filled the queue since.
+                jobs.append(self.queue.enqueue(job_type.name, content_hash, payload=payload, force=True))
         return [job.summary() for job in jobs]

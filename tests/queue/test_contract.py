@@ -16,7 +16,7 @@ from datetime import datetime
 
 import pytest
 
-from falconproc.queue import DEAD, DONE, FAILED, QUEUED, RUNNING, Job, JobNotFound, QueueFull
+from falconproc.queue import DEAD, DONE, FAILED, QUEUED, RUNNING, ClaimLost, Job, JobNotFound, QueueFull
 from falconproc.queue import flatfile as flatfile_module
 from tests.queue._helpers import STATE_DIRS, FakeClock, content_hash, state_files
 from tests.queue.conftest import flatfile_only
@@ -97,6 +97,18 @@ def test_priority_by_type_then_fifo(queue_factory):
     expected = sorted(enqueued, key=lambda j: (rank[j.type], enqueued.index(j)))
     assert [j.id for j in claimed] == [j.id for j in expected]
     assert [j.type for j in claimed] == ["image"] * 2 + ["text"] * 3 + ["ocr"] * 2 + ["work"] * 2
+
+
+def test_configured_priority_order_is_honoured(queue_factory):
+    """JOB_PRIORITIES in another order than the default (image,text,ocr) decides the claims."""
+    q = queue_factory(priorities=("ocr", "text", "image"))
+    order = ["image", "work", "text", "ocr", "image", "text", "ocr"]
+    enqueued = [q.enqueue(t, content_hash(i)) for i, t in enumerate(order)]
+    claimed = drain_claims(q)
+    assert [j.type for j in claimed] == ["ocr", "ocr", "text", "text", "image", "image", "work"]
+    rank = {"ocr": 0, "text": 1, "image": 2, "work": 3}
+    expected = sorted(enqueued, key=lambda j: (rank[j.type], enqueued.index(j)))
+    assert [j.id for j in claimed] == [j.id for j in expected]
 
 
 def test_fifo_within_a_type(queue_factory):
@@ -317,6 +329,40 @@ def test_queue_full_at_max_pending(queue_factory):
         q.enqueue("text", content_hash(100))
 
 
+def test_check_capacity_answers_what_enqueue_would(queue_factory):
+    q = queue_factory(max_pending=2)
+    assert q.max_pending == 2
+    q.check_capacity()
+    q.enqueue("text", content_hash(1))
+    q.check_capacity()
+    q.enqueue("text", content_hash(2))
+    with pytest.raises(QueueFull):
+        q.check_capacity()
+    q.claim(["text"], "w:1")
+    q.check_capacity()
+
+
+def test_forced_enqueue_passes_the_admission_threshold(queue_factory):
+    """MAX_QUEUE_SIZE admits uploads; the jobs of an upload already admitted and stored
+    go in even when uploads racing it filled the queue in between."""
+    q = queue_factory(max_pending=2)
+    q.enqueue("work", content_hash(1))
+    q.check_capacity()  # the upload is admitted with room for it ...
+    q.enqueue("work", content_hash(2))  # ... another upload's job fills the queue meanwhile
+    with pytest.raises(QueueFull):
+        q.enqueue("image", content_hash("admitted"))
+    image = q.enqueue("image", content_hash("admitted"), force=True)
+    ocr = q.enqueue("ocr", content_hash("admitted"), force=True)
+    assert q.pending_count() == 4 and q.stats()["pending"] == 4
+    assert q.get(image.id).status == QUEUED and q.get(ocr.id).status == QUEUED
+    # still deduplicated, and new uploads are still refused until the queue drains
+    assert q.enqueue("image", content_hash("admitted"), force=True).id == image.id
+    with pytest.raises(QueueFull):
+        q.check_capacity()
+    assert [j.id for j in drain_claims(q)][:2] == [image.id, ocr.id]
+    q.check_capacity()
+
+
 # -- retries, backoff, dead letters ---------------------------------------------------------
 
 
@@ -499,6 +545,151 @@ def test_heartbeat_of_a_lost_lease_raises_after_another_claim(queue_factory):
     assert q.get(job.id).claimed_by == "host:2"
 
 
+def _stale_and_fresh(queue_factory, **options):
+    """A claimed by host:1 whose lease expired, reaped, then claimed by host:2."""
+    clock = FakeClock()
+    q = queue_factory(clock=clock, **options)
+    job = q.enqueue("text", content_hash(1))
+    stale = q.claim(["text"], "host:1")
+    clock.advance(30)
+    assert q.reap(10) == 1
+    fresh = q.claim(["text"], "host:2")
+    assert fresh.id == job.id and fresh.attempts == 2
+    return q, clock, stale, fresh
+
+
+def test_stale_complete_is_ignored(queue_factory):
+    """A runner that lost its lease must not finish the job the next claimer is running."""
+    q, _, stale, fresh = _stale_and_fresh(queue_factory)
+    with pytest.raises(ClaimLost) as caught:
+        q.complete(stale, {"from": "stale"})
+    # what the supervisor catches and logs (heartbeat: JobNotFound, complete/fail: FileNotFoundError)
+    assert isinstance(caught.value, JobNotFound) and isinstance(caught.value, FileNotFoundError)
+    stored = q.get(fresh.id)
+    assert stored.status == RUNNING and stored.claimed_by == "host:2" and stored.attempts == 2
+    assert stored.result is None
+    q.heartbeat(fresh)  # the fresh claim is intact
+    assert q.complete(fresh, {"from": "fresh"}).status == DONE
+    assert q.get(fresh.id).result == {"from": "fresh"}
+
+
+def test_stale_fail_is_ignored(queue_factory):
+    """A stale fail must not put the running job back in the queue (a third runner would
+    start it beside the second) nor reset its attempts."""
+    q, _, stale, fresh = _stale_and_fresh(queue_factory)
+    with pytest.raises(ClaimLost):
+        q.fail(stale, "late error from the lost attempt")
+    stored = q.get(fresh.id)
+    assert stored.status == RUNNING and stored.claimed_by == "host:2" and stored.attempts == 2
+    assert stored.last_error != "late error from the lost attempt"
+    assert q.claim(["text"], "host:3") is None, "the running job became claimable again"
+    assert q.stats()["pending"] == 0 and q.stats()["processing"] == 1
+    with pytest.raises(ClaimLost):
+        q.release(stale)
+    assert q.claim(["text"], "host:3") is None
+    assert q.fail(fresh, "the real error").attempts == 2
+
+
+def test_stale_call_by_the_same_claimer_is_ignored(queue_factory):
+    """The claim token tells a claimer's lost claim from its later one of the same job."""
+    clock = FakeClock()
+    q = queue_factory(clock=clock)
+    q.enqueue("text", content_hash(1))
+    first = q.claim(["text"], "host:1")
+    clock.advance(30)
+    assert q.reap(10) == 1
+    second = q.claim(["text"], "host:1")
+    assert second.id == first.id
+    for stale_call in (lambda: q.heartbeat(first), lambda: q.complete(first), lambda: q.fail(first, "x"),
+                       lambda: q.release(first)):
+        with pytest.raises(ClaimLost):
+            stale_call()
+    assert q.get(second.id).status == RUNNING and q.get(second.id).attempts == 2
+    q.heartbeat(second)
+    assert q.complete(second).status == DONE
+
+
+def test_stale_complete_of_a_requeued_job_is_ignored(queue_factory):
+    """Reaped and not claimed again yet: the job stays queued for its retry."""
+    clock = FakeClock()
+    q = queue_factory(clock=clock)
+    job = q.enqueue("text", content_hash(1))
+    stale = q.claim(["text"], "host:1")
+    clock.advance(30)
+    assert q.reap(10) == 1
+    with pytest.raises(ClaimLost):
+        q.complete(stale, {"late": True})
+    with pytest.raises(ClaimLost):
+        q.fail(stale, "late")
+    assert q.get(job.id).status == FAILED and q.get(job.id).attempts == 1
+    assert q.claim(["text"], "host:2").attempts == 2
+
+
+def test_attempts_never_reset_nor_exceed_max(queue_factory):
+    q, clock, stale, fresh = _stale_and_fresh(queue_factory, max_attempts=3)
+    with pytest.raises(ClaimLost):
+        q.fail(stale, "late")  # attempt 1's copy would have written attempts=1 back
+    assert q.get(fresh.id).attempts == 2
+    clock.advance(30)
+    assert q.reap(10) == 1
+    third = q.claim(["text"], "host:3")
+    assert third.attempts == 3
+    for lost in (stale, fresh):
+        with pytest.raises(ClaimLost):
+            q.fail(lost, "late")
+        with pytest.raises(ClaimLost):
+            q.release(lost)
+    assert q.get(third.id).attempts == 3 and q.get(third.id).status == RUNNING
+    third.attempts = 0  # a caller cannot lower the count ...
+    dead = q.fail(third, "last")
+    assert dead.status == DEAD and dead.attempts == 3 == q.get(third.id).attempts
+    assert q.claim(["text"], "host:4") is None
+
+    # ... and raising it (to dead-letter at once, as the supervisor does for permanent
+    # errors) stops at max_attempts
+    job = q.enqueue("text", content_hash(2))
+    claimed = q.claim(["text"], "host:1")
+    claimed.attempts = 99
+    dead = q.fail(claimed, "permanent")
+    assert dead.status == DEAD and q.get(job.id).attempts == 3
+
+
+def test_reaper_dead_letters_go_through_on_reaped_dead(queue_factory):
+    """A job whose last attempt's lease expires gets the same dead-letter bookkeeping as
+    one that fails: no fail() caller is left to do it, so the queue calls its hook."""
+    q = queue_factory(max_attempts=1)
+    seen: list[Job] = []
+    q.on_reaped_dead = seen.append
+    job = q.enqueue("text", content_hash(1))
+    q.claim(["text"], "host:1")
+    assert q.reap(3600, alive=lambda _: False) == 1
+    assert [(j.id, j.status, j.attempts) for j in seen] == [(job.id, DEAD, 1)]
+    assert seen[0].last_error
+    # a job the reaper only requeues is not reported; one failed by its runner is the caller's
+    q2 = queue_factory.reopen(max_attempts=2)
+    q2.on_reaped_dead = seen.append
+    retried = q2.enqueue("text", content_hash(2))
+    q2.claim(["text"], "host:1")
+    assert q2.reap(3600, alive=lambda _: False) == 1
+    assert q2.get(retried.id).status == FAILED
+    assert q2.fail(q2.claim(["text"], "host:1"), "boom").status == DEAD
+    assert len(seen) == 1
+
+
+def test_a_failing_on_reaped_dead_hook_does_not_stop_the_reaper(queue_factory):
+    q = queue_factory(max_attempts=1)
+
+    def broken(job: Job) -> None:
+        raise RuntimeError("bookkeeping failed")
+
+    q.on_reaped_dead = broken
+    jobs = [q.enqueue("text", content_hash(i)) for i in range(2)]
+    drain_claims(q, ["text"], "host:1")
+    assert q.reap(3600, alive=lambda _: False) == 2
+    assert [q.get(j.id).status for j in jobs] == [DEAD, DEAD]
+    q.enqueue("text", content_hash(1))  # the queue still works
+
+
 # -- results and stats ------------------------------------------------------------------------
 
 
@@ -527,6 +718,34 @@ def test_stats(queue_factory):
     q.fail(q.claim(["text"], "w:1"), "x")
     q.claim(["text"], "w:1")
     assert q.stats() == {"pending": 3, "processing": 1, "failed": 1, "done": 1}
+
+
+def test_prune_done_forgets_old_done_jobs_only(queue_factory):
+    clock = FakeClock()
+    q = queue_factory(clock=clock, max_attempts=1)
+    old = q.enqueue("text", content_hash("old"))
+    q.complete(q.claim(["text"], "w:1"), {"n": 1})
+    clock.advance(3600)
+    recent = q.enqueue("text", content_hash("recent"))
+    q.complete(q.claim(["text"], "w:1"), {"n": 2})
+    dead = q.enqueue("text", content_hash("dead"))
+    q.fail(q.claim(["text"], "w:1"), "x")
+    running = q.enqueue("text", content_hash("running"))
+    q.claim(["text"], "w:1")
+    queued = q.enqueue("text", content_hash("queued"))
+
+    assert q.prune_done() == 0  # the default keeps a day
+    clock.advance(24 * 3600 - 3600 + 1)  # old: a day and a second; recent: a second short of it
+    assert q.prune_done() == 1
+    with pytest.raises(JobNotFound):
+        q.get(old.id)
+    assert q.get(recent.id).status == DONE
+    assert q.prune_done(older_than=60) == 1
+    with pytest.raises(JobNotFound):
+        q.get(recent.id)
+    assert [q.get(j.id).status for j in (dead, running, queued)] == [DEAD, RUNNING, QUEUED]
+    assert q.stats() == {"pending": 1, "processing": 1, "failed": 1, "done": 0}
+    assert q.prune_done(older_than=0) == 0
 
 
 # -- ids ---------------------------------------------------------------------------------------
