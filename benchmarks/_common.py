@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -343,6 +344,114 @@ class RssSampler:
                                        "cpuSeconds": self.cpu_after[p] - self.cpu_before[p],
                                        "cmdline": " ".join(self._cmdline(self.procs[p]))[:200]} for p in others},
         }
+
+
+def gunicorn_flags() -> dict[str, bool]:
+    """Options this gunicorn knows that older ones do not."""
+    out = subprocess.run([sys.executable, "-m", "gunicorn", "--help"], capture_output=True, text=True)
+    return {"no_control_socket": "--no-control-socket" in out.stdout}
+
+
+def gunicorn_argv(app: str, port: int, *, workers: int, threads: int, keepalive: int = 5,
+                  timeout: int = 120) -> list[str]:
+    """gunicorn (this interpreter) serving ``app`` (``module:attr`` in benchmarks/) the way
+    falconproc's gunicorn_conf does where it matters for speed: gthread, ``workers``
+    processes of ``threads`` threads, keep-alive, heartbeat files on tmpfs, no control
+    socket, and no access log."""
+    argv = [sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", str(workers), "--threads", str(threads),
+            "-b", f"127.0.0.1:{port}", "--timeout", str(timeout), "--keep-alive", str(keepalive),
+            "--log-level", "warning", "--chdir", str(BENCH_DIR)]
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        argv += ["--worker-tmp-dir", "/dev/shm"]
+    if gunicorn_flags()["no_control_socket"]:
+        argv += ["--no-control-socket"]
+    argv.append(app)
+    return argv
+
+
+def start_falconproc_with(work: Path, image: Path, name: str = "ours",
+                          extra_env: dict[str, str] | None = None) -> tuple[GunicornService, str]:
+    """``falconproc serve`` with its default settings (web workers: 2 per core) but
+    ``extra_env``, and its data under ``work/name``, ``image`` uploaded, and the upload's jobs (the eager presets)
+    finished, so that they do not compete with what is measured next. Returns the
+    service and the image's content hash."""
+    import requests
+
+    port = free_port()
+    env = falconproc_env(work / name, port, **(extra_env or {}))  # puts the repository on sys.path
+    from falconproc.config import Settings
+
+    workers = Settings.from_env(env).web_workers
+    svc = GunicornService(name, [sys.executable, "-m", "falconproc.cli", "serve"], env, work / name, port,
+                          workers=workers)
+    svc.start()
+    data = image.read_bytes()
+    resp = requests.post(svc.url + "/upload", data=data, timeout=60,
+                         headers={"x-filename": image.name, "x-drive-id": "bench", "x-user-id": "bench"})
+    resp.raise_for_status()
+    body = resp.json()
+    for job in body.get("jobs", []):
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            state = requests.get(f"{svc.url}/jobs/{job['id']}", timeout=10).json()["status"]
+            if state in ("done", "dead"):
+                break
+            time.sleep(0.1)
+    return svc, body["contentHash"]
+
+
+def tree_cpu(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes and all their descendants, including
+    descendants that already exited and were reaped (their parent's ``children_*`` times),
+    so that a worker recycled during a measurement still counts."""
+    import psutil
+
+    total = 0.0
+    procs = []
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            procs += [root] + root.children(recursive=True)
+        except psutil.Error:
+            pass
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:
+            pass
+    return total
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    """req/s, request count, non-2xx/3xx count, socket errors and latency percentiles
+    (seconds) from the output of ``wrk --latency``."""
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:(.*)", out)
+    lat = {}
+    for pct, value, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE):
+        lat[f"p{pct}"] = float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+    return {"rps": rps, "requests": total, "non2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socketErrors": errors.group(1).strip() if errors else None, "latency": lat, "raw": out}
+
+
+def random_payload(path: Path, size: int) -> str:
+    """``size`` random bytes written to ``path`` and fsynced; returns their SHA-256."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "wb") as fh:
+        left = size
+        while left:
+            chunk = os.urandom(min(MIB, left))
+            digest.update(chunk)
+            fh.write(chunk)
+            left -= len(chunk)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return digest.hexdigest()
 
 
 def fsync_path(path: Path, *, directory: bool = False) -> None:

@@ -30,7 +30,6 @@ Prints a Markdown table; writes benchmarks/results/ingest-<timestamp>.json and .
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import resource
@@ -66,29 +65,8 @@ TARGET_RSS_MB = 5.0  # "no more than a few MB"
 # --------------------------------------------------------------------------- setup
 
 
-def make_payload(path: Path, size: int) -> str:
-    """Random bytes, written and fsynced; returns their SHA-256."""
-    digest = hashlib.sha256()
-    block = common.MIB
-    with open(path, "wb") as fh:
-        left = size
-        while left:
-            chunk = os.urandom(min(block, left))
-            digest.update(chunk)
-            fh.write(chunk)
-            left -= len(chunk)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return digest.hexdigest()
-
-
 def base_env() -> dict[str, str]:
     return common.clean_env("NAIVE_STORE")
-
-
-def gunicorn_flags() -> dict[str, bool]:
-    out = subprocess.run([sys.executable, "-m", "gunicorn", "--help"], capture_output=True, text=True)
-    return {"no_control_socket": "--no-control-socket" in out.stdout}
 
 
 def falconproc_service(name: str, base: Path, size: int, threads: int, *, pure: bool,
@@ -111,14 +89,7 @@ def naive_service(base: Path, threads: int) -> GunicornService:
     env = base_env()
     env["NAIVE_STORE"] = str(store)
     # The same gunicorn settings falconproc's gunicorn_conf uses for what matters here.
-    argv = [sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", "1", "--threads", str(threads),
-            "-b", f"127.0.0.1:{port}", "--timeout", "120", "--keep-alive", "5", "--log-level", "warning",
-            "--chdir", str(common.BENCH_DIR)]
-    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
-        argv += ["--worker-tmp-dir", "/dev/shm"]
-    if gunicorn_flags()["no_control_socket"]:
-        argv += ["--no-control-socket"]
-    argv.append("naive_ingest_app:app")
+    argv = common.gunicorn_argv("naive_ingest_app:app", port, workers=1, threads=threads)
     return GunicornService("naive", argv, env, base, port, workers=1)
 
 
@@ -422,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"work dir {base} ({common.filesystem_of(base)}), load average {args.loadavg_start}; "
               f"writing {size / MB:g} MB of random bytes ...",
               flush=True)
-        expected = make_payload(payload, size)
+        expected = common.random_payload(payload, size)
 
         floor_store = base / "floor" / "store"
         floor_store.mkdir(parents=True)

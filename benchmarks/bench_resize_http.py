@@ -43,7 +43,6 @@ import base64
 import io
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -58,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _common as common  # noqa: E402
-from _common import ROOT, GunicornService  # noqa: E402
+from _common import ROOT  # noqa: E402
 
 TARGET_VS_THUMBOR = 1.5  # ours at least 1.5x thumbor's req/s
 DEFAULT_IMAGE = ROOT / "tests" / "data" / "images" / "garden-2560x1600.jpg"
@@ -68,32 +67,6 @@ COLORS = {"ours": "#2e9d57", "thumbor": "#ef8a3c", "thumbor-multi": "#d9622b", "
 
 
 # --------------------------------------------------------------------------- services
-
-
-def start_ours(work: Path, image: Path) -> tuple[GunicornService, str]:
-    import requests
-
-    port = common.free_port()
-    env = common.falconproc_env(work / "ours", port)
-    from falconproc.config import Settings
-
-    workers = Settings.from_env(env).web_workers  # the default: 2 per core
-    svc = GunicornService("ours", [sys.executable, "-m", "falconproc.cli", "serve"], env, work / "ours", port,
-                          workers=workers)
-    svc.start()
-    data = image.read_bytes()
-    resp = requests.post(svc.url + "/upload", data=data, timeout=60,
-                         headers={"x-filename": image.name, "x-drive-id": "bench", "x-user-id": "bench"})
-    resp.raise_for_status()
-    body = resp.json()
-    for job in body.get("jobs", []):  # let the eager presets finish first
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            state = requests.get(f"{svc.url}/jobs/{job['id']}", timeout=10).json()["status"]
-            if state in ("done", "dead"):
-                break
-            time.sleep(0.1)
-    return svc, body["contentHash"]
 
 
 class Thumbor:
@@ -160,26 +133,6 @@ class Thumbor:
         self.proc = None
 
 
-def tree_cpu(pids: list[int]) -> float:
-    import psutil
-
-    total = 0.0
-    procs = []
-    for pid in pids:
-        try:
-            root = psutil.Process(pid)
-            procs += [root] + root.children(recursive=True)
-        except psutil.Error:
-            pass
-    for proc in procs:
-        try:
-            t = proc.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
-
-
 # --------------------------------------------------------------------------- load
 
 
@@ -199,7 +152,7 @@ def run_wrk(urls: list[str], seconds: float, work: Path, body: str | None) -> di
         argv += ["-s", str(script)]
     procs = [subprocess.Popen(argv + [url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for url in urls]
-    parts = [parse_wrk(p.communicate(timeout=seconds + 60)[0]) for p in procs]
+    parts = [common.parse_wrk(p.communicate(timeout=seconds + 60)[0]) for p in procs]
     lat = {}
     for key in ("p50", "p75", "p90", "p99"):
         values = [p["latency"][key] for p in parts if key in p["latency"]]
@@ -209,18 +162,6 @@ def run_wrk(urls: list[str], seconds: float, work: Path, body: str | None) -> di
             "requests": sum(p["requests"] for p in parts), "non2xx": sum(p["non2xx"] for p in parts),
             "socketErrors": [p["socketErrors"] for p in parts if p["socketErrors"]] or None, "latency": lat,
             "perConnectionRps": [p["rps"] for p in parts], "raw": "\n".join(p["raw"] for p in parts)}
-
-
-def parse_wrk(out: str) -> dict[str, Any]:
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    total = int(re.search(r"(\d+) requests in", out).group(1))
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors:(.*)", out)
-    lat = {}
-    for pct, value, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE):
-        lat[f"p{pct}"] = float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
-    return {"rps": rps, "requests": total, "non2xx": int(non2xx.group(1)) if non2xx else 0,
-            "socketErrors": errors.group(1).strip() if errors else None, "latency": lat, "raw": out}
 
 
 def run_python(urls: list[str], seconds: float, body: str | None) -> dict[str, Any]:
@@ -311,7 +252,7 @@ def main() -> int:
     runs: dict[str, list[dict[str, Any]]] = {}
     sizes: dict[str, Any] = {}
     try:
-        ours, content_hash = start_ours(work, args.image)
+        ours, content_hash = common.start_falconproc_with(work, args.image)
         configs = {"thumbor": ({}, 1), "thumbor-multi": ({}, args.instances),
                    "thumbor-multi-baseline": ({"PROGRESSIVE_JPEG": False}, args.instances)}
         for name, (extra, count) in configs.items():
@@ -342,9 +283,9 @@ def main() -> int:
         for r in range(args.rounds):
             for name in names[r % len(names):] + names[:r % len(names)]:
                 urls, payload, pids = targets[name]
-                cpu0, t0 = tree_cpu(pids), time.monotonic()
+                cpu0, t0 = common.tree_cpu(pids), time.monotonic()
                 result = load(urls, payload, args.seconds)
-                result["serverCpuSeconds"] = tree_cpu(pids) - cpu0
+                result["serverCpuSeconds"] = common.tree_cpu(pids) - cpu0
                 result["coresUsed"] = result["serverCpuSeconds"] / (time.monotonic() - t0)
                 result["cpuPerRequestMs"] = 1000 * result["serverCpuSeconds"] / max(1, result["requests"])
                 runs.setdefault(name, []).append(result)
