@@ -199,7 +199,9 @@ class Settings:
     client_timeout: int = knob("CLIENT_TIMEOUT", 30, _int_range(1, 3600),
                                "seconds a client may stall mid-request (no bytes at all) before it is dropped")
     keepalive: int = knob("KEEPALIVE", 5, _int_range(0, 300), "seconds an idle keep-alive connection is held")
-    max_requests: int = knob("MAX_REQUESTS", 5000, _int_range(0),
+    # A backstop against slow leaks only (WEB_WORKER_MAX_RSS guards memory): at 5,000 a
+    # worker serving cached thumbnails was replaced every 7-10 s, re-importing everything.
+    max_requests: int = knob("MAX_REQUESTS", 100_000, _int_range(0),
                              "recycle a web worker after this many requests, jittered by 10% (0: never)")
     graceful_timeout: int = knob("GRACEFUL_TIMEOUT", 30, _int_range(1, 3600),
                                  "seconds running requests get to finish on shutdown")

@@ -15,9 +15,8 @@ class PresetResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, content_hash: str, preset: str) -> None:
         require_hash(content_hash)
-        spec, path = self.images.preset_path(content_hash, preset)
-        fileobj = open(path, "rb")
-        serve_file(req, resp, fileobj, size=path.stat().st_size, etag=f'"{content_hash}-{spec.name}"',
+        spec, fileobj, size = self.images.open_preset(content_hash, preset)
+        serve_file(req, resp, fileobj, size=size, etag=f'"{content_hash}-{spec.name}"',
                    content_type=spec.mime_type)
 
     on_head = on_get
