@@ -16,9 +16,9 @@ READING_TTL_SECONDS = 0.5
 class MemoryGovernor:
     def __init__(self, settings: Settings, reader: Callable[[], MemoryReading] = read_memory,
                  clock: Callable[[], float] = time.monotonic):
-        self.limit = settings.memory_limit_bytes
+        self.configured_limit = settings.memory_limit_bytes
         self.headroom = settings.memory_headroom_bytes
-        self.high_water = int(settings.memory_limit_bytes * settings.memory_high_water)
+        self.high_water_fraction = settings.memory_high_water
         self._reader = reader
         self._clock = clock
         self._lock = threading.Lock()
@@ -35,13 +35,31 @@ class MemoryGovernor:
     def used(self) -> int:
         return self.reading().used
 
+    # The limit comes with each reading: a cgroup memory.max below MEMORY_LIMIT_BYTES
+    # caps it (and can be changed at run time, e.g. by `docker update`).
+    def limit_of(self, reading: MemoryReading) -> int:
+        return reading.limit(self.configured_limit)
+
+    def high_water_of(self, reading: MemoryReading) -> int:
+        return int(self.limit_of(reading) * self.high_water_fraction)
+
+    @property
+    def limit(self) -> int:
+        return self.limit_of(self.reading())
+
+    @property
+    def high_water(self) -> int:
+        return self.high_water_of(self.reading())
+
     def admits_job(self, estimate: int, *, pending_estimates: int = 0) -> bool:
         """A job starts only if what is in use, plus what admitted jobs may still grow
         into, plus its own estimate fits under the limit minus the headroom."""
-        return self.used() + pending_estimates + estimate <= self.limit - self.headroom
+        reading = self.reading()
+        return reading.used + pending_estimates + estimate <= self.limit_of(reading) - self.headroom
 
     def throttling(self) -> bool:
-        return self.used() > self.high_water
+        reading = self.reading()
+        return reading.used > self.high_water_of(reading)
 
     def check_upload(self) -> None:
         if self.throttling():
@@ -49,4 +67,5 @@ class MemoryGovernor:
 
     def over_limit(self) -> bool:
         """Past the point where the kernel may kill us: the supervisor sheds jobs."""
-        return self.reading(fresh=True).used > self.limit - self.headroom // 2
+        reading = self.reading(fresh=True)
+        return reading.used > self.limit_of(reading) - self.headroom // 2

@@ -20,13 +20,15 @@ class HealthService:
 
     def report(self) -> dict[str, Any]:
         memory = self.governor.reading()
+        limit = self.governor.limit_of(memory)
+        high_water = self.governor.high_water_of(memory)
         files, total = self.store.usage()
         available = self.store.free_space()
         queue = self.queue_stats()
         degraded = []
         if available < self.settings.storage_reserve_bytes:
             degraded.append("storage_low")
-        if memory.used > self.governor.high_water:
+        if memory.used > high_water:
             degraded.append("memory_pressure")  # uploads are being answered 503
         return {
             "status": "degraded" if degraded else "ok",
@@ -35,13 +37,16 @@ class HealthService:
             "implementation": native.IMPLEMENTATION,
             "memory": {
                 "rss": memory.tree_rss,
-                "limit": self.settings.memory_limit_bytes,
+                # MEMORY_LIMIT_BYTES, or the cgroup's memory.max when smaller
+                "limit": limit,
+                # in a cgroup v2: cgroupCurrent minus the reclaimable page cache
                 "used": memory.used,
-                "highWater": self.governor.high_water,
-                "throttling": memory.used > self.governor.high_water,
+                "highWater": high_water,
+                "throttling": memory.used > high_water,
                 "processes": memory.processes,
                 "cgroupCurrent": memory.cgroup_current,
                 "cgroupMax": memory.cgroup_max,
+                "cgroupInactiveFile": memory.cgroup_inactive_file,
             },
             "storage": {"files": files, "totalSize": total, "availableSpace": available},
             "queue": {"pending": queue["pending"], "processing": queue["processing"], "failed": queue["failed"]},

@@ -62,9 +62,12 @@ class ServiceStateCollector:
             queue.add_metric([state], count)
         yield queue
         reading = self.governor.reading()
-        yield GaugeMetricFamily("falconproc_memory_used_bytes", "Memory of the service process tree",
+        yield GaugeMetricFamily("falconproc_memory_used_bytes",
+                                "Memory of the service process tree (in a cgroup v2: its working set)",
                                 value=reading.used)
-        yield GaugeMetricFamily("falconproc_memory_limit_bytes", "MEMORY_LIMIT_BYTES", value=self.governor.limit)
+        yield GaugeMetricFamily("falconproc_memory_limit_bytes",
+                                "MEMORY_LIMIT_BYTES, or the cgroup's memory.max when smaller",
+                                value=self.governor.limit_of(reading))
         files, total = self.store.usage()
         yield GaugeMetricFamily("falconproc_stored_files", "Originals in the store", value=files)
         yield GaugeMetricFamily("falconproc_stored_bytes", "Bytes of originals in the store", value=total)
