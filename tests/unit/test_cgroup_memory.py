@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 from pathlib import Path
 
 import falcon.testing
@@ -123,7 +124,39 @@ def test_cgroup_v1_falls_back_to_the_process_tree(tmp_path, self_cgroup):
     cgroup = cgroup_memory(cg.root, cg.self_cgroup)
     assert (cgroup.current, cgroup.maximum, cgroup.inactive_file) == (None, None, None)
     reading = read_memory(cgroup_root=cg.root, self_cgroup=cg.self_cgroup)
-    assert reading.used == reading.tree_rss > 0
+    assert reading.used == reading.tree_resident
+    assert 0 < reading.used <= reading.tree_rss
+
+
+def test_without_cgroup_shared_pages_count_once(tmp_path, monkeypatch):
+    """Three forked children map the same interpreter and libraries as this process:
+    summing RSS counts those pages four times, the tree figure once."""
+    import multiprocessing
+    import time
+
+    import psutil
+
+    from falconproc.observability import memory as memory_module
+
+    monkeypatch.setattr(memory_module, "service_root_pid", os.getpid)
+    cg = FakeCgroup(tmp_path)
+    cg.self_cgroup.write_text("12:memory:/user.slice\n")  # no cgroup v2: the tree figure is used
+    ctx = multiprocessing.get_context("fork")
+    children = [ctx.Process(target=time.sleep, args=(30,)) for _ in range(3)]
+    for child in children:
+        child.start()
+    try:
+        reading = read_memory(cgroup_root=cg.root, self_cgroup=cg.self_cgroup)
+        infos = [psutil.Process(pid).memory_info() for pid in [os.getpid(), *(c.pid for c in children)]]
+    finally:
+        for child in children:
+            child.kill()
+            child.join()
+    assert reading.processes >= 4
+    private = sum(i.rss - i.shared for i in infos)
+    assert reading.used >= private + max(i.shared for i in infos) * 0.9
+    # The libraries' pages (tens of MB) are no longer counted once per child.
+    assert reading.tree_rss - reading.used >= 2 * min(i.shared for i in infos) * 0.9
 
 
 def test_memory_reading_keeps_its_positional_fields():
