@@ -12,13 +12,14 @@ Client threads loop for ``--duration`` seconds, each picking at random:
   run yet);
 * read the text of a document this client uploaded (202 while pending).
 
-Meanwhile a thread sums the RSS of the gunicorn master and all its descendants (web
-workers, job supervisor, job processes, tesseract) every 100 ms. RSS sums count shared
-pages once per process, so this is an upper bound of what the container is charged.
+Meanwhile a thread sums the memory of the gunicorn master and all its descendants (web
+workers, job supervisor, job processes, tesseract) every 250 ms, twice: PSS (each shared
+page split between the processes mapping it: what the tree really holds, close to what a
+container is charged) and RSS (shared pages counted once per process: an upper bound).
 
 At the end every upload answered 2xx is read back and hash-checked, every upload refused
 (503/429) must have left nothing behind, and the answers are tallied by status. The
-pass marks of reliability.md: tree RSS below the limit, no 5xx but 503 (each with
+pass marks of reliability.md: tree PSS below the limit, no 5xx but 503 (each with
 Retry-After), no connection errors. ``tests/reliability/test_load.py`` runs this script
 briefly and asserts exactly those marks from its JSON.
 """
@@ -142,34 +143,36 @@ def client(url: str, deadline: float, seed: int, corpus: Corpus, tally: Tally) -
 
 
 class TreeSampler:
-    """Peak and timeline of the summed RSS of a process and all its descendants."""
+    """Peak and timeline of the summed PSS and RSS of a process and all its descendants."""
 
-    def __init__(self, root_pid: int, interval: float = 0.1):
+    def __init__(self, root_pid: int, interval: float = 0.25):
         self.root = psutil.Process(root_pid)
         self.interval = interval
-        self.timeline: list[tuple[float, int, int]] = []  # (seconds, rss sum, processes)
+        self.timeline: list[tuple[float, int, int, int]] = []  # (seconds, pss sum, rss sum, processes)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-rss", daemon=True)
         self._t0 = time.monotonic()
 
-    def sample(self) -> tuple[int, int]:
+    def sample(self) -> tuple[int, int, int]:
         procs = [self.root]
         try:
             procs += self.root.children(recursive=True)
         except psutil.Error:
             pass
-        total = 0
+        pss = rss = 0
         for proc in procs:
             try:
-                total += proc.memory_info().rss
+                info = proc.memory_full_info()  # smaps_rollup: ~2 ms a process, fine here
             except psutil.Error:
-                pass
-        return total, len(procs)
+                continue
+            pss += info.pss
+            rss += info.rss
+        return pss, rss, len(procs)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            rss, count = self.sample()
-            self.timeline.append((time.monotonic() - self._t0, rss, count))
+            pss, rss, count = self.sample()
+            self.timeline.append((time.monotonic() - self._t0, pss, rss, count))
 
     def __enter__(self) -> TreeSampler:
         self._thread.start()
@@ -179,9 +182,11 @@ class TreeSampler:
         self._stop.set()
         self._thread.join()
 
-    @property
-    def peak(self) -> int:
-        return max((rss for _, rss, _ in self.timeline), default=0)
+    def peak(self, column: int) -> int:
+        return max((row[column] for row in self.timeline), default=0)
+
+    def median(self, column: int) -> int:
+        return int(statistics.median(row[column] for row in self.timeline)) if self.timeline else 0
 
 
 def _quantile(values: list[float], q: float) -> float | None:
@@ -208,7 +213,7 @@ def verify(url: str, tally: Tally) -> dict[str, int]:
     return dict(result)
 
 
-def chart(stamp: str, timeline: list[tuple[float, int, int]], limit: int, path: Path | None) -> Path | None:
+def chart(stamp: str, timeline: list[tuple[float, int, int, int]], limit: int, path: Path | None) -> Path | None:
     try:
         import matplotlib
     except ImportError:
@@ -219,7 +224,9 @@ def chart(stamp: str, timeline: list[tuple[float, int, int]], limit: int, path: 
 
     out = path or ROOT / "benchmarks" / "results" / f"load-{stamp}.png"
     fig, ax = plt.subplots(figsize=(9, 3.6))
-    ax.plot([t for t, _, _ in timeline], [rss / MIB for _, rss, _ in timeline], label="process tree RSS (sum)")
+    ax.plot([row[0] for row in timeline], [row[1] / MIB for row in timeline], label="process tree PSS (sum)")
+    ax.plot([row[0] for row in timeline], [row[2] / MIB for row in timeline], label="process tree RSS (sum)",
+            alpha=0.6)
     ax.axhline(limit / MIB, color="red", linestyle="--", label="MEMORY_LIMIT_BYTES")
     ax.set_xlabel("seconds")
     ax.set_ylabel("MiB")
@@ -295,11 +302,13 @@ def main() -> int:
         "error_samples": tally.error_samples,
         "missing_retry_after": tally.missing_retry_after,
         "verify": checks,
-        "tree_rss_peak": sampler.peak,
-        "tree_rss_median": statistics.median([rss for _, rss, _ in sampler.timeline]) if sampler.timeline else 0,
-        "tree_processes_max": max((n for _, _, n in sampler.timeline), default=0),
-        "peak_over_limit": sampler.peak / args.memory_limit,
-        "timeline": [[round(t, 2), rss, n] for t, rss, n in sampler.timeline],
+        "tree_pss_peak": sampler.peak(1),
+        "tree_pss_median": sampler.median(1),
+        "tree_rss_peak": sampler.peak(2),
+        "tree_rss_median": sampler.median(2),
+        "tree_processes_max": sampler.peak(3),
+        "peak_over_limit": sampler.peak(1) / args.memory_limit,
+        "timeline": [[round(t, 2), pss, rss, n] for t, pss, rss, n in sampler.timeline],
         "health_after": health,
         "log_tail": log_tail if server_errors or connection_errors else "",
     }
@@ -308,8 +317,9 @@ def main() -> int:
              f"{(v['p99_s'] or 0) * 1000:.0f}", " ".join(f"{k}:{n}" for k, n in sorted(v["status"].items()))]
             for op, v in operations.items()]
     print(format_table(["operation", "count", "per s", "p50 ms", "p99 ms", "answers"], rows))
-    print(f"\nprocess tree RSS: peak {sampler.peak / MIB:.0f} MiB, median {result['tree_rss_median'] / MIB:.0f} MiB, "
-          f"limit {args.memory_limit / MIB:.0f} MiB -> peak/limit {result['peak_over_limit']:.2f}; "
+    print(f"\nprocess tree PSS: peak {sampler.peak(1) / MIB:.0f} MiB, median {sampler.median(1) / MIB:.0f} MiB "
+          f"(RSS sum: peak {sampler.peak(2) / MIB:.0f}, median {sampler.median(2) / MIB:.0f}); "
+          f"limit {args.memory_limit / MIB:.0f} MiB -> PSS peak/limit {result['peak_over_limit']:.2f}; "
           f"up to {result['tree_processes_max']} processes")
     print(f"5xx other than 503: {server_errors or 0}; connection errors: {connection_errors or 0}; "
           f"429/503 without Retry-After: {tally.missing_retry_after}; read-back: {checks}")

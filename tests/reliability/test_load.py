@@ -1,6 +1,6 @@
 """reliability.md's "load" row: sustained mixed uploads and preset/text reads against the
 real service. Runs benchmarks/bench_load.py briefly and holds it to the pass marks: the
-process tree stays under the memory limit, no 5xx but 503 (each with Retry-After), no
+process tree (PSS) stays under the memory limit, no 5xx but 503 (each with Retry-After), no
 connection errors, every 2xx upload reads back with its hash, no refused upload left
 anything behind."""
 from __future__ import annotations
@@ -32,6 +32,6 @@ def test_sustained_mixed_load_stays_under_the_limit_without_errors(tmp_path):
     checks = result["verify"]
     assert checks.get("stored_bad", 0) == 0 and checks.get("refused_present", 0) == 0, checks
     assert checks.get("stored_ok", 0) >= 10, checks
-    assert result["tree_rss_peak"] < LIMIT, summary
+    assert result["tree_pss_peak"] < LIMIT, summary
     reads = result["operations"]["read_preset"]["status"]
     assert reads.get("200", 0) > 0, reads
