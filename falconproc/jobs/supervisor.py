@@ -13,10 +13,14 @@ master, or alone as ``falconproc worker``) that:
 - on SIGTERM stops claiming, lets running jobs finish for the grace period,
   then kills and returns the rest to the queue untouched.
 
-A crash or hang in a job affects only its own process.
+A crash or hang in a job affects only its own process. Each job process leads its
+own process group, so what it starts (tesseract, a PDF page pool) is in that group:
+killing a job kills the group, even when the job process itself was already killed
+from outside; and a job process whose supervisor dies takes its group down with it.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -35,7 +39,7 @@ from falconproc.governor import MemoryGovernor
 from falconproc.jobs import registry
 from falconproc.jobs.registry import JobContext, PermanentJobError
 from falconproc.observability import metrics
-from falconproc.osutil import available_cpus, die_with_parent
+from falconproc.osutil import PR_SET_PDEATHSIG, available_cpus
 from falconproc.queue import DEAD, Job, JobNotFound, JobQueue
 
 log = logging.getLogger("falconproc.supervisor")
@@ -51,8 +55,43 @@ DEFAULT_TIMEOUT = 60.0
 USS_TTL_SECONDS = 0.2
 
 
-def _job_process_main(conn: Connection, settings: Settings) -> None:
-    die_with_parent()
+# The signal a job process gets when its supervisor dies (PR_SET_PDEATHSIG). Not SIGKILL:
+# the process must first kill its group (tesseract and page-pool processes run on as
+# orphans otherwise). Nothing else sends it to a job process.
+SUPERVISOR_DIED = signal.SIGHUP
+
+
+def _lead_own_group(supervisor_pid: int) -> None:
+    """In a new job process: lead a process group of its own, and kill that whole group
+    when the supervisor dies (even by SIGKILL). The handler runs as soon as the process
+    is back in the interpreter: at once when it waits on its pipe, on a child
+    (tesseract) or in a sleep; after the current call for a long C computation. Under
+    gunicorn the SupervisorKeeper also kills what is left of the dead supervisor's session."""
+    leader = os.getpid()
+    try:
+        os.setpgid(0, 0)
+    except OSError:  # already done by the supervisor (see JobProcess)
+        pass
+
+    def take_group_down(signum: int, frame: Any) -> None:
+        if os.getpid() == leader and os.getpgid(0) == leader:
+            os.killpg(leader, signal.SIGKILL)  # ourselves included
+        # A process forked from the job process (a page-pool worker) only inherited this
+        # handler: the signal means what it would without it.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    signal.signal(SUPERVISOR_DIED, take_group_down)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, SUPERVISOR_DIED)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != supervisor_pid:  # the supervisor died before the prctl
+        take_group_down(SUPERVISOR_DIED, None)
+
+
+def _job_process_main(conn: Connection, settings: Settings, supervisor_pid: int) -> None:
+    _lead_own_group(supervisor_pid)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Libraries in jobs (tesseract via OpenMP, numpy's BLAS) must not fan out threads.
@@ -94,9 +133,13 @@ class JobProcess:
         ctx = multiprocessing.get_context("fork")
         parent, child = ctx.Pipe()
         # Not daemonic: a job may start its own pool (large PDFs). Orphans cannot
-        # happen anyway: each job process dies with the supervisor (PDEATHSIG).
-        self.process = ctx.Process(target=_job_process_main, args=(child, self.settings))
+        # happen anyway: each job process takes its group down when the supervisor dies.
+        self.process = ctx.Process(target=_job_process_main, args=(child, self.settings, os.getpid()))
         self.process.start()
+        try:  # the child does it too; here as well, so that kill() finds the group at once
+            os.setpgid(self.process.pid, self.process.pid)
+        except OSError:
+            pass
         child.close()
         self.conn = parent
 
@@ -130,9 +173,40 @@ class JobProcess:
                 continue
         return total
 
+    def exited(self) -> bool:
+        """True once the job process has ended. Unlike ``Process.is_alive()`` this does
+        not reap it: while it is an unreaped zombie its pid, and so its process group's
+        id, cannot be reused, and kill() can still kill the group safely."""
+        popen = getattr(self.process, "_popen", None)
+        if popen is None or popen.returncode is not None:
+            return True  # never started, or already reaped
+        try:
+            return os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
+
+    def _kill_group(self) -> None:
+        pid = self.process.pid
+        if pid is None:
+            return
+        popen = getattr(self.process, "_popen", None)
+        # Reaped already (multiprocessing reaps finished children whenever it starts a
+        # new one): its group's id is still reserved while any member lives, and a new
+        # group with that id would need a live process with that pid.
+        if popen is not None and popen.returncode is not None and psutil.pid_exists(pid):
+            return
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def kill(self) -> None:
-        # Children first: tesseract is not ours to PDEATHSIG and would run on.
-        for proc in reversed(self._tree()):
+        """Kill the job process and everything it started: its process group (which
+        holds tesseract even after the job process itself was killed from outside),
+        and what the tree still shows (a child that left the group)."""
+        tree = self._tree()
+        self._kill_group()
+        for proc in reversed(tree):
             try:
                 proc.kill()
             except psutil.Error:
@@ -308,7 +382,7 @@ class Supervisor:
         pool = self.idle.setdefault(job_type, [])
         while pool:
             proc = pool.pop()
-            if proc.process.is_alive():
+            if not proc.exited():
                 return proc
             proc.kill()
         return JobProcess(self.settings)
@@ -324,7 +398,7 @@ class Supervisor:
                     outcome = r.proc.conn.recv()
             except (EOFError, OSError):
                 outcome = ("crash", None)
-            if outcome is None and not r.proc.process.is_alive():
+            if outcome is None and r.proc.exited():
                 outcome = ("crash", None)
             if outcome is None:
                 continue
@@ -333,8 +407,8 @@ class Supervisor:
             status, value = outcome
             if status == "crash":
                 metrics.JOBS.labels(r.job.type, "crash").inc()
+                r.proc.kill()  # its group first (tesseract may run on), then reap it
                 code = r.proc.process.exitcode
-                r.proc.kill()
                 self._fail(r.job, f"job process died (exit code {code})")
                 continue
             metrics.JOB_SECONDS.labels(r.job.type).observe(now - r.started)

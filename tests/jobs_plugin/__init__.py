@@ -2,32 +2,57 @@
 
 They exercise the supervisor the way real handlers will: a job that succeeds
 and records when it ran, one that hangs, one that crashes its process, one
-that raises, one that allocates without bound.
+that raises, one that allocates without bound, one that runs a child process
+(as OCR runs tesseract).
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from falconproc.jobs.registry import JobType, register
 
 
-def _record(job, context, event: str) -> None:
+def _record(job, context, event: str, **extra) -> None:
     log_dir = Path(context.settings.queue_path).parent / "joblog"
     log_dir.mkdir(exist_ok=True)
+    entry = {"id": job.id, "event": event, "t": time.time(), "pid": os.getpid(), **extra}
     with open(log_dir / f"{job.type}.log", "a") as fh:
-        fh.write(json.dumps({"id": job.id, "event": event, "t": time.time(), "pid": os.getpid()}) + "\n")
+        fh.write(json.dumps(entry) + "\n")
+
+
+@contextmanager
+def _run_lock(job, context):
+    """An flock per job id, held while the attempt runs. The kernel drops it when the
+    process dies, so finding it taken means another attempt of this job is running right
+    now: yields True then (the start event records it as "overlap"; the crash tests
+    assert it never happens)."""
+    out = Path(context.settings.queue_path).parent / "outputs" / job.id
+    out.parent.mkdir(exist_ok=True)
+    lock = os.open(f"{out}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            overlap = False
+        except BlockingIOError:
+            overlap = True
+        yield overlap
+    finally:
+        os.close(lock)  # not inherited by a child process (O_CLOEXEC): dies with us
 
 
 def _work(job, context):
-    _record(job, context, "start")
-    time.sleep(float(job.payload.get("seconds", 0.05)))
     out = Path(context.settings.queue_path).parent / "outputs" / job.id
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(job.content_hash)  # idempotent: the same output on replay
-    _record(job, context, "end")
+    with _run_lock(job, context) as overlap:
+        _record(job, context, "start", overlap=overlap)
+        time.sleep(float(job.payload.get("seconds", 0.05)))
+        out.write_text(job.content_hash)  # idempotent: the same output on replay
+        _record(job, context, "end")
     return {"output": str(out), "cpuBudget": context.cpu_budget}
 
 
@@ -80,3 +105,27 @@ def _slow_hog(job, context):
 
 
 register(JobType("slowhog", _slow_hog))
+
+
+def _spawn(job, context):
+    """Runs a `sleep` child (payload seconds, default 300) as an OCR job runs tesseract:
+    the child's pid is in the job log, for tests that kill the job and look for the
+    child. With payload wait, the job stops waiting after that long, kills the child
+    itself and is done."""
+    with _run_lock(job, context) as overlap:
+        child = subprocess.Popen(["sleep", str(job.payload.get("seconds", 300))])
+        _record(job, context, "start", child=child.pid, overlap=overlap)
+        try:
+            child.wait(timeout=job.payload.get("wait"))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        _record(job, context, "end")
+    return {"child": child.pid}
+
+
+register(JobType("spawn", _spawn))
+
+
+# Like `work` under another name, for jobs of two types with their own limits and durations.
+register(JobType("long", _work))
