@@ -244,7 +244,7 @@ class Settings:
     memory_high_water: float = knob("MEMORY_HIGH_WATER", 0.85, _float_range(0.1, 1.0),
                                     "fraction of MEMORY_LIMIT_BYTES above which uploads get 503")
     web_worker_max_rss: int = knob("WEB_WORKER_MAX_RSS", 256 * 1024 * 1024, _int_range(32 * 1024 * 1024),
-                                   "a web worker past this RSS is recycled after its current request")
+                                   "a web worker whose peak RSS passed this is recycled after its current request")
     max_image_pixels: int = knob("MAX_IMAGE_PIXELS", 50_000_000, _int_range(1),
                                  "images with more pixels (from the header) are refused with 422 before decoding")
     max_image_side: int = knob("MAX_IMAGE_SIDE", 30_000, _int_range(1, 65_535),
@@ -283,6 +283,9 @@ class Settings:
                                     "under the system temp dir, tmpfs in the container)")
     log_level: str = knob("LOG_LEVEL", "info", _choice("debug", "info", "warning", "error", "critical"),
                           "log level of the service and gunicorn")
+    access_log: bool = knob("ACCESS_LOG", True, _bool,
+                            "one line per request on stdout (gunicorn's access log); off saves ~0.07 ms of "
+                            "CPU a request, /metrics still counts every request")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
