@@ -138,3 +138,60 @@ def test_failed_ocr_of_pdf_pages_keeps_the_extracted_text(fresh_service):
     doc = resp.json()
     assert doc["pages"][0]["text"].strip() == "Page one has a text layer"
     assert doc["state"]["status"] == "done" and doc["state"]["ocr"]["status"] == "failed", doc["state"]
+
+
+def _upload_when_admitted(svc, data: bytes, name: str) -> dict:
+    """Upload; a 503 (memory high water while earlier bombs are being parsed) is retried after Retry-After."""
+    deadline = time.monotonic() + 30
+    while True:
+        resp = upload(svc, data, name=name)
+        if resp.status_code != 503 or time.monotonic() > deadline:
+            assert resp.status_code in (200, 201), (name, resp.status_code, resp.text[:300])
+            return resp.json()
+        time.sleep(float(resp.headers.get("Retry-After", "1")))
+
+
+def test_pypdf_advisory_samples_end_in_time_while_others_flow(fresh_service):
+    """Every pypdf advisory sample (_docs.PDF_ADVISORIES) uploaded at once, then a normal PDF: each
+    sample's text job ends by itself within its timeout — refused as corrupt and dead-lettered, or
+    done with the hostile page's text lost and the intact page's kept — the OCR job its pages
+    without text start ends too, the normal PDF's text arrives, and the service stays healthy."""
+    # Each takes at most a few CPU seconds; the generous wall clock is for machines shared with other
+    # suites. A sample that hangs is killed at it and fails the test ("timed out").
+    svc = fresh_service(JOB_TIMEOUTS="text=30,ocr=30", JOB_MAX_ATTEMPTS="1")
+    with TreeRss(svc.proc.pid) as rss:
+        uploaded = {a.name: (a, _upload_when_admitted(svc, a.build(), a.name)) for a in _docs.PDF_ADVISORIES}
+        for name, (_, body) in uploaded.items():
+            assert body["mimeType"] == "application/pdf", (name, body["mimeType"])
+        normal = _upload_when_admitted(svc, (DOCS / "pdflatex-outline.pdf").read_bytes(), "normal.pdf")
+        doc = poll_text(svc, normal["contentHash"], deadline=120).json()
+        assert doc["pageCount"] == 4 and "Huardest gefburn" in doc["pages"][1]["text"]
+
+        for name, (sample, body) in uploaded.items():
+            resp = poll_text(svc, body["contentHash"], deadline=120)
+            job = requests.get(f"{svc.url}/jobs/{body['jobs'][0]['id']}", timeout=10).json()
+            assert job["attempts"] == 1 and "timed out" not in (job["lastError"] or ""), (name, job)
+            if sample.outcome == "corrupt":
+                assert resp.status_code == 422, (name, resp.status_code, resp.text[:300])
+                error = resp.json()
+                assert error["error"] == "corrupt" and error["state"]["status"] == "failed", (name, error)
+                assert job["status"] == "dead" and "corrupt" in job["lastError"], (name, job)
+                continue
+            assert resp.status_code == 200, (name, resp.status_code, resp.text[:300])
+            assert job["status"] == "done", (name, job)
+            pages = resp.json()["pages"]
+            if len(pages) == 2:
+                assert pages[0]["text"].strip() == _docs.INTACT, (name, pages)
+            if sample.outcome:
+                assert sample.outcome in pages[-1]["text"], (name, pages)
+                continue
+            assert pages[-1]["text"].strip() == "", (name, pages)
+            # The page without text went to OCR (its images, if any, through pypdf again): that ends too.
+            ocr = poll_text(svc, body["contentHash"], deadline=120,
+                            until=lambda r: r.json()["state"]["ocr"]["status"] != "pending").json()["state"]["ocr"]
+            assert ocr["status"] == "done" and ocr["pages"] == [2], (name, ocr)
+
+        after = _upload_when_admitted(svc, (DOCS / "hello-world.pdf").read_bytes(), "after.pdf")
+        assert "Hello World" in poll_text(svc, after["contentHash"], deadline=60).json()["pages"][0]["text"]
+    assert rss.peak < 1_250_000_000, rss.peak
+    assert requests.get(f"{svc.url}/health", timeout=10).status_code == 200
