@@ -264,6 +264,10 @@ class Settings:
                                "extracted text is cut at this many characters (marked truncated)")
     pdf_max_pages: int = knob("PDF_MAX_PAGES", 2000, _int_range(1),
                               "pages of a PDF that are extracted; the rest are skipped (marked truncated)")
+    pdf_time_budget: float = knob("PDF_TIME_BUDGET", 90.0, _float_range(0.0, 86400.0),
+                                  "seconds a PDF's text extraction may run (at most 3/4 of the text job's "
+                                  "timeout); pages not read by then are skipped and the text is marked "
+                                  "truncated, instead of all of it being lost to the timeout (0: no budget)")
     pdf_parallel_pages: int = knob("PDF_PARALLEL_PAGES", 24, _int_range(2),
                                    "PDFs with at least this many pages are split across TEXT_PROCESSES")
     text_processes: int = knob("TEXT_PROCESSES", max(1, min(os.cpu_count() or 1, 4)), _int_range(1, 16),

@@ -9,6 +9,9 @@ from __future__ import annotations
 import codecs
 import contextlib
 import multiprocessing
+import signal
+import threading
+import time
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -264,22 +267,65 @@ def shared_fonts():
         Font.from_font_resource = classmethod(build)
 
 
-def _texts_of(reader, indices: range) -> list[str]:
-    texts = []
-    with shared_fonts():
-        for index in indices:
-            try:
-                texts.append(reader.pages[index].extract_text() or "")
-            except Exception:  # noqa: BLE001 - one bad page must not lose the others
-                texts.append("")
+class _OutOfTime(BaseException):
+    """Raised by the budget's alarm inside pypdf; BaseException so that pypdf's own
+    ``except Exception`` blocks cannot swallow it."""
+
+
+@contextlib.contextmanager
+def _alarm_at(deadline: float | None):
+    """Interrupt the main thread's Python code at ``deadline`` (time.monotonic, the
+    same clock in every process). pypdf is pure Python, so a page stuck in a slow loop
+    is stopped mid-page. Elsewhere than the main thread, pages are checked between."""
+    if deadline is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise _OutOfTime()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _texts_of(reader, indices: range, deadline: float | None = None) -> list[str]:
+    """The pages' texts in order; fewer than asked when the deadline passed (the page
+    being read then is dropped, not kept half-read)."""
+    texts: list[str] = []
+    try:
+        with _alarm_at(deadline), shared_fonts():
+            for index in indices:
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                try:
+                    texts.append(reader.pages[index].extract_text() or "")
+                except Exception:  # noqa: BLE001 - one bad page must not lose the others
+                    texts.append("")
+    except _OutOfTime:
+        pass
     return texts
 
 
-def _interleaved_texts(path: str, start: int, step: int, limit: int) -> tuple[list[str], int]:
+def _interleaved_texts(path: str, start: int, step: int, limit: int,
+                       deadline: float | None = None) -> tuple[list[str], int]:
     """In a pool process: pages start, start+step, ... below limit, and the real page count."""
     reader = _open_pdf(Path(path))
     real = _page_count(reader)
-    return _texts_of(reader, range(start, min(limit, real), step)), real
+    return _texts_of(reader, range(start, min(limit, real), step), deadline), real
+
+
+def _extraction_deadline(settings: Settings) -> float | None:
+    """PDF_TIME_BUDGET, but never more than 3/4 of the text job's own timeout, which
+    would otherwise kill the job and lose every page read so far."""
+    if not settings.pdf_time_budget:
+        return None
+    job_timeout = settings.job_timeouts.get("text", 60.0)
+    return time.monotonic() + min(settings.pdf_time_budget, 0.75 * job_timeout)
 
 
 def _page_count(reader) -> int:
@@ -299,6 +345,7 @@ def _declared_page_count(reader) -> int | None:
 
 
 def extract_pdf(path: Path, settings: Settings) -> Extraction:
+    deadline = _extraction_deadline(settings)
     reader = _open_pdf(path)
     declared = _declared_page_count(reader)
     processes = settings.text_processes
@@ -308,14 +355,20 @@ def extract_pdf(path: Path, settings: Settings) -> Extraction:
         # declared count saves flattening the page tree here first.
         wanted = min(declared, settings.pdf_max_pages)
         with multiprocessing.get_context("fork").Pool(processes, initializer=die_with_parent) as pool:
-            parts = pool.starmap(_interleaved_texts, [(str(path), i, processes, wanted) for i in range(processes)])
+            parts = pool.starmap(_interleaved_texts,
+                                 [(str(path), i, processes, wanted, deadline) for i in range(processes)])
         page_count = parts[0][1]
         wanted = min(page_count, settings.pdf_max_pages)
-        texts = [parts[i % processes][0][i // processes] for i in range(wanted)]
+        texts = []
+        for i in range(wanted):  # the pages read before the deadline, up to the first one missing
+            part = parts[i % processes][0]
+            if i // processes >= len(part):
+                break
+            texts.append(part[i // processes])
     else:
         page_count = _page_count(reader)
         wanted = min(page_count, settings.pdf_max_pages)
-        texts = _texts_of(reader, range(wanted))
+        texts = _texts_of(reader, range(wanted), deadline)
     pages = [{"page": i + 1, "text": t.replace("\x00", "")} for i, t in enumerate(texts)]
     without_text = [p["page"] for p in pages if not p["text"].strip()]
     pages, clipped = clip_pages(pages, settings.text_max_chars)
@@ -332,7 +385,7 @@ def extract_pdf(path: Path, settings: Settings) -> Extraction:
         pass
     properties = {k: str(v).replace("\x00", "") for k, v in info.items() if v}
     return Extraction("pdf", pages, properties=properties, page_count=page_count,
-                      truncated=clipped or wanted < page_count, pages_without_text=without_text)
+                      truncated=clipped or len(texts) < page_count, pages_without_text=without_text)
 
 
 def extract(path: Path, mime_type: str, settings: Settings) -> Extraction:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import time
 
 import pytest
 from pypdf import PdfWriter
@@ -9,6 +10,7 @@ from pypdf import PdfWriter
 from falconproc.config import Settings
 from falconproc.services import text as text_mod
 from falconproc.services.text import ExtractionError, extract, extract_pdf
+from tests.text import _docs
 from tests.text._docs import DOCS, repeated_pdf, text_pdf
 
 S = Settings()
@@ -211,3 +213,48 @@ def test_shared_fonts_parse_each_font_once_per_document(monkeypatch):
     assert 0 < len(calls) == len(set(calls)) < per_page, (len(calls), per_page)
     # And the patch is withdrawn afterwards.
     assert Font.__dict__["from_font_resource"].__func__ is counting
+
+
+def test_a_slow_pdf_keeps_the_pages_read_within_the_time_budget(tmp_path):
+    # ~0.25 s of pypdf per page here, 40 pages: far over a 1.5 s budget.
+    path = tmp_path / "slow.pdf"
+    path.write_bytes(_docs.slow_pdf(40, 5000))
+    settings = Settings(pdf_time_budget=1.5, pdf_parallel_pages=10_000)
+    started = time.monotonic()
+    result = extract_pdf(path, settings)
+    assert time.monotonic() - started < 5
+    assert result.page_count == 40 and result.truncated
+    assert 1 <= len(result.pages) < 40
+    assert [p["page"] for p in result.pages] == list(range(1, len(result.pages) + 1))
+    assert all("ab" in p["text"] for p in result.pages)
+
+
+def test_the_budget_stops_a_page_midway_and_holds_across_the_page_pool(tmp_path):
+    # One page that alone takes pypdf ~10 s: the alarm stops it inside extract_text.
+    path = tmp_path / "one-slow-page.pdf"
+    path.write_bytes(_docs.slow_pdf(1, 200_000))
+    started = time.monotonic()
+    result = extract_pdf(path, Settings(pdf_time_budget=1.0))
+    assert time.monotonic() - started < 4
+    assert result.pages == [] and result.truncated and result.page_count == 1
+    # Split across pool processes, each stops at the same deadline; pages come back in order.
+    path = tmp_path / "slow-pool.pdf"
+    path.write_bytes(_docs.slow_pdf(40, 5000))
+    started = time.monotonic()
+    result = extract_pdf(path, Settings(pdf_time_budget=1.5, pdf_parallel_pages=2, text_processes=2))
+    assert time.monotonic() - started < 6
+    assert result.truncated and 1 <= len(result.pages) < 40
+    assert [p["page"] for p in result.pages] == list(range(1, len(result.pages) + 1))
+
+
+def test_the_budget_never_outlasts_the_text_jobs_timeout(tmp_path):
+    path = tmp_path / "slow.pdf"
+    path.write_bytes(_docs.slow_pdf(40, 5000))
+    started = time.monotonic()
+    result = extract_pdf(path, Settings(pdf_time_budget=3600, job_timeouts={"text": 2.0}))
+    assert time.monotonic() - started < 5  # 3/4 of the 2 s timeout
+    assert result.truncated and len(result.pages) < 40
+    # 0 turns the budget off: every page is read.
+    small = tmp_path / "small.pdf"
+    small.write_bytes(_docs.slow_pdf(3, 2000))
+    assert len(extract_pdf(small, Settings(pdf_time_budget=0, job_timeouts={"text": 0.5})).pages) == 3

@@ -71,7 +71,9 @@ HOSTILE = {
 
 def test_hostile_documents_end_in_clear_errors_while_others_flow(fresh_service):
     # One attempt per job: a hung parser is then killed once at its 10 s wall clock, not three times.
-    svc = fresh_service(JOB_TIMEOUTS=f"text={TEXT_TIMEOUT:g},ocr=60", JOB_MAX_ATTEMPTS="1")
+    # No extraction budget: the kill of a job that runs past its timeout is what is tested here
+    # (the budget, which keeps a slow PDF's first pages instead, is tested below).
+    svc = fresh_service(JOB_TIMEOUTS=f"text={TEXT_TIMEOUT:g},ocr=60", JOB_MAX_ATTEMPTS="1", PDF_TIME_BUDGET="0")
     with TreeRss(svc.proc.pid) as rss:
         # A valid PDF pypdf needs ~120 s for (120 pages x ~1 s here): it must be killed at 10 s even on
         # a machine several times faster (20 pages finished in time on CI).
@@ -195,3 +197,19 @@ def test_pypdf_advisory_samples_end_in_time_while_others_flow(fresh_service):
         assert "Hello World" in poll_text(svc, after["contentHash"], deadline=60).json()["pages"][0]["text"]
     assert rss.peak < 1_250_000_000, rss.peak
     assert requests.get(f"{svc.url}/health", timeout=10).status_code == 200
+
+
+def test_a_pdf_too_slow_for_the_timeout_keeps_its_first_pages(fresh_service):
+    """The same 120-page slow PDF under the default budget (3/4 of the text timeout): the job
+    stops reading at the deadline and serves the pages it read, marked truncated."""
+    svc = fresh_service(JOB_TIMEOUTS=f"text={TEXT_TIMEOUT:g},ocr=60", JOB_MAX_ATTEMPTS="1")
+    body = _upload(svc, _docs.slow_pdf(120, 20000 + 7), "slow-but-kept.pdf")
+    started = time.monotonic()
+    resp = poll_text(svc, body["contentHash"], deadline=TEXT_TIMEOUT + 10)
+    assert resp.status_code == 200, resp.text[:300]
+    assert time.monotonic() - started < TEXT_TIMEOUT + 5
+    doc = resp.json()
+    assert doc["truncated"] is True and doc["pageCount"] == 120
+    assert 1 <= len(doc["pages"]) < 120 and all("ab" in p["text"] for p in doc["pages"])
+    job = requests.get(f"{svc.url}/jobs/{body['jobs'][0]['id']}", timeout=10).json()
+    assert job["status"] == "done", job
