@@ -506,6 +506,61 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
 # --------------------------------------------------------------------------- output
 
 
+def parse_args(parser, argv: list[str] | None):
+    """``parser.parse_args(argv)`` after adding the options of a benchmark that writes a
+    JSON result and a PNG (--no-chart, --results-dir, --replot: see ``publish``), with
+    RESULTS_DIR set to --results-dir."""
+    global RESULTS_DIR
+    parser.add_argument("--no-chart", action="store_true", help="skip the PNG")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
+                        help="where the JSON and PNG go (default benchmarks/results/)")
+    parser.add_argument("--replot", type=Path, metavar="JSON",
+                        help="measure nothing: print the table of a result file and redraw its PNG next to it")
+    args = parser.parse_args(argv)
+    RESULTS_DIR = args.results_dir.resolve()
+    return args
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def publish(name: str, args, report: dict[str, Any] | None, print_table, chart) -> int:
+    """The end of a benchmark's main: ``print_table(report)``, the report written to
+    RESULTS_DIR/<name>-<args.stamp>.json, and ``chart(report)``'s PNG unless --no-chart.
+
+    ``report=None`` is --replot: the result file ``args.replot`` is read instead, its
+    table printed and its PNG redrawn next to it (whatever --no-chart says); no JSON is
+    written. Returns main's exit status, 0.
+    """
+    global RESULTS_DIR
+    replot = report is None
+    if replot:
+        report = json.loads(args.replot.read_text())
+        RESULTS_DIR = args.replot.resolve().parent
+    print_table(report)
+    if not replot:
+        json_path = write_json(name, args.stamp, report)
+        print(f"\nresults: {shown(json_path)}")
+    if replot or not args.no_chart:
+        png = chart(report)
+        if png:
+            print(f"chart:   {shown(png)}")
+    return 0
+
+
+def keep_or_remove(work: Path, keep: bool) -> None:
+    """A benchmark's work dir at its end: kept and named with --keep, else removed."""
+    if keep:
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def write_json(name: str, stamp: str, payload: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}-{stamp}.json"

@@ -40,7 +40,6 @@ Prints a Markdown table; writes benchmarks/results/cached-serving-<timestamp>.js
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pwd
 import shutil
@@ -305,13 +304,6 @@ def chart(report: dict[str, Any]) -> Path | None:
 # --------------------------------------------------------------------------- main
 
 
-def _shown(path: Path) -> str:
-    try:
-        return str(path.relative_to(ROOT))
-    except ValueError:
-        return str(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="the JPEG to upload (default: garden)")
@@ -327,21 +319,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="extra falconproc setting for ours, e.g. MAX_REQUESTS=0 (repeatable)")
     parser.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx", help="nginx executable")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (service logs, nginx config)")
-    parser.add_argument("--no-chart", action="store_true", help="skip the PNG")
-    parser.add_argument("--results-dir", type=Path, default=common.RESULTS_DIR,
-                        help="where the JSON and PNG go (default benchmarks/results/)")
-    parser.add_argument("--replot", type=Path, metavar="JSON",
-                        help="measure nothing: print the table of a result file and redraw its PNG next to it")
-    args = parser.parse_args(argv)
-    common.RESULTS_DIR = args.results_dir.resolve()
+    args = common.parse_args(parser, argv)
     if args.replot:
-        report = json.loads(args.replot.read_text())
-        common.RESULTS_DIR = args.replot.resolve().parent
-        print_table(report)
-        png = chart(report)
-        if png:
-            print(f"chart:   {_shown(png)}")
-        return 0
+        return common.publish("cached-serving", args, None, print_table, chart)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if set(variants) - set(NAMES) or "ours" not in variants or args.rounds < 1:
         parser.error(f"--variants must include ours and be a subset of {','.join(NAMES)}; --rounds >= 1")
@@ -435,20 +415,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for server in servers.values():
             server.stop()
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        common.keep_or_remove(work, args.keep)
 
     report = build_report(args, runs, info)
-    print_table(report)
-    json_path = common.write_json("cached-serving", args.stamp, report)
-    print(f"\nresults: {_shown(json_path)}")
-    if not args.no_chart:
-        png = chart(report)
-        if png:
-            print(f"chart:   {_shown(png)}")
-    return 0
+    return common.publish("cached-serving", args, report, print_table, chart)
 
 
 if __name__ == "__main__":

@@ -37,9 +37,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -290,13 +288,6 @@ def chart(report: dict[str, Any]) -> Path | None:
 # --------------------------------------------------------------------------- main
 
 
-def _shown(path: Path) -> str:
-    try:
-        return str(path.relative_to(ROOT))
-    except ValueError:
-        return str(path)
-
-
 def _csv(parser, text: str, allowed: tuple[str, ...], what: str) -> list[str]:
     items = [v.strip() for v in text.split(",") if v.strip()]
     bad = set(items) - set(allowed)
@@ -318,21 +309,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="parent of the work dir (payload and store share its filesystem; default: $TMPDIR)")
     parser.add_argument("--pause", type=float, default=0.2, help="seconds of rest between runs (default 0.2)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
-    parser.add_argument("--no-chart", action="store_true", help="skip the PNG")
-    parser.add_argument("--results-dir", type=Path, default=common.RESULTS_DIR,
-                        help="where the JSON and PNG go (default benchmarks/results/)")
-    parser.add_argument("--replot", type=Path, metavar="JSON",
-                        help="measure nothing: print the table of a result file and redraw its PNG next to it")
-    args = parser.parse_args(argv)
-    common.RESULTS_DIR = args.results_dir.resolve()
+    args = common.parse_args(parser, argv)
     if args.replot:
-        report = json.loads(args.replot.read_text())
-        common.RESULTS_DIR = args.replot.resolve().parent
-        print_table(report)
-        png = chart(report)
-        if png:
-            print(f"chart:   {_shown(png)}")
-        return 0
+        return common.publish("hotpath", args, None, print_table, chart)
     args.stamp = common.timestamp()
     args.variant_list = _csv(parser, args.variants, VARIANTS, "--variants")
     args.mode_list = _csv(parser, args.modes, MODES, "--modes")
@@ -383,19 +362,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"CPU {result['cpuSeconds']:.3f} s", flush=True)
 
         report = build_report(args, size, expected, keys, raw, base, so_path)
-        print_table(report)
-        json_path = common.write_json("hotpath", args.stamp, report)
-        print(f"\nresults: {_shown(json_path)}")
-        if not args.no_chart:
-            png = chart(report)
-            if png:
-                print(f"chart:   {_shown(png)}")
-        return 0
+        return common.publish("hotpath", args, report, print_table, chart)
     finally:
-        if args.keep:
-            print(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
+        common.keep_or_remove(base, args.keep)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common  # noqa: E402
-from _common import MB, ROOT, GunicornService, RssSampler  # noqa: E402
+from _common import MB, GunicornService, RssSampler  # noqa: E402
 
 DEFAULT_MAX_UPLOAD = 104_857_600
 VARIANTS = ("floor", "naive", "cython", "python")
@@ -330,14 +330,6 @@ def chart(report: dict[str, Any]) -> Path | None:
 # --------------------------------------------------------------------------- main
 
 
-def _shown(path: Path) -> str:
-    try:
-        return str(path.relative_to(ROOT))
-    except ValueError:
-        return str(path)
-
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="measured runs per variant (default 5)")
@@ -352,21 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--service-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra setting for both falconproc services, e.g. READ_CHUNK_BYTES=262144 (repeatable)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (payload, stores, service logs)")
-    parser.add_argument("--no-chart", action="store_true", help="skip the PNG")
-    parser.add_argument("--results-dir", type=Path, default=common.RESULTS_DIR,
-                        help="where the JSON and PNG go (default benchmarks/results/)")
-    parser.add_argument("--replot", type=Path, metavar="JSON",
-                        help="measure nothing: print the table of a result file and redraw its PNG next to it")
-    args = parser.parse_args(argv)
-    common.RESULTS_DIR = args.results_dir.resolve()
+    args = common.parse_args(parser, argv)
     if args.replot:
-        report = json.loads(args.replot.read_text())
-        common.RESULTS_DIR = args.replot.resolve().parent
-        print_table(report)
-        png = chart(report)
-        if png:
-            print(f"chart:   {_shown(png)}")
-        return 0
+        return common.publish("ingest", args, None, print_table, chart)
     args.stamp = common.timestamp()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = set(variants) - set(VARIANTS)
@@ -448,21 +428,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"{variant:<7} {result['seconds']:.3f} s, CPU {common.fmt(result.get('cpuSeconds'))} s{extra}", flush=True)
 
         report = build_report(args, size, expected, raw, notes, health, base)
-        print_table(report)
-        json_path = common.write_json("ingest", args.stamp, report)
-        print(f"\nresults: {_shown(json_path)}")
-        if not args.no_chart:
-            png = chart(report)
-            if png:
-                print(f"chart:   {_shown(png)}")
-        return 0
+        return common.publish("ingest", args, report, print_table, chart)
     finally:
         for service in services.values():
             service.stop()
-        if args.keep:
-            print(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
+        common.keep_or_remove(base, args.keep)
 
 
 if __name__ == "__main__":

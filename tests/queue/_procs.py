@@ -1,16 +1,22 @@
-"""Process helpers for the supervisor lifecycle tests: a standalone `falconproc worker`,
-and checks that processes are gone."""
+"""Process helpers for the supervisor tests: a standalone `falconproc worker`, checks
+that processes are gone, and the crash tests' burst of random SIGKILLs."""
 from __future__ import annotations
 
 import signal
+import statistics
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.queue._helpers import read_joblog
+from tests.queue._helpers import job_files, read_joblog, state_files
+from tests.service import wait_for
+
+MiB = 1024 * 1024
 
 
 def gone(proc: psutil.Process) -> bool:
@@ -64,3 +70,114 @@ def standalone_worker(tmp_path):
 def worker_log(proc: subprocess.Popen) -> str:
     path = getattr(proc, "log_path", None)
     return path.read_text(errors="replace")[-5000:] if path and path.exists() else ""
+
+
+@dataclass
+class SigkillBurst:
+    """What ``sigkill_burst`` did, and the finished jobs' files after it."""
+    seconds: float  # how long the burst ran
+    job_kills: int
+    supervisor_kills: int
+    recoveries: list[dict]  # one per supervisor kill (_kill_supervisor_and_time_recovery)
+    rss_samples: list[int]  # the service tree's RSS from /health, every 0.5 s of the burst
+    proc_samples: list[int]  # its process count, alongside
+    done: dict[str, dict]  # job id -> job file, in done/ after the drain
+    dead: dict[str, dict]  # the same in dead/
+
+    def print_report(self, tag: str, jobs: str, extra: str) -> None:
+        """Print "[tag] <jobs>, burst ...: kills, done, dead, attempts; <extra>", how fast
+        each supervisor kill was recovered from, and the RSS samples."""
+        attempts = [d["attempts"] for d in {**self.done, **self.dead}.values()]
+        print(f"\n[{tag}] {jobs}, burst {self.seconds:.1f} s: {self.job_kills} job-process kills, "
+              f"{self.supervisor_kills} supervisor kills; done {len(self.done)}, dead {len(self.dead)}; attempts "
+              f"histogram { {a: attempts.count(a) for a in sorted(set(attempts))} }; {extra}")
+        back = [r["back_to_running"] for r in self.recoveries if r["back_to_running"] is not None]
+        for r in self.recoveries:
+            print(f"[{tag}] supervisor kill: {r['claimed']} claimed jobs, new supervisor after "
+                  f"{r['new_supervisor']:.2f} s, all claimed jobs running again after "
+                  f"{'-' if r['back_to_running'] is None else format(r['back_to_running'], '.2f')} s")
+        if back:
+            print(f"[{tag}] killed supervisor's jobs back to running: max {max(back):.2f} s, "
+                  f"mean {statistics.mean(back):.2f} s")
+        if self.rss_samples:
+            rss = self.rss_samples
+            print(f"[{tag}] tree RSS from /health during the burst: min {min(rss) / MiB:.0f} MiB, "
+                  f"mean {statistics.mean(rss) / MiB:.0f} MiB, max {max(rss) / MiB:.0f} MiB "
+                  f"({len(rss)} samples, {min(self.proc_samples)}-{max(self.proc_samples)} processes)")
+
+
+def sigkill_burst(svc, queue, rng, job_ids, *, seconds: float, first_supervisor_kill: float,
+                  pause: tuple[float, float], drain_timeout: float, max_attempts: int) -> SigkillBurst:
+    """For up to ``seconds`` (less if the queue empties): SIGKILL a random job process of
+    the service's supervisor every ``pause`` (uniform low, high) seconds, and the
+    supervisor itself after ``first_supervisor_kill`` seconds and then every 2-3 s, timing
+    each recovery. Then wait up to ``drain_timeout`` s for the queue to drain and check
+    that nothing was lost: every job is in exactly one state, the jobs are ``job_ids``,
+    none is claimed or pending, each took 1 to ``max_attempts`` attempts and each dead
+    one kept its last error."""
+    # Imported here: test_blackbox_jobs imports this module.
+    from tests.queue.test_blackbox_jobs import (
+        _kill_supervisor_and_time_recovery,
+        health,
+        job_processes,
+        supervisor_of,
+    )
+
+    root = Path(svc.env["QUEUE_PATH"])
+    sup = wait_for(lambda: supervisor_of(svc), 10, 0.05, "the supervisor")
+    job_kills = sup_kills = 0
+    recoveries: list[dict] = []
+    rss_samples: list[int] = []
+    proc_samples: list[int] = []
+    next_sup_kill = time.monotonic() + first_supervisor_kill
+    next_health = 0.0
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        stats = queue.stats()
+        if stats["pending"] + stats["processing"] == 0:
+            break
+        now = time.monotonic()
+        if now >= next_health:
+            memory = health(svc)["memory"]
+            rss_samples.append(memory["rss"])
+            proc_samples.append(memory["processes"])
+            next_health = now + 0.5
+        sup = supervisor_of(svc)
+        if sup is None:
+            time.sleep(0.05)
+            continue
+        if now >= next_sup_kill:
+            recoveries.append(_kill_supervisor_and_time_recovery(svc, sup, root))
+            sup_kills += 1
+            next_sup_kill = time.monotonic() + rng.uniform(2.0, 3.0)
+            continue
+        children = job_processes(sup)
+        if children:
+            try:
+                rng.choice(children).send_signal(signal.SIGKILL)
+                job_kills += 1
+            except psutil.Error:
+                pass
+        time.sleep(rng.uniform(*pause))
+    burst_seconds = time.monotonic() - started
+
+    def drained():
+        stats = queue.stats()
+        return stats["pending"] + stats["processing"] == 0
+
+    wait_for(drained, drain_timeout, 0.2, "the queue to drain after the burst")
+
+    files = state_files(root)
+    located: dict[str, str] = {}
+    for state, ids in files.items():
+        for job_id in ids:
+            assert job_id not in located, f"{job_id} is in {located[job_id]} and {state}"
+            located[job_id] = state
+    assert set(located) == set(job_ids), "a job was lost or invented"
+    assert files["claimed"] == [] and files["pending"] == [], "orphaned claims"
+    done, dead = job_files(root, "done"), job_files(root, "dead")
+    for job_id, data in {**done, **dead}.items():
+        assert 1 <= data["attempts"] <= max_attempts, (job_id, data["attempts"])
+    for job_id, data in dead.items():
+        assert data["last_error"], f"dead job {job_id} without its last error"
+    return SigkillBurst(burst_seconds, job_kills, sup_kills, recoveries, rss_samples, proc_samples, done, dead)

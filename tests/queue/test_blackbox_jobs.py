@@ -17,7 +17,8 @@ import requests
 from falconproc.queue import DEAD, DONE
 from tests.blackbox._util import assert_error, unique_text
 from tests.conftest import stored_entries, temp_entries, upload
-from tests.queue._helpers import job_files, open_service_queue, random_hash, state_files
+from tests.queue._helpers import job_files, open_service_queue, random_hash
+from tests.queue._procs import sigkill_burst
 from tests.service import wait_for
 
 pytestmark = pytest.mark.blackbox
@@ -252,65 +253,14 @@ def test_random_sigkills_of_jobs_and_supervisor_lose_nothing(fresh_service):
         jobs[job.id] = job
     max_attempts = queue.max_attempts
 
-    sup = wait_for(lambda: supervisor_of(svc), 10, 0.05, "the supervisor")
-    job_kills = sup_kills = 0
-    recoveries: list[dict] = []
-    rss_samples: list[int] = []
-    proc_samples: list[int] = []
-    next_sup_kill = time.monotonic() + 2.5
-    next_health = 0.0
-    burst_end = time.monotonic() + 15
-    while time.monotonic() < burst_end:
-        stats = queue.stats()
-        if stats["pending"] + stats["processing"] == 0:
-            break
-        now = time.monotonic()
-        if now >= next_health:
-            memory = health(svc)["memory"]
-            rss_samples.append(memory["rss"])
-            proc_samples.append(memory["processes"])
-            next_health = now + 0.5
-        sup = supervisor_of(svc)
-        if sup is None:
-            time.sleep(0.05)
-            continue
-        if now >= next_sup_kill:
-            recoveries.append(_kill_supervisor_and_time_recovery(svc, sup, root))
-            sup_kills += 1
-            next_sup_kill = time.monotonic() + rng.uniform(2.0, 3.0)
-            continue
-        children = job_processes(sup)
-        if children:
-            try:
-                rng.choice(children).send_signal(signal.SIGKILL)
-                job_kills += 1
-            except psutil.Error:
-                pass
-        time.sleep(rng.uniform(0.05, 0.3))
-    burst_seconds = 15 - max(burst_end - time.monotonic(), 0)
-
-    def drained():
-        stats = queue.stats()
-        return stats["pending"] + stats["processing"] == 0
-
-    wait_for(drained, 90, 0.2, "the queue to drain after the burst")
-    files = state_files(root)
-    located = {}
-    for state, ids in files.items():
-        for job_id in ids:
-            assert job_id not in located, f"{job_id} is in {located[job_id]} and {state}"
-            located[job_id] = state
-    assert set(located) == set(jobs), "a job was lost or invented"
-    assert files["claimed"] == [] and files["pending"] == [], "orphaned claims"
-    done_jobs, dead_jobs = job_files(root, "done"), job_files(root, "dead")
-    for job_id, data in {**done_jobs, **dead_jobs}.items():
-        assert 1 <= data["attempts"] <= max_attempts, (job_id, data["attempts"])
+    burst = sigkill_burst(svc, queue, rng, jobs, seconds=15, first_supervisor_kill=2.5, pause=(0.05, 0.3),
+                          drain_timeout=90, max_attempts=max_attempts)
+    done_jobs, dead_jobs = burst.done, burst.dead
     for job_id, data in done_jobs.items():
         output = root.parent / "outputs" / job_id
         assert output.read_text() == jobs[job_id].content_hash, job_id
         assert queue.get(job_id).status == DONE
-    for job_id, data in dead_jobs.items():
-        assert data["last_error"], f"dead job {job_id} without its last error"
+    for job_id in dead_jobs:
         assert queue.get(job_id).status == DEAD
     # no job process outlived its supervisor: only the current supervisor and its pool remain
     sup = wait_for(lambda: supervisor_of(svc), 10, 0.05, "the supervisor")
@@ -318,23 +268,7 @@ def test_random_sigkills_of_jobs_and_supervisor_lose_nothing(fresh_service):
     strays = [p.pid for p in processes_of_queue(queue_path) if p.pid not in allowed]
     assert strays == [], f"orphaned job processes {strays}"
 
-    back = [r["back_to_running"] for r in recoveries if r["back_to_running"] is not None]
-    attempts = [d["attempts"] for d in {**done_jobs, **dead_jobs}.values()]
-    print(f"\n[crash] {len(jobs)} jobs, burst {burst_seconds:.1f} s: {job_kills} job-process kills, "
-          f"{sup_kills} supervisor kills; done {len(done_jobs)}, dead {len(dead_jobs)}; attempts "
-          f"histogram { {a: attempts.count(a) for a in sorted(set(attempts))} }; "
-          f"staging files left in tmp/: {len(os.listdir(root / 'tmp'))}")
-    for r in recoveries:
-        print(f"[crash] supervisor kill: {r['claimed']} claimed jobs, new supervisor after "
-              f"{r['new_supervisor']:.2f} s, all claimed jobs running again after "
-              f"{'-' if r['back_to_running'] is None else format(r['back_to_running'], '.2f')} s")
-    if back:
-        print(f"[crash] killed supervisor's jobs back to running: max {max(back):.2f} s, "
-              f"mean {statistics.mean(back):.2f} s")
-    if rss_samples:
-        print(f"[crash] tree RSS from /health during the burst: min {min(rss_samples) / MiB:.0f} MiB, "
-              f"mean {statistics.mean(rss_samples) / MiB:.0f} MiB, max {max(rss_samples) / MiB:.0f} MiB "
-              f"({len(rss_samples)} samples, {min(proc_samples)}-{max(proc_samples)} processes)")
+    burst.print_report("crash", f"{len(jobs)} jobs", f"staging files left in tmp/: {len(os.listdir(root / 'tmp'))}")
 
 
 def _kill_supervisor_and_time_recovery(svc, sup: psutil.Process, root: Path) -> dict:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import statistics
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -21,19 +19,13 @@ import requests
 from falconproc.queue import DONE
 from tests.blackbox._util import unique_text
 from tests.conftest import upload
-from tests.queue._helpers import intervals, job_files, open_service_queue, random_hash, read_joblog, state_files
-from tests.queue.test_blackbox_jobs import (
-    JOB_ENV,
-    _kill_supervisor_and_time_recovery,
-    health,
-    job_processes,
-    supervisor_of,
-)
-from tests.service import DATA, wait_for
+from tests.queue._helpers import intervals, open_service_queue, random_hash, read_joblog
+from tests.queue._procs import sigkill_burst
+from tests.queue.test_blackbox_jobs import JOB_ENV
+from tests.service import DATA
 
 pytestmark = pytest.mark.blackbox
 
-MiB = 1024 * 1024
 MAX_ATTEMPTS = 4
 BURST_SECONDS = 12
 IMAGES = ["meadow-1280x1024.jpg", "storm-1920x1280.jpg"]
@@ -91,63 +83,11 @@ def test_random_sigkills_over_mixed_jobs_never_overlap_or_exceed_attempts(fresh_
         job = queue.enqueue("spawn", random_hash(), payload={"seconds": 120, "wait": round(rng.uniform(0.3, 0.8), 3)})
         test_jobs[job.id] = job
 
-    sup = wait_for(lambda: supervisor_of(svc), 10, 0.05, "the supervisor")
-    job_kills = sup_kills = 0
-    recoveries: list[dict] = []
-    rss_samples: list[int] = []
-    proc_samples: list[int] = []
-    next_sup_kill = time.monotonic() + 2.0
-    next_health = 0.0
-    started = time.monotonic()
-    while time.monotonic() - started < BURST_SECONDS:
-        stats = queue.stats()
-        if stats["pending"] + stats["processing"] == 0:
-            break
-        now = time.monotonic()
-        if now >= next_health:
-            memory = health(svc)["memory"]
-            rss_samples.append(memory["rss"])
-            proc_samples.append(memory["processes"])
-            next_health = now + 0.5
-        sup = supervisor_of(svc)
-        if sup is None:
-            time.sleep(0.05)
-            continue
-        if now >= next_sup_kill:
-            recoveries.append(_kill_supervisor_and_time_recovery(svc, sup, root))
-            sup_kills += 1
-            next_sup_kill = time.monotonic() + rng.uniform(2.0, 3.0)
-            continue
-        children = job_processes(sup)
-        if children:
-            try:
-                rng.choice(children).send_signal(signal.SIGKILL)
-                job_kills += 1
-            except psutil.Error:
-                pass
-        time.sleep(rng.uniform(0.1, 0.4))
-    burst_seconds = time.monotonic() - started
-
-    def drained():
-        stats = queue.stats()
-        return stats["pending"] + stats["processing"] == 0
-
-    wait_for(drained, 60, 0.2, "the queue to drain after the burst")
-
-    # Every job in exactly one state, nothing invented, nothing left claimed or pending.
-    files = state_files(root)
-    located: dict[str, str] = {}
-    for state, ids in files.items():
-        for job_id in ids:
-            assert job_id not in located, f"{job_id} is in {located[job_id]} and {state}"
-            located[job_id] = state
-    assert set(located) == set(test_jobs) | set(real_jobs), "a job was lost or invented"
-    assert files["claimed"] == [] and files["pending"] == [], "orphaned claims"
-    done_jobs, dead_jobs = job_files(root, "done"), job_files(root, "dead")
-    for job_id, data in {**done_jobs, **dead_jobs}.items():
-        assert 1 <= data["attempts"] <= MAX_ATTEMPTS, (job_id, data["attempts"])
-    for job_id, data in dead_jobs.items():
-        assert data["last_error"], f"dead job {job_id} without its last error"
+    # The burst, then: every job in exactly one state, nothing invented, nothing left claimed or pending.
+    burst = sigkill_burst(svc, queue, rng, set(test_jobs) | set(real_jobs), seconds=BURST_SECONDS,
+                          first_supervisor_kill=2.0, pause=(0.1, 0.4), drain_timeout=60,
+                          max_attempts=MAX_ATTEMPTS)
+    done_jobs, dead_jobs = burst.done, burst.dead
 
     # The run log of the test jobs: runs per job, and no two runs of one job at once.
     events = read_joblog(root, "work") + read_joblog(root, "long") + read_joblog(root, "spawn")
@@ -194,23 +134,8 @@ def test_random_sigkills_over_mixed_jobs_never_overlap_or_exceed_attempts(fresh_
     strays = service_strays(svc.proc.pid, queue_path)
     assert strays == [], f"orphaned processes {strays}"
 
-    back = [r["back_to_running"] for r in recoveries if r["back_to_running"] is not None]
-    attempts = [d["attempts"] for d in {**done_jobs, **dead_jobs}.values()]
-    print(f"\n[crash-mixed] {len(test_jobs)} test jobs + {len(real_jobs)} real ({len(real_done)} done), burst "
-          f"{burst_seconds:.1f} s: {job_kills} job-process kills, {sup_kills} supervisor kills; done "
-          f"{len(done_jobs)}, dead {len(dead_jobs)}; attempts histogram "
-          f"{ {a: attempts.count(a) for a in sorted(set(attempts))} }; max runs of a job {max(runs.values())}")
-    for r in recoveries:
-        print(f"[crash-mixed] supervisor kill: {r['claimed']} claimed jobs, new supervisor after "
-              f"{r['new_supervisor']:.2f} s, all claimed jobs running again after "
-              f"{'-' if r['back_to_running'] is None else format(r['back_to_running'], '.2f')} s")
-    if back:
-        print(f"[crash-mixed] killed supervisor's jobs back to running: max {max(back):.2f} s, "
-              f"mean {statistics.mean(back):.2f} s")
-    if rss_samples:
-        print(f"[crash-mixed] tree RSS from /health during the burst: min {min(rss_samples) / MiB:.0f} MiB, "
-              f"mean {statistics.mean(rss_samples) / MiB:.0f} MiB, max {max(rss_samples) / MiB:.0f} MiB "
-              f"({len(rss_samples)} samples, {min(proc_samples)}-{max(proc_samples)} processes)")
+    burst.print_report("crash-mixed", f"{len(test_jobs)} test jobs + {len(real_jobs)} real ({len(real_done)} done)",
+                       f"max runs of a job {max(runs.values())}")
 
 
 def located_attempts(done_jobs: dict, dead_jobs: dict, job_id: str) -> int:

@@ -63,7 +63,9 @@ def assert_all_done_once(queue, root: Path, long, spawn, quick) -> None:
         "an attempt started while another attempt of the same job ran"
 
 
-def test_sigterm_to_the_master_stops_supervisor_and_jobs_and_restart_finishes_them(fresh_service):
+def start_with_long_jobs_running(fresh_service):
+    """A service with ENV, the jobs of enqueue_mix queued and its long ones running:
+    (svc, queue root, queue, (long, spawn, quick), the supervisor, [the spawn job's `sleep` child])."""
     svc = fresh_service(**ENV)
     root = Path(svc.env["QUEUE_PATH"])
     queue = open_service_queue(svc)
@@ -71,6 +73,11 @@ def test_sigterm_to_the_master_stops_supervisor_and_jobs_and_restart_finishes_th
     children = wait_long_jobs_running(root, long, spawn)
     sup = supervisor_of(svc)
     assert sup is not None
+    return svc, root, queue, (long, spawn, quick), sup, children
+
+
+def test_sigterm_to_the_master_stops_supervisor_and_jobs_and_restart_finishes_them(fresh_service):
+    svc, root, queue, (long, spawn, quick), sup, children = start_with_long_jobs_running(fresh_service)
     processes = [sup, *job_processes(sup), *children]
     assert len(processes) >= 5, processes  # supervisor, 3 long-job processes (or more), a sleep
 
@@ -96,12 +103,7 @@ def test_sigterm_to_the_master_stops_supervisor_and_jobs_and_restart_finishes_th
 
 
 def test_sigterm_to_the_supervisor_alone_returns_its_jobs_and_the_master_starts_another(fresh_service):
-    svc = fresh_service(**ENV)
-    root = Path(svc.env["QUEUE_PATH"])
-    queue = open_service_queue(svc)
-    long, spawn, quick = enqueue_mix(queue)
-    children = wait_long_jobs_running(root, long, spawn)
-    sup = supervisor_of(svc)
+    svc, root, queue, (long, spawn, quick), sup, children = start_with_long_jobs_running(fresh_service)
     processes = [*job_processes(sup), *children]
     old = identity(sup.pid)
 
