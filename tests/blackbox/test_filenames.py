@@ -16,7 +16,7 @@ from tests.blackbox._util import (
     parse_content_disposition,
     unique_text,
 )
-from tests.conftest import sha256, temp_entries, upload
+from tests.conftest import temp_entries, upload
 from tests.service import make_service
 
 pytestmark = pytest.mark.blackbox

@@ -2,6 +2,7 @@
 that processes are gone, and the crash tests' burst of random SIGKILLs."""
 from __future__ import annotations
 
+import os
 import signal
 import statistics
 import subprocess
@@ -12,9 +13,47 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
 
 from tests.queue._helpers import job_files, read_joblog, state_files
 from tests.service import wait_for
+
+# The service settings the job tests run with: the test job types, quick retries, short leases.
+JOB_ENV = {
+    "JOB_PLUGINS": "tests.jobs_plugin",
+    "JOB_BACKOFF_BASE": "0.1",
+    "JOB_BACKOFF_CAP": "1",
+    "JOB_LEASE_SECONDS": "3",
+}
+
+
+def health(svc) -> dict:
+    resp = requests.get(svc.url + "/health", timeout=10)
+    assert resp.status_code == 200
+    return resp.json()
+
+
+def supervisor_of(svc) -> psutil.Process | None:
+    """The `falconproc.cli worker` child of the gunicorn master."""
+    try:
+        children = psutil.Process(svc.proc.pid).children()
+    except psutil.NoSuchProcess:
+        return None
+    for child in children:
+        try:
+            cmd = child.cmdline()
+            if "falconproc.cli" in cmd and "worker" in cmd and child.status() != psutil.STATUS_ZOMBIE:
+                return child
+        except psutil.Error:
+            continue
+    return None
+
+
+def job_processes(sup: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [c for c in sup.children() if c.status() != psutil.STATUS_ZOMBIE]
+    except psutil.Error:
+        return []
 
 MiB = 1024 * 1024
 
@@ -78,7 +117,7 @@ class SigkillBurst:
     seconds: float  # how long the burst ran
     job_kills: int
     supervisor_kills: int
-    recoveries: list[dict]  # one per supervisor kill (_kill_supervisor_and_time_recovery)
+    recoveries: list[dict]  # one per supervisor kill (kill_supervisor_and_time_recovery)
     rss_samples: list[int]  # the service tree's RSS from /health, every 0.5 s of the burst
     proc_samples: list[int]  # its process count, alongside
     done: dict[str, dict]  # job id -> job file, in done/ after the drain
@@ -115,14 +154,6 @@ def sigkill_burst(svc, queue, rng, job_ids, *, seconds: float, first_supervisor_
     that nothing was lost: every job is in exactly one state, the jobs are ``job_ids``,
     none is claimed or pending, each took 1 to ``max_attempts`` attempts and each dead
     one kept its last error."""
-    # Imported here: test_blackbox_jobs imports this module.
-    from tests.queue.test_blackbox_jobs import (
-        _kill_supervisor_and_time_recovery,
-        health,
-        job_processes,
-        supervisor_of,
-    )
-
     root = Path(svc.env["QUEUE_PATH"])
     sup = wait_for(lambda: supervisor_of(svc), 10, 0.05, "the supervisor")
     job_kills = sup_kills = 0
@@ -147,7 +178,7 @@ def sigkill_burst(svc, queue, rng, job_ids, *, seconds: float, first_supervisor_
             time.sleep(0.05)
             continue
         if now >= next_sup_kill:
-            recoveries.append(_kill_supervisor_and_time_recovery(svc, sup, root))
+            recoveries.append(kill_supervisor_and_time_recovery(svc, sup, root))
             sup_kills += 1
             next_sup_kill = time.monotonic() + rng.uniform(2.0, 3.0)
             continue
@@ -181,3 +212,33 @@ def sigkill_burst(svc, queue, rng, job_ids, *, seconds: float, first_supervisor_
     for job_id, data in dead.items():
         assert data["last_error"], f"dead job {job_id} without its last error"
     return SigkillBurst(burst_seconds, job_kills, sup_kills, recoveries, rss_samples, proc_samples, done, dead)
+
+
+def kill_supervisor_and_time_recovery(svc, sup: psutil.Process, root: Path) -> dict:
+    """SIGKILL the supervisor; time until the master's replacement is up and until every
+    job the dead one had claimed is running again (claimed by the new one, or finished)."""
+    old = f"{os.uname().nodename}:{sup.pid}"
+    claimed = [job_id for job_id, data in job_files(root, "claimed").items() if data.get("claimed_by") == old]
+    killed_at = time.monotonic()
+    sup.send_signal(signal.SIGKILL)
+    new_sup_after = back_after = None
+    pending = set(claimed)
+    deadline = killed_at + 20
+    while time.monotonic() < deadline and (new_sup_after is None or pending):
+        current = supervisor_of(svc)
+        if new_sup_after is None and current is not None and current.pid != sup.pid:
+            new_sup_after = time.monotonic() - killed_at
+        if pending:
+            claims = job_files(root, "claimed")
+            finished = set(os.listdir(root / "done")) | set(os.listdir(root / "dead"))
+            for job_id in list(pending):
+                data = claims.get(job_id)
+                if (data and data.get("claimed_by") != old) or f"{job_id}.json" in finished:
+                    pending.discard(job_id)
+            if not pending:
+                back_after = time.monotonic() - killed_at
+        time.sleep(0.02)
+    assert new_sup_after is not None, "the master did not restart the killed supervisor"
+    assert not pending, f"jobs of the killed supervisor never ran again: {sorted(pending)}"
+    return {"claimed": len(claimed), "new_supervisor": new_sup_after,
+            "back_to_running": back_after if claimed else None}

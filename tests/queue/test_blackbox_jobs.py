@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import statistics
 import time
 from pathlib import Path
@@ -17,58 +16,24 @@ import requests
 from falconproc.queue import DEAD, DONE
 from tests.blackbox._util import assert_error, unique_text
 from tests.conftest import stored_entries, temp_entries, upload
-from tests.queue._helpers import job_files, open_service_queue, random_hash
-from tests.queue._procs import sigkill_burst
+from tests.queue._helpers import open_service_queue, random_hash
+from tests.queue._procs import JOB_ENV, health, job_processes, sigkill_burst, supervisor_of
 from tests.service import wait_for
 
 pytestmark = pytest.mark.blackbox
 
 MiB = 1024 * 1024
 API_FIELDS = {"id", "type", "contentHash", "status", "attempts", "lastError", "createdAt", "updatedAt"}
-JOB_ENV = {
-    "JOB_PLUGINS": "tests.jobs_plugin",
-    "JOB_BACKOFF_BASE": "0.1",
-    "JOB_BACKOFF_CAP": "1",
-    "JOB_LEASE_SECONDS": "3",
-}
+
 
 
 def get_job(svc, job_id: str) -> requests.Response:
     return requests.get(f"{svc.url}/jobs/{job_id}", timeout=10)
 
 
-def health(svc) -> dict:
-    resp = requests.get(svc.url + "/health", timeout=10)
-    assert resp.status_code == 200
-    return resp.json()
-
-
 def queue_counts(svc) -> dict:
     queue = health(svc)["queue"]
     return {key: queue[key] for key in ("pending", "processing", "failed")}
-
-
-def supervisor_of(svc) -> psutil.Process | None:
-    """The `falconproc.cli worker` child of the gunicorn master."""
-    try:
-        children = psutil.Process(svc.proc.pid).children()
-    except psutil.NoSuchProcess:
-        return None
-    for child in children:
-        try:
-            cmd = child.cmdline()
-            if "falconproc.cli" in cmd and "worker" in cmd and child.status() != psutil.STATUS_ZOMBIE:
-                return child
-        except psutil.Error:
-            continue
-    return None
-
-
-def job_processes(sup: psutil.Process) -> list[psutil.Process]:
-    try:
-        return [c for c in sup.children() if c.status() != psutil.STATUS_ZOMBIE]
-    except psutil.Error:
-        return []
 
 
 def processes_of_queue(queue_path: str) -> list[psutil.Process]:
@@ -269,33 +234,3 @@ def test_random_sigkills_of_jobs_and_supervisor_lose_nothing(fresh_service):
     assert strays == [], f"orphaned job processes {strays}"
 
     burst.print_report("crash", f"{len(jobs)} jobs", f"staging files left in tmp/: {len(os.listdir(root / 'tmp'))}")
-
-
-def _kill_supervisor_and_time_recovery(svc, sup: psutil.Process, root: Path) -> dict:
-    """SIGKILL the supervisor; time until the master's replacement is up and until every
-    job the dead one had claimed is running again (claimed by the new one, or finished)."""
-    old = f"{os.uname().nodename}:{sup.pid}"
-    claimed = [job_id for job_id, data in job_files(root, "claimed").items() if data.get("claimed_by") == old]
-    killed_at = time.monotonic()
-    sup.send_signal(signal.SIGKILL)
-    new_sup_after = back_after = None
-    pending = set(claimed)
-    deadline = killed_at + 20
-    while time.monotonic() < deadline and (new_sup_after is None or pending):
-        current = supervisor_of(svc)
-        if new_sup_after is None and current is not None and current.pid != sup.pid:
-            new_sup_after = time.monotonic() - killed_at
-        if pending:
-            claims = job_files(root, "claimed")
-            finished = set(os.listdir(root / "done")) | set(os.listdir(root / "dead"))
-            for job_id in list(pending):
-                data = claims.get(job_id)
-                if (data and data.get("claimed_by") != old) or f"{job_id}.json" in finished:
-                    pending.discard(job_id)
-            if not pending:
-                back_after = time.monotonic() - killed_at
-        time.sleep(0.02)
-    assert new_sup_after is not None, "the master did not restart the killed supervisor"
-    assert not pending, f"jobs of the killed supervisor never ran again: {sorted(pending)}"
-    return {"claimed": len(claimed), "new_supervisor": new_sup_after,
-            "back_to_running": back_after if claimed else None}

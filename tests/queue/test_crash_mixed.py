@@ -16,12 +16,11 @@ import psutil
 import pytest
 import requests
 
-from falconproc.queue import DONE
 from tests.blackbox._util import unique_text
 from tests.conftest import upload
 from tests.queue._helpers import intervals, open_service_queue, random_hash, read_joblog
 from tests.queue._procs import sigkill_burst
-from tests.queue.test_blackbox_jobs import JOB_ENV
+from tests.queue._procs import JOB_ENV
 from tests.service import DATA
 
 pytestmark = pytest.mark.blackbox

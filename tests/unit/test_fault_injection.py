@@ -80,7 +80,7 @@ def test_failed_fsync_fails_the_commit_is_not_retried_and_leaves_nothing(tmp_pat
     assert fake.calls == fail_at, f"fsync was called again after it failed ({fake.calls} calls)"
     assert temp_entries(store.root) == [], "the temp files must be deleted"
     assert visible_entries(store.root) == [], (
-        f"fsync #{fail_at} of {total} failed and the request fails, yet the entry is visible "
+        f"fsync #{fail_at} of 4 failed and the request fails, yet the entry is visible "
         "(a client retry would get 200 for bytes whose rename may not be durable)")
     assert not store.exists(digest)
 
