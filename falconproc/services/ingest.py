@@ -87,15 +87,17 @@ class IngestService:
         self.probe_factory = probe_factory or native.IngestProbe
         self.allowed = allowed_types(settings.allowed_types)
 
-    def check_admission(self, content_length: int | None, user_id: str) -> None:
+    def check_admission(self, content_length: int | None, user_id: str, *, writes: bool = True) -> None:
         """Refuse before reading a byte: too large, this user too fast, memory or queue
-        pressure, disk full."""
+        pressure, disk full (the last two only for an upload that will store something)."""
         limit = self.settings.max_upload_bytes
         if content_length is not None and content_length > limit:
             raise UploadTooLarge(limit)
         if self.rate_limiter is not None:
             self.rate_limiter.check(user_id)
         self.governor.check_upload()
+        if not writes:
+            return
         try:
             self.scheduler.check_capacity()
         except QueueFull as exc:
@@ -105,6 +107,8 @@ class IngestService:
             raise InsufficientStorage(errno.ENOSPC, "not enough free storage space for this upload")
 
     def ingest(self, request: UploadRequest, body: BinaryIO) -> IngestOutcome:
+        if request.expected_sha256 and self.store.exists(request.expected_sha256):
+            return self._ingest_known(request, body)
         self.check_admission(request.content_length, request.user_id)
         pending = self.store.begin_upload()
         try:
@@ -132,6 +136,17 @@ class IngestService:
         jobs = self.scheduler.jobs_for(result.sha256, metadata, is_new)
         return IngestOutcome(result.sha256, metadata, is_new, jobs)
 
+    def _ingest_known(self, request: UploadRequest, body: BinaryIO) -> IngestOutcome:
+        """The client's x-content-sha256 names bytes already stored: the body is hashed to
+        prove it and nothing is written (no disk, no free-space reserve, no jobs), so a
+        duplicate goes through even on a nearly full disk or a full queue."""
+        self.check_admission(request.content_length, request.user_id, writes=False)
+        result = self._stream(request, body, -1)  # HashMismatch unless the bytes are the ones named
+        record = UploadRecord(request.drive_id, request.user_id, request.filename, iso_utc())
+        metadata = self.store.add_upload(result.sha256, record)
+        metrics.record_upload(result.size, False)
+        return IngestOutcome(result.sha256, metadata, False, [])
+
     def _check_reserve(self, remaining: int | None) -> None:
         """Admission checked the reserve against Content-Length; a chunked body (size
         unknown) and uploads running side by side can still eat into it, so it is
@@ -153,7 +168,8 @@ class IngestService:
                 probe.feed(chunk)
                 if remaining is not None:
                     remaining -= len(chunk)
-                self._check_reserve(remaining)
+                if fd >= 0:
+                    self._check_reserve(remaining)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise InsufficientStorage(exc.errno, "storage is full") from exc

@@ -67,6 +67,12 @@ class ContentStore(ABC):
         """
 
     @abstractmethod
+    def add_upload(self, content_hash: str, record: UploadRecord) -> dict[str, Any]:
+        """Add ``record`` to a stored entry's uploader list (once per drive/user, no update
+        lost to a concurrent one) and return the metadata; the entry is durable on return.
+        Raise ContentNotFound when absent."""
+
+    @abstractmethod
     def exists(self, content_hash: str) -> bool: ...
 
     @abstractmethod

@@ -120,21 +120,23 @@ class LocalContentStore(ContentStore):
             raise
 
     def _existing(self, content_hash: str, record: UploadRecord) -> dict[str, Any]:
-        metadata = self.add_upload(content_hash, record)
-        if self.fsync:
-            # The winner may not have made its rename durable yet; this answer promises it too.
-            fsync_dir(self.root)
-        return metadata
+        return self.add_upload(content_hash, record)
 
     def add_upload(self, content_hash: str, record: UploadRecord) -> dict[str, Any]:
         """Append a drive/user to an entry's uploader list without losing concurrent updates."""
         entry = self._entry(content_hash)
+        if not (entry / "metadata.json").is_file():
+            raise ContentNotFound(content_hash)
         with DirectoryLock(entry):
             metadata = read_json(entry / "metadata.json")
             uploads = metadata.setdefault("uploads", [])
             if not any(u["driveId"] == record.drive_id and u["userId"] == record.user_id for u in uploads):
                 uploads.append(upload_record_json(record))
                 atomic_write_json(entry / "metadata.json", metadata, fsync=self.fsync, tmp_dir=self.tmp_root)
+        if self.fsync:
+            # The upload that stored it may not have made its rename durable yet; this
+            # answer promises it too.
+            fsync_dir(self.root)
         return metadata
 
     # -- reading -----------------------------------------------------------------

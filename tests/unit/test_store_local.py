@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from falconproc.errors import ContentNotFound
 from falconproc.store import local as local_mod
 from falconproc.store.local import STALE_TEMP_FILE_SECONDS, LocalContentStore
 from tests.unit._helpers import (
@@ -251,6 +252,12 @@ def test_add_upload_validates_the_hash(store, bad):
     with pytest.raises(ValueError):
         store.add_upload(bad, record())
     assert (victim / "metadata.json").read_text() == '{"uploads": []}'
+
+
+def test_add_upload_to_content_not_stored_is_content_not_found(store):
+    with pytest.raises(ContentNotFound):
+        store.add_upload("ab" * 32, record())
+    assert visible_entries(store.root) == []
 
 
 def test_begin_upload_survives_a_sweep_between_mkdir_and_lock(store, monkeypatch):
