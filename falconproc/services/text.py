@@ -276,21 +276,33 @@ class _OutOfTime(BaseException):
 def _alarm_at(deadline: float | None):
     """Interrupt the main thread's Python code at ``deadline`` (time.monotonic, the
     same clock in every process). pypdf is pure Python, so a page stuck in a slow loop
-    is stopped mid-page. Elsewhere than the main thread, pages are checked between."""
+    is stopped mid-page. Elsewhere than the main thread, pages are checked between.
+
+    The alarm repeats every 50 ms until it is cancelled: an exception raised while a gc
+    callback or a ``__del__`` runs is swallowed by the interpreter, and one lost alarm
+    must not let a page run on."""
     if deadline is None or threading.current_thread() is not threading.main_thread():
         yield
         return
+    armed = [True]
 
     def expire(signum, frame):
-        raise _OutOfTime()
+        if armed[0]:
+            raise _OutOfTime()
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
+    signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001), 0.05)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        while True:  # a repeat may land in here: finish the cleanup all the same
+            try:
+                armed[0] = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+                break
+            except _OutOfTime:
+                continue
 
 
 def _texts_of(reader, indices: range, deadline: float | None = None) -> list[str]:
