@@ -20,7 +20,6 @@ from outside; and a job process whose supervisor dies takes its group down with 
 """
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing
 import os
@@ -39,7 +38,7 @@ from falconproc.governor import MemoryGovernor
 from falconproc.jobs import registry
 from falconproc.jobs.registry import JobContext, PermanentJobError
 from falconproc.observability import metrics
-from falconproc.osutil import PR_SET_PDEATHSIG, available_cpus
+from falconproc.osutil import available_cpus, die_with_parent
 from falconproc.queue import DEAD, Job, JobNotFound, JobQueue
 
 log = logging.getLogger("falconproc.supervisor")
@@ -55,7 +54,7 @@ DEFAULT_TIMEOUT = 60.0
 USS_TTL_SECONDS = 0.2
 
 
-# The signal a job process gets when its supervisor dies (PR_SET_PDEATHSIG). Not SIGKILL:
+# The signal a job process gets when its supervisor dies (die_with_parent). Not SIGKILL:
 # the process must first kill its group (tesseract and page-pool processes run on as
 # orphans otherwise). Nothing else sends it to a job process.
 SUPERVISOR_DIED = signal.SIGHUP
@@ -82,10 +81,7 @@ def _lead_own_group(supervisor_pid: int) -> None:
         os.kill(os.getpid(), signum)
 
     signal.signal(SUPERVISOR_DIED, take_group_down)
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, SUPERVISOR_DIED)
-    except (OSError, AttributeError):
-        pass
+    die_with_parent(SUPERVISOR_DIED)
     if os.getppid() != supervisor_pid:  # the supervisor died before the prctl
         take_group_down(SUPERVISOR_DIED, None)
 
