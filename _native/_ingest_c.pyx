@@ -14,7 +14,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
 from falconproc.errors import UploadTooLarge
-from falconproc.native._types import ProbeResult
+from falconproc.native.types import ProbeResult
 
 __all__ = ["IngestProbe"]
 

@@ -13,7 +13,7 @@ from libc.stdlib cimport qsort
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from operator import index as _index
 
-from falconproc.native._plan_types import DECODED as _DECODED_OBJ, ResizePlan, ResizeStep
+from falconproc.native.types import DECODED as _DECODED_OBJ, ResizePlan, ResizeStep
 
 __all__ = [
     "plan_resize",

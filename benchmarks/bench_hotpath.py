@@ -5,13 +5,13 @@ the same file of ``--size-mb`` (100) MB of random bytes, read from disk (page ca
 the first round) in blocks of ``--chunks`` bytes (1 MiB, the service's READ_CHUNK_BYTES
 default, and 64 KiB), fed to
 
-* cython   ``IngestService.ingest()`` (falconproc.services.ingest) with the compiled
-           ``falconproc.native.CIngestProbe``: the service's own loop (``body.read(chunk)``
+* cython   ``IngestService.ingest()`` (falconproc.ingest.service) with the compiled
+           ``falconproc.native.ingest.compiled.IngestProbe``: the service's own loop (``body.read(chunk)``
            -> ``probe.feed``, which hashes, sniffs and ``write()``s into the store's temp
            file), then its commit (fsync of the file, metadata.json, rename, directory
            fsyncs). The body is the file opened unbuffered, so every read returns a new
            ``bytes`` like gunicorn's ``Body.read``. The entry is deleted after each run;
-* python   the same with the pure-Python twin ``falconproc.native.PyIngestProbe``;
+* python   the same with the pure-Python twin ``native_ingest.pure.IngestProbe``;
 * hashlib  the plain loop: ``readinto`` a reused buffer, ``hashlib.sha256().update``,
            ``os.write`` into a temp file in the store's temp directory, ``fsync``.
 
@@ -78,13 +78,13 @@ def compiled_probe():
     """The compiled IngestProbe class; stops the script if it did not load from a built module."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from falconproc import native
+    from falconproc.native import ingest as native_ingest
 
-    cls = native.CIngestProbe
+    cls = native_ingest.compiled.IngestProbe if native_ingest.compiled is not None else None
     module = sys.modules.get(getattr(cls, "__module__", ""), None)
     path = getattr(module, "__file__", "") or ""
     if cls is None or not path.endswith(".so"):
-        raise SystemExit(f"the compiled ingest module did not load ({native.IMPORT_ERROR or path!r}): "
+        raise SystemExit(f"the compiled ingest module did not load ({native_ingest.IMPORT_ERROR or path!r}): "
                          "python setup.py build_ext --inplace")
     return cls, path
 
@@ -92,8 +92,8 @@ def compiled_probe():
 def make_services(base: Path, size: int, chunks: list[int]):
     """One IngestService per block size (its Settings are frozen), sharing one store."""
     from falconproc.config import Settings
-    from falconproc.services.ingest import IngestService
-    from falconproc.store import create_store
+    from falconproc.ingest.service import IngestService
+    from falconproc.wiring import Components
 
     services = {}
     store = None
@@ -103,7 +103,7 @@ def make_services(base: Path, size: int, chunks: list[int]):
         settings = Settings.from_env(env)
         if store is None:
             settings.file_storage_path.mkdir(parents=True, exist_ok=True)
-            store = create_store(settings)
+            store = Components(settings).store
         services[chunk] = (settings, IngestService(settings, store))
     return store, services
 
@@ -129,7 +129,7 @@ class CommitTimer:
 
 def run_ours(svc, store, timer: CommitTimer, probe_cls, payload: Path, size: int, mode: str,
              expected: str) -> dict[str, Any]:
-    from falconproc.services.ingest import UploadRequest
+    from falconproc.ingest.service import UploadRequest
 
     svc.probe_factory = probe_cls
     request = UploadRequest(filename="bench-hotpath.bin", drive_id="bench", user_id="bench",
@@ -147,7 +147,7 @@ def run_ours(svc, store, timer: CommitTimer, probe_cls, payload: Path, size: int
     out = {"seconds": t1 - t0, "cpuSeconds": c1 - c0}
     if mode == "write":
         out["syncSeconds"] = timer.seconds
-        common.remove(store.original_path(digest).parent)
+        common.remove(store.root / digest)  # the local store's entry directory
     return out
 
 
@@ -222,7 +222,7 @@ def build_report(args, size: int, expected: str, keys: list[tuple[str, str, int]
             "modes": args.mode_list, "variants": args.variant_list, "pause": args.pause,
             "payload": "random bytes (os.urandom) in a file, read unbuffered (page cache after the first round)",
             "ours": "IngestService.ingest (write) / IngestService._stream with fd -1 (hash), "
-                    "probe_factory = CIngestProbe or PyIngestProbe; ALLOWED_TYPES=application/octet-stream, FSYNC=1",
+                    "probe_factory = the compiled or the pure IngestProbe; ALLOWED_TYPES=application/octet-stream, FSYNC=1",
             "plain": "readinto a reused bytearray, hashlib.sha256().update, os.write to a temp file, fsync",
             "timing": "perf_counter (wall) and process_time (CPU of this process) around each run",
             "compiledModule": so_path,
@@ -328,9 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         args.loadavg_start = None
 
     c_probe, so_path = compiled_probe()
-    from falconproc.native import PyIngestProbe
+    from falconproc.native import ingest as native_ingest
 
-    probes = {"cython": c_probe, "python": PyIngestProbe}
+    probes = {"cython": c_probe, "python": native_ingest.pure.IngestProbe}
     base = Path(tempfile.mkdtemp(prefix="falconproc-bench-hotpath-", dir=args.tmp_dir))
     try:
         payload = base / "payload.bin"

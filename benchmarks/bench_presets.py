@@ -1,8 +1,8 @@
 """Presets benchmark: the four default presets of each image, ours vs libvips vs naive Pillow.
 
 Side by side in one run, on one machine (see docs/performance.md and issue 4, section 5).
-For every image of ``--images`` (default tests/data/images, the same files as
-../shared/corpus/images) each variant makes ai-chat (max width 1920, JPEG q85), ai-vision
+For every image of ``--images`` (default tests/data/images, the project's copy of the
+shared corpus) each variant makes ai-chat (max width 1920, JPEG q85), ai-vision
 (2048, JPEG q90), thumbnail (fit 200x200, WebP q80) and preview (800, JPEG q85), from the
 encoded bytes, upright (EXIF orientation applied), metadata-free, alpha flattened on white
 for JPEG:
@@ -71,13 +71,12 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
 from falconproc.config import Settings  # noqa: E402
-from falconproc.native._resize_py import fit_box  # noqa: E402
-from falconproc.services.image_service import ImageService  # noqa: E402
-from falconproc.services.images import Target, decode_for, encode, open_checked, render  # noqa: E402
-from falconproc.services.ingest import IngestService, UploadRequest  # noqa: E402
-from falconproc.services.presets import DEFAULT_PRESETS  # noqa: E402
-from falconproc.store import create_store  # noqa: E402
-from falconproc.store.cache import DerivedCache  # noqa: E402
+from falconproc.native.resize import fit_box  # noqa: E402
+from falconproc.images.service import ImageService  # noqa: E402
+from falconproc.images.pipeline import Target, decode_for, encode, open_checked, render  # noqa: E402
+from falconproc.ingest.service import IngestService, UploadRequest  # noqa: E402
+from falconproc.images.presets import DEFAULT_PRESETS  # noqa: E402
+from falconproc.wiring import Components  # noqa: E402
 
 TARGET_VS_LIBVIPS = 0.67  # ours total <= 0.67 x libvips total (1.5x faster)
 IMAGES_DIR = ROOT / "tests" / "data" / "images"
@@ -105,8 +104,9 @@ class Ours:
         settings = Settings(file_storage_path=work / "files", cache_path=work / "cache", queue_path=work / "queue",
                             storage_reserve_bytes=0, fsync=fsync)
         self.settings = settings
-        self.store = create_store(settings)
-        self.cache = DerivedCache(settings.cache_path, fsync=fsync)
+        components = Components(settings)
+        self.store = components.store
+        self.cache = components.cache
         self.ingest = IngestService(settings, self.store)
         self.images = ImageService(settings, self.store, self.cache)
 

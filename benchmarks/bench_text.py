@@ -13,7 +13,7 @@ PDF text — the 311-page gnuplot manual (Debian package ``gnuplot-doc``,
             byte of the upload to the 200 (the text job, its page split across
             TEXT_PROCESSES pool processes, storing, state); the job's own duration
             (GET /jobs/{id}: createdAt -> updatedAt) is recorded beside it;
-* in-process ``falconproc.services.text.extract_pdf`` with the service's settings in a fresh
+* in-process ``falconproc.text.pdf.extract_pdf`` with the service's settings in a fresh
             process (the same page pool, none of the service around it);
 * pypdf     ``PdfReader`` + ``extract_text()`` of every page in one process (a fresh
             subprocess per round; pypdf already imported when the clock starts);
@@ -27,7 +27,7 @@ OCR — ``tests/data/ocr/outline-p2-200dpi.png`` (one 200 dpi page, 1654x2339):
 * ours      upload, then ``GET /cache/{hash}/text`` until 200 (the low-priority ``ocr`` job;
             the image job that makes the presets of an image upload runs beside it, as it
             does in production);
-* in-process ``falconproc.services.ocr.run_tesseract`` alone (preprocessing + pytesseract),
+* in-process ``falconproc.text.ocr.run_tesseract`` alone (preprocessing + pytesseract),
             to separate the OCR from the service's overhead;
 * CLI       ``OMP_THREAD_LIMIT=1 tesseract FILE OUT`` (psm 3, like ours).
 
@@ -101,7 +101,7 @@ import json, sys, time
 sys.path.insert(0, sys.argv[3])
 from pathlib import Path
 from falconproc.config import Settings
-from falconproc.services.text import extract_pdf
+from falconproc.text.pdf import extract_pdf
 settings = Settings.from_env()
 import pypdf  # imported before the clock starts, as in the warm job process
 start = time.perf_counter()
@@ -117,7 +117,7 @@ import json, sys, time
 sys.path.insert(0, sys.argv[3])
 from PIL import Image
 from falconproc.config import Settings
-from falconproc.services.ocr import run_tesseract
+from falconproc.text.ocr import run_tesseract
 settings = Settings()
 with Image.open(sys.argv[1]) as im:
     start = time.perf_counter()

@@ -8,19 +8,21 @@ import os
 import shutil
 import sys
 
-from falconproc.config import Settings, SettingsError, settings_markdown
+from falconproc.config import SettingsError, settings_markdown
+from falconproc.wiring import Components
 
 
-def _load_settings() -> Settings:
+def _components() -> Components:
+    """Settings read and checked (backends included); nothing built yet."""
     try:
-        return Settings.from_env()
+        return Components()
     except SettingsError as exc:
         print(f"falconproc: invalid setting: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    _load_settings()  # fail fast with a clear message before gunicorn starts
+    _components()  # fail fast with a clear message before gunicorn starts
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:falconproc.gunicorn_conf", "falconproc.wsgi:app"]
     os.execv(sys.executable, argv)
     return 0  # not reached
@@ -29,30 +31,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     import logging
 
-    from falconproc.jobs.supervisor import run_supervisor
-
     from falconproc.observability.runtime import set_service_root
 
-    settings = _load_settings()
+    components = _components()
     if args.service_root_pid:
         set_service_root(args.service_root_pid)
-    logging.basicConfig(level=settings.log_level.upper(), format="[%(asctime)s] [%(process)d] %(levelname)s %(name)s: %(message)s")
-    run_supervisor(settings)
+    logging.basicConfig(level=components.settings.log_level.upper(),
+                        format="[%(asctime)s] [%(process)d] %(levelname)s %(name)s: %(message)s")
+    components.run_supervisor()
     return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from falconproc import __version__, native
+    from falconproc import __version__
+    from falconproc.native import NO_EXTENSIONS, ingest, webp
 
-    settings = _load_settings()
+    settings = _components().settings
     report = {
         "version": __version__,
-        "implementation": native.IMPLEMENTATION,
-        "compiledAvailable": native.CIngestProbe is not None,
-        "compiledImportError": native.IMPORT_ERROR,
-        "extensionsDisabled": native.NO_EXTENSIONS,
-        "webpScaledDecode": "libwebp" if native.webp_decode is native.c_webp_decode else "pillow-box",
-        "webpImportError": native.WEBP_IMPORT_ERROR,
+        "implementation": ingest.IMPLEMENTATION,
+        "compiledAvailable": ingest.compiled is not None,
+        "compiledImportError": ingest.IMPORT_ERROR,
+        "extensionsDisabled": NO_EXTENSIONS,
+        "webpScaledDecode": "libwebp" if webp.SCALED_DECODE else "pillow-box",
+        "webpImportError": webp.IMPORT_ERROR,
         "python": sys.version.split()[0],
         "tesseract": shutil.which("tesseract"),
         "paths": {},
@@ -65,7 +67,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         ok &= writable
         report["paths"][name] = {"path": str(path), "writable": writable}
     print(json.dumps(report, indent=2))
-    if args.require_native and native.IMPLEMENTATION != "cython":
+    if args.require_native and ingest.IMPLEMENTATION != "cython":
         print("falconproc: the compiled native module did not load", file=sys.stderr)
         return 1
     return 0 if ok else 1
@@ -73,9 +75,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_fsck(args: argparse.Namespace) -> int:
     """Re-hash every original and check its metadata; exit 1 on any error."""
-    from falconproc.store import create_store
-
-    store = create_store(_load_settings())
+    store = _components().store
     checked = errors = 0
     for content_hash in store.iter_hashes():
         checked += 1

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from falconproc.mediatypes import DEFAULT_ALLOWED, EXECUTABLE_TYPES, OCTET_STREAM
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value the service cannot run with."""
@@ -83,7 +85,6 @@ def _storage_uri(raw: str) -> str:
 def _allowed_types(raw: str) -> str | None:
     """A comma-separated subset of the types the sniffer names; a typo would otherwise
     make every upload of that type 415 without a word."""
-    from falconproc.services.content_types import DEFAULT_ALLOWED, EXECUTABLE_TYPES, OCTET_STREAM
 
     types = [t.strip().lower() for t in raw.split(",") if t.strip()]
     if not types:
@@ -95,6 +96,14 @@ def _allowed_types(raw: str) -> str | None:
             known = ", ".join(DEFAULT_ALLOWED + (OCTET_STREAM,))
             raise SettingsError(f"{mime!r} is not a type the service recognises (one of: {known})")
     return ",".join(types)
+
+
+def _backend_name(raw: str) -> str:
+    """A backend's name; wiring.py checks it against the backends it knows."""
+    name = raw.strip().lower()
+    if not re.fullmatch(r"[a-z0-9_]+", name):
+        raise SettingsError(f"expected a backend name, got {raw!r}")
+    return name
 
 
 def _host(raw: str) -> str:
@@ -171,7 +180,11 @@ class Settings:
                                    "originals + metadata.json, one directory per content hash", factory=True)
     cache_path: Path = knob("CACHE_PATH", _data_path("cache"), _path,
                             "derived files (presets, text) + cache metadata.json", factory=True)
+    storage_backend: str = knob("STORAGE_BACKEND", "local", _backend_name,
+                                "where originals and derived files live: `local` (FILE_STORAGE_PATH, CACHE_PATH)")
     queue_path: Path = knob("QUEUE_PATH", _data_path("queue"), _path, "the flat-file job queue", factory=True)
+    queue_backend: str = knob("QUEUE_BACKEND", "flatfile", _backend_name,
+                              "the job queue: `flatfile` (QUEUE_PATH)")
     max_upload_bytes: int = knob("MAX_UPLOAD_BYTES", 104857600, _int_range(1),
                                  "larger bodies get 413 (decided from Content-Length before reading; "
                                  "a streamed body is cut off at the limit)")

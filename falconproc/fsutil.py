@@ -1,4 +1,5 @@
-"""Durable, atomic filesystem primitives shared by the store, cache and queue.
+"""Durable, atomic filesystem primitives shared by the store, cache and queue
+(their locks are in locks.py).
 
 Rename is atomic but not durable by itself: the file is fsynced before the
 rename and its directory after it (Pillai et al., "All File Systems Are Not
@@ -8,8 +9,6 @@ fails the request.
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import os
 import uuid
@@ -67,41 +66,6 @@ def atomic_write_json(path: Path, obj: Any, *, fsync: bool = True, tmp_dir: Path
 def read_json(path: Path) -> Any:
     with open(path, "rb") as fh:
         return json.loads(fh.read())
-
-
-class DirectoryLock:
-    """An exclusive flock on a directory: serialises read-modify-write of files in it
-    across processes, and is released by the kernel if the holder dies."""
-
-    def __init__(self, path: Path, *, blocking: bool = True):
-        self.path = path
-        self.blocking = blocking
-        self.fd = -1
-
-    def acquire(self) -> bool:
-        self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-        flags = fcntl.LOCK_EX | (0 if self.blocking else fcntl.LOCK_NB)
-        try:
-            fcntl.flock(self.fd, flags)
-        except OSError as exc:
-            os.close(self.fd)
-            self.fd = -1
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return False
-            raise
-        return True
-
-    def release(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)  # closing drops the flock
-            self.fd = -1
-
-    def __enter__(self) -> DirectoryLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 def _unlink_quietly(path: Path | str) -> None:

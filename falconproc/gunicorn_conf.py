@@ -9,20 +9,16 @@ import logging
 import os
 import resource
 import shutil
-import signal
 import socket
 import struct
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 
-from falconproc.config import Settings
+from falconproc.jobs.keeper import SupervisorKeeper
 from falconproc.observability.runtime import mark_service_root
-from falconproc.store import create_store
+from falconproc.wiring import Components
 
-_settings = Settings.from_env()
+_components = Components()  # builds nothing yet: the master only ever needs the store
+_settings = _components.settings
 
 # prometheus_client picks multiprocess mode at import time from this variable, so it
 # is set here, in the master, before any worker imports the app. One fresh directory
@@ -59,113 +55,9 @@ def on_starting(server) -> None:
     mark_service_root()
     for path in (_settings.file_storage_path, _settings.cache_path, _settings.queue_path):
         path.mkdir(parents=True, exist_ok=True)
-    store = create_store(_settings)
-    swept = store.sweep_temp(at_startup=True)
+    swept = _components.store.sweep_temp(at_startup=True)
     logging.getLogger("gunicorn.error").info(
         "falconproc starting: store %s, %d stale temp entries swept", _settings.file_storage_path, swept)
-
-
-def kill_session(sid: int) -> int:
-    """SIGKILL every process left in session ``sid``; returns how many there were.
-
-    The supervisor leads its own session, which its job processes (each in a group of
-    its own) and what they start (tesseract) inherit. Once it is dead, anything still
-    in that session is a job process or a helper of one: the id stays reserved while
-    any member lives (even after the supervisor was reaped), so no unrelated process
-    can be in it."""
-    killed = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == sid:
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-            if int(fields[3]) == sid:  # state, ppid, pgrp, session
-                os.kill(int(entry), signal.SIGKILL)
-                killed += 1
-        except (OSError, IndexError, ValueError):
-            continue
-    return killed
-
-
-class SupervisorKeeper:
-    """Runs ``falconproc worker`` as a child of the gunicorn master and restarts it if
-    it dies; gunicorn's shutdown stops it (SIGTERM: it drains its jobs). However the
-    supervisor ended, what is left of its session (job processes, tesseract) is killed
-    before a new one starts: no job of the old one runs beside its retry."""
-
-    RESTART_DELAY = 0.5
-    QUICK_DEATH_SECONDS = 2.0  # dying sooner than this after a start means it cannot start
-
-    def __init__(self) -> None:
-        self.proc: subprocess.Popen | None = None
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._watch, name="supervisor-keeper", daemon=True)
-
-    def start(self) -> None:
-        self._spawn()
-        self.thread.start()
-
-    def _spawn(self) -> None:
-        # The supervisor's memory governor must see the whole tree, rooted at this master.
-        # Its own session: see kill_session().
-        self.proc = subprocess.Popen([sys.executable, "-m", "falconproc.cli", "worker",
-                                      "--service-root-pid", str(os.getpid())], start_new_session=True)
-
-    @staticmethod
-    def _ended(proc: subprocess.Popen) -> bool:
-        """True once the supervisor has exited. It does not reap it (so its pid cannot be
-        taken before the sweep), but gunicorn's arbiter reaps every child of the master
-        on SIGCHLD, usually first: then Popen reports exit code 0 whatever it was."""
-        if proc.returncode is not None:
-            return True
-        try:
-            return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-        except ChildProcessError:
-            return True
-
-    def _sweep_and_reap(self, proc: subprocess.Popen) -> None:
-        """Kill what is left of an exited supervisor's session, then reap it."""
-        killed = kill_session(proc.pid) if proc.returncode is None else 0
-        proc.wait()
-        if killed:
-            logging.getLogger("gunicorn.error").warning(
-                "killed %d processes left behind by job supervisor %d", killed, proc.pid)
-
-    def _watch(self) -> None:
-        log = logging.getLogger("gunicorn.error")
-        delay = self.RESTART_DELAY
-        started = time.monotonic()
-        while not self.stopping.is_set():
-            proc = self.proc
-            if proc is not None and self._ended(proc) and not self.stopping.is_set():
-                self._sweep_and_reap(proc)
-                # A supervisor that keeps dying at once (broken queue dir, bad plugin)
-                # is restarted ever more slowly instead of in a tight loop.
-                quick_death = time.monotonic() - started < self.QUICK_DEATH_SECONDS
-                delay = min(delay * 2, 60.0) if quick_death else self.RESTART_DELAY
-                log.warning("job supervisor exited with %s; restarting it in %.0f s", proc.returncode, delay)
-                if self.stopping.wait(delay):
-                    break
-                self._spawn()
-                started = time.monotonic()
-            self.stopping.wait(0.5)
-
-    def stop(self, timeout: float) -> None:
-        self.stopping.set()
-        proc = self.proc
-        if proc is None:
-            return
-        if not self._ended(proc):
-            proc.terminate()
-            deadline = time.monotonic() + timeout
-            while not self._ended(proc) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if not self._ended(proc):
-                proc.kill()
-                while not self._ended(proc):
-                    time.sleep(0.01)
-        self._sweep_and_reap(proc)
 
 
 _keeper = SupervisorKeeper()
@@ -199,7 +91,7 @@ def child_exit(server, worker) -> None:
 
     multiprocess.mark_process_dead(worker.pid)
     try:
-        create_store(_settings).sweep_temp()
+        _components.store.sweep_temp()
     except OSError:
         logging.getLogger("gunicorn.error").exception("temp sweep after worker exit failed")
 

@@ -1,7 +1,7 @@
 """The WSGI entry point gunicorn loads: ``falconproc.wsgi:app``."""
 from __future__ import annotations
 
-from falconproc.app import create_app
-from falconproc.keepalive import CloseUnreadBodies
+from falconproc.web.app import create_app
+from falconproc.web.keepalive import CloseUnreadBodies
 
 app = CloseUnreadBodies(create_app())

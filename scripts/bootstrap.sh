@@ -31,4 +31,4 @@ PYTHON=${PYTHON:-python3}
 # native build is an error here, not a silent fallback.
 FALCONPROC_REQUIRE_EXTENSIONS=1 .venv/bin/python -m pip install -q -e ".${extra}"
 .venv/bin/falconproc doctor --require-native >/dev/null
-echo "falconproc installed in .venv ($(.venv/bin/python -c 'import falconproc.native as n; print(n.IMPLEMENTATION)') hot path)"
+echo "falconproc installed in .venv ($(.venv/bin/python -c 'import falconproc.native.ingest as n; print(n.IMPLEMENTATION)') hot path)"

@@ -13,7 +13,7 @@ run() {
 }
 
 echo "== compiled native module =="
-env -u FALCONPROC_NO_EXTENSIONS "$PY" -c 'import falconproc.native as n, sys; sys.exit(n.IMPLEMENTATION != "cython")' \
+env -u FALCONPROC_NO_EXTENSIONS "$PY" -c 'import falconproc.native.ingest as n, sys; sys.exit(n.IMPLEMENTATION != "cython")' \
   || { echo "the compiled module did not load" >&2; exit 1; }
 run env -u FALCONPROC_NO_EXTENSIONS "$PY" -m pytest -q "$@"
 echo "== pure-Python twins (FALCONPROC_NO_EXTENSIONS=1) =="

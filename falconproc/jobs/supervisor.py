@@ -28,29 +28,32 @@ import socket
 import time
 import traceback
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from multiprocessing.connection import Connection, wait as wait_for_any
 from typing import Any
 
 import psutil
 
 from falconproc.config import Settings
-from falconproc.governor import MemoryGovernor
 from falconproc.jobs import registry
 from falconproc.jobs.registry import JobContext, PermanentJobError
 from falconproc.observability import metrics
+from falconproc.observability.governor import MemoryGovernor
 from falconproc.osutil import available_cpus, die_with_parent
 from falconproc.queue import DEAD, Job, JobNotFound, JobQueue
 
 log = logging.getLogger("falconproc.supervisor")
+
+#: Builds the JobContext of one job from its CPU budget (wiring.Components.job_context).
+ContextFactory = Callable[[int], JobContext]
 
 LOOP_INTERVAL = 0.05
 MAX_IDLE_SLEEP = 0.2
 REAP_INTERVAL = 2.0
 PRUNE_INTERVAL = 600.0
 DEFAULT_TIMEOUT = 60.0
-# A job tree's USS costs ~1.5 ms per process to read (smaps_rollup). Read every loop
-# (20 Hz, twice per pass), it took ~17% of a core from a 2-process PDF job; 5 Hz is
-# still far quicker than any job can grow past the headroom.
+# A job tree's USS is costly to read (smaps_rollup, per process): read at 5 Hz, still
+# far quicker than any job can grow past the headroom (figures: benchmarks/README.md).
 USS_TTL_SECONDS = 0.2
 
 
@@ -86,7 +89,7 @@ def _lead_own_group(supervisor_pid: int) -> None:
         take_group_down(SUPERVISOR_DIED, None)
 
 
-def _job_process_main(conn: Connection, settings: Settings, supervisor_pid: int) -> None:
+def _job_process_main(conn: Connection, supervisor_pid: int, make_context: ContextFactory) -> None:
     _lead_own_group(supervisor_pid)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -101,7 +104,7 @@ def _job_process_main(conn: Connection, settings: Settings, supervisor_pid: int)
         if message is None:
             return
         job = Job.from_json(message["job"])
-        context = JobContext(settings, cpu_budget=message["cpuBudget"])
+        context = make_context(message["cpuBudget"])
         try:
             job_type = registry.get(job.type)
             if job_type is None:
@@ -119,7 +122,7 @@ def _job_process_main(conn: Connection, settings: Settings, supervisor_pid: int)
 class JobProcess:
     """A child process that runs jobs one at a time, reused until recycled."""
 
-    settings: Settings
+    make_context: ContextFactory
     process: multiprocessing.Process = field(init=False)
     conn: Connection = field(init=False)
     jobs_run: int = 0
@@ -130,7 +133,7 @@ class JobProcess:
         parent, child = ctx.Pipe()
         # Not daemonic: a job may start its own pool (large PDFs). Orphans cannot
         # happen anyway: each job process takes its group down when the supervisor dies.
-        self.process = ctx.Process(target=_job_process_main, args=(child, self.settings, os.getpid()))
+        self.process = ctx.Process(target=_job_process_main, args=(child, os.getpid(), self.make_context))
         self.process.start()
         try:  # the child does it too; here as well, so that kill() finds the group at once
             os.setpgid(self.process.pid, self.process.pid)
@@ -231,10 +234,13 @@ class Running:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, queue: JobQueue, governor: MemoryGovernor | None = None):
+    def __init__(self, settings: Settings, queue: JobQueue, governor: MemoryGovernor, make_context: ContextFactory):
         self.settings = settings
         self.queue = queue
-        self.governor = governor or MemoryGovernor(settings)
+        self.governor = governor
+        # Builds a job's JobContext in its job process (after the fork) from the
+        # composition root's objects; the dead-letter hooks here get one too.
+        self.make_context = make_context
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
         self.running: list[Running] = []
         self.idle: dict[str, list[JobProcess]] = {}
@@ -381,7 +387,7 @@ class Supervisor:
             if not proc.exited():
                 return proc
             proc.kill()
-        return JobProcess(self.settings)
+        return JobProcess(self.make_context)
 
     def _collect(self, now: float) -> bool:
         done_any = False
@@ -470,12 +476,8 @@ class Supervisor:
         except FileNotFoundError:
             log.warning("job %s failed after its lease was lost", job.id)
             return
-        job_type = registry.get(job.type)
-        if job.status == DEAD and job_type is not None and job_type.on_dead is not None:
-            try:
-                job_type.on_dead(job, JobContext(self.settings))
-            except Exception:  # noqa: BLE001 - bookkeeping must not stop the supervisor
-                log.exception("on_dead hook of %s failed", job.type)
+        if job.status == DEAD:
+            registry.run_on_dead(job, self.make_context(1))
 
     @staticmethod
     def _claimer_alive(claimed_by: str) -> bool:
@@ -508,21 +510,15 @@ class Supervisor:
         log.info("supervisor %s stopped", self.identity)
 
 
-def run_supervisor(settings: Settings) -> None:
-    from falconproc.queue import create_queue
-
-    registry.load(settings)
-    # Job processes are forked from here: importing the heavy parsers once now spares
-    # every new job process (and each PDF page pool) from importing them again.
-    import docx  # noqa: F401
-    import pypdf  # noqa: F401
-    import pytesseract
-    from PIL import Image
-
-    try:  # pytesseract checks the version once per process: once here, for every fork
-        pytesseract.get_tesseract_version()
-    except Exception:  # noqa: BLE001 - no tesseract: OCR jobs report it themselves
-        pass
-
-    Image.init()
-    Supervisor(settings, create_queue(settings)).run()
+def run_supervisor(settings: Settings, queue: JobQueue, governor: MemoryGovernor,
+                   make_context: ContextFactory) -> None:
+    """Run the supervisor loop until SIGTERM (``falconproc worker``)."""
+    # Job processes are forked from here: what each job type preloads now (its parsers,
+    # a tesseract version check) is done once instead of in every job process.
+    for job_type in registry.all_types():
+        if job_type.preload is not None:
+            try:
+                job_type.preload()
+            except Exception:  # noqa: BLE001 - a failed preload is retried by the job itself
+                log.exception("preload of job type %s failed", job_type.name)
+    Supervisor(settings, queue, governor, make_context).run()

@@ -17,7 +17,7 @@ import os
 import re
 
 from falconproc.errors import UploadTooLarge
-from falconproc.native._types import ProbeResult
+from falconproc.native.types import ProbeResult
 
 __all__ = ["IngestProbe"]
 

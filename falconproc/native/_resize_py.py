@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import operator
 
-from falconproc.native._plan_types import DECODED, ResizePlan, ResizeStep
+from falconproc.native.types import DECODED, ResizePlan, ResizeStep
 
 __all__ = [
     "plan_resize",
@@ -110,7 +110,7 @@ DRAFT_SCALES = (8, 4, 2)  # tried largest first; 1 (no draft) is the fallback
 
 OVERHEAD_BYTES = 16 * 1024 * 1024  # interpreter, thread arenas, codec row buffers: added to every estimate
 
-# Memory model (peak_memory). The executor (falconproc/services/images.py decode_for,
+# Memory model (peak_memory). The executor (falconproc/images/pipeline.py decode_for,
 # render, _reduce, _lanczos, _stitch; image_service.generate) holds:
 # - the decoded image TWICE: the caller keeps the decoded file image (``with
 #   open_checked(...) as im``) alive through the render, and normalising it (EXIF

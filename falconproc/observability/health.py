@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from falconproc import native
+from falconproc.native import ingest as native_ingest
 from falconproc.config import Settings
-from falconproc.governor import MemoryGovernor
+from falconproc.observability.governor import MemoryGovernor
 from falconproc.observability.runtime import uptime_seconds
 from falconproc.store import ContentStore
 
@@ -34,7 +34,7 @@ class HealthService:
             "status": "degraded" if degraded else "ok",
             "reasons": degraded,
             "uptime": round(uptime_seconds(), 3),
-            "implementation": native.IMPLEMENTATION,
+            "implementation": native_ingest.IMPLEMENTATION,
             "memory": {
                 "rss": memory.tree_rss,
                 # MEMORY_LIMIT_BYTES, or the cgroup's memory.max when smaller

@@ -11,9 +11,9 @@ give back before the kernel OOM-kills something.
 Without cgroup v2 the tree's figure is each process's private resident memory plus
 the largest shared (file-backed) part once: the web workers, supervisor and job
 processes map the same interpreter and libraries (numpy, Pillow, ...), and summing
-their RSS counted those pages once per process — 1.03 GB "used" under load for a tree
-whose proportional share (PSS) was about 0.6 GB, which made jobs wait for memory that
-was there. PSS itself costs ~2 ms per process to read; this costs a statm read.
+their RSS counted those pages once per process, about 1.5x the tree's proportional
+share (PSS) under load, which made jobs wait for memory that was there. PSS itself is
+costly to read; this costs a statm read (figures: benchmarks/README.md).
 """
 from __future__ import annotations
 

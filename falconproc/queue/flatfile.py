@@ -25,13 +25,13 @@ import socket
 import threading
 import time
 import uuid
-import fcntl
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 from falconproc.fsutil import atomic_write_bytes, atomic_write_json, fsync_dir, read_json
+from falconproc.locks import file_lock
 from falconproc.queue.base import (DEAD, DONE, DONE_RETENTION_SECONDS, FAILED, QUEUED, RUNNING, ClaimLost, Job,
                                    JobNotFound, JobQueue)
 
@@ -127,14 +127,8 @@ class FlatFileQueue(JobQueue):
 
     # -- helpers -------------------------------------------------------------------
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _locked(self) -> AbstractContextManager[None]:
+        return file_lock(self._lock_path)
 
     def _path(self, state: str, job_id: str) -> Path:
         return self.root / state / f"{job_id}.json"

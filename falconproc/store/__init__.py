@@ -1,20 +1,8 @@
-"""Content stores: originals and their metadata, addressed by SHA-256."""
+"""Storage: originals (ContentStore) and derived files (DerivedCache), each an ABC with
+backends chosen by STORAGE_BACKEND in falconproc/wiring.py."""
 from __future__ import annotations
 
 from falconproc.store.base import ContentStore, PendingUpload, StoredObject, UploadRecord, is_content_hash
-from falconproc.store.local import LocalContentStore
+from falconproc.store.cache import DerivedCache
 
-__all__ = [
-    "ContentStore",
-    "LocalContentStore",
-    "PendingUpload",
-    "StoredObject",
-    "UploadRecord",
-    "create_store",
-    "is_content_hash",
-]
-
-
-def create_store(settings) -> ContentStore:
-    """The store backend named by settings (only ``local`` exists so far; ``s3`` is planned)."""
-    return LocalContentStore(settings.file_storage_path, fsync=settings.fsync)
+__all__ = ["ContentStore", "DerivedCache", "PendingUpload", "StoredObject", "UploadRecord", "is_content_hash"]

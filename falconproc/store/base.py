@@ -1,14 +1,17 @@
 """The content-store interface every backend implements.
 
-An upload is written to a ``PendingUpload`` (a file descriptor the native hot
-path writes into as chunks arrive), then either committed under its hash or
-aborted. Nothing partial is ever visible under a hash.
+An upload is spooled into a ``PendingUpload`` (a local file the native hot path
+writes into as chunks arrive), then either committed under its hash or aborted.
+Nothing partial is ever visible under a hash. Readers get streams; decoders that
+need a real file (seeks, a path for tesseract) ask for ``local_file``, which a
+remote backend may serve from a local read-through copy.
 """
 from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -30,6 +33,11 @@ class UploadRecord:
     original_name: str
     uploaded_at: str  # ISO 8601 UTC
 
+    def to_json(self) -> dict[str, str]:
+        """The entry of metadata.json's ``uploads`` list."""
+        return {"driveId": self.drive_id, "userId": self.user_id, "originalName": self.original_name,
+                "uploadedAt": self.uploaded_at}
+
 
 @dataclass(frozen=True)
 class StoredObject:
@@ -40,10 +48,16 @@ class StoredObject:
 
 
 class PendingUpload(ABC):
-    """A temporary, invisible destination for one upload's bytes."""
+    """A temporary, invisible spool for one upload's bytes."""
 
-    fd: int  # the native probe writes here
-    path: Path  # a local file holding the bytes written so far (sniffing, refinement)
+    @abstractmethod
+    def fileno(self) -> int:
+        """The descriptor the native probe writes the body into, block by block."""
+
+    @abstractmethod
+    def open_written(self) -> BinaryIO:
+        """A new readable, seekable file of the bytes written so far (type refinement
+        reads a ZIP's central directory); the caller closes it."""
 
     @abstractmethod
     def abort(self) -> None:
@@ -81,12 +95,14 @@ class ContentStore(ABC):
 
     @abstractmethod
     def open(self, content_hash: str) -> BinaryIO:
-        """The original's bytes, as a real file where possible (sendfile). Raise ContentNotFound."""
+        """The original's bytes as a stream (a real file where possible: sendfile).
+        Raise ContentNotFound."""
 
     @abstractmethod
-    def original_path(self, content_hash: str) -> Path:
-        """A local file with the original's bytes, for decoders that need a path or seeks
-        (an S3 backend would keep a local read-through copy)."""
+    def local_file(self, content_hash: str) -> AbstractContextManager[Path]:
+        """A local file with the original's bytes, for decoders that need a path or seeks,
+        valid inside the ``with`` block (a remote backend provides it from a local
+        read-through copy that it will not evict meanwhile). Raise ContentNotFound."""
 
     @abstractmethod
     def metadata(self, content_hash: str) -> dict[str, Any]:

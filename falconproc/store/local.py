@@ -22,11 +22,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from falconproc.errors import ContentNotFound
-from falconproc.fsutil import DirectoryLock, atomic_write_json, fsync_dir, read_json
+from falconproc.fsutil import atomic_write_json, fsync_dir, read_json
+from falconproc.locks import DirectoryLock
 from falconproc.store.base import ContentStore, PendingUpload, StoredObject, UploadRecord, is_content_hash
 
 TMP_DIR = ".tmp"
@@ -57,6 +59,12 @@ class LocalPendingUpload(PendingUpload):
             raise OSError(errno.EAGAIN, "could not create an upload directory")
         self.path = self.dir / "original"
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def open_written(self) -> BinaryIO:
+        return open(self.path, "rb")
 
     def close_fd(self) -> None:
         if self.fd >= 0:
@@ -131,7 +139,7 @@ class LocalContentStore(ContentStore):
             metadata = read_json(entry / "metadata.json")
             uploads = metadata.setdefault("uploads", [])
             if not any(u["driveId"] == record.drive_id and u["userId"] == record.user_id for u in uploads):
-                uploads.append(upload_record_json(record))
+                uploads.append(record.to_json())
                 atomic_write_json(entry / "metadata.json", metadata, fsync=self.fsync, tmp_dir=self.tmp_root)
         if self.fsync:
             # The upload that stored it may not have made its rename durable yet; this
@@ -153,8 +161,12 @@ class LocalContentStore(ContentStore):
     def exists(self, content_hash: str) -> bool:
         return (self._entry(content_hash) / "original").is_file()
 
-    def original_path(self, content_hash: str) -> Path:
-        return self._entry(content_hash) / "original"
+    @contextmanager
+    def local_file(self, content_hash: str) -> Iterator[Path]:
+        path = self._entry(content_hash) / "original"
+        if not path.is_file():
+            raise ContentNotFound(content_hash)
+        yield path  # the stored original itself: entries are never removed
 
     def stat(self, content_hash: str) -> StoredObject:
         meta = self.metadata(content_hash)
@@ -237,13 +249,4 @@ class LocalContentStore(ContentStore):
         return removed
 
 
-def upload_record_json(record: UploadRecord) -> dict[str, str]:
-    return {
-        "driveId": record.drive_id,
-        "userId": record.user_id,
-        "originalName": record.original_name,
-        "uploadedAt": record.uploaded_at,
-    }
-
-
-__all__ = ["LocalContentStore", "LocalPendingUpload", "upload_record_json"]
+__all__ = ["LocalContentStore", "LocalPendingUpload"]

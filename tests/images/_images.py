@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms, ImageOps
 
-from falconproc.native._resize_py import fit_box
-from falconproc.services.presets import DEFAULT_PRESETS, Preset
+from falconproc.native.resize import fit_box
+from falconproc.images.presets import DEFAULT_PRESETS, Preset
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "images"
 CORPUS = sorted(p for p in DATA.iterdir() if p.is_file())

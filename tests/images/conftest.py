@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from falconproc.config import Settings
-from falconproc.services.image_service import ImageService
-from falconproc.services.ingest import IngestService, UploadRequest
-from falconproc.store import create_store
-from falconproc.store.cache import DerivedCache
+from falconproc.images.service import ImageService
+from falconproc.ingest.service import IngestService, UploadRequest
+from falconproc.store import DerivedCache
+from falconproc.wiring import Components
 from tests.service import make_service
 
 
@@ -46,11 +46,31 @@ def ondemand_service(tmp_path_factory):
 class Imaging:
     """The image pipeline in-process: put() stores bytes the way an upload does."""
 
-    settings: Settings
-    store: object
-    cache: DerivedCache
+    components: Components
     ingest: IngestService
     images: ImageService
+
+    @property
+    def settings(self) -> Settings:
+        return self.components.settings
+
+    @property
+    def store(self):
+        return self.components.store
+
+    @property
+    def cache(self) -> DerivedCache:
+        return self.components.cache
+
+    def original_bytes(self, content_hash: str) -> bytes:
+        with self.store.open(content_hash) as fh:
+            return fh.read()
+
+    def preset_path(self, content_hash: str, name: str):
+        """Make the preset if missing (as a GET does) and return it with its cached file."""
+        preset = self.images.preset(name)
+        self.images.ensure_preset(content_hash, preset)
+        return preset, self.cache.path(content_hash, preset.filename)
 
     def put(self, data: bytes, name: str = "image.bin") -> str:
         outcome = self.ingest.ingest(UploadRequest(name, "drive-1", "user-1", None, len(data)), io.BytesIO(data))
@@ -59,8 +79,9 @@ class Imaging:
     def with_settings(self, **changes) -> "Imaging":
         """Another ImageService over the same store and cache, with other settings."""
         settings = self.settings.replace(**changes)
-        return Imaging(settings, self.store, self.cache, self.ingest,
-                       ImageService(settings, self.store, self.cache))
+        components = Components(settings)
+        components.store, components.cache = self.store, self.cache  # the same store and cache
+        return Imaging(components, self.ingest, ImageService(settings, self.store, self.cache))
 
     def cached(self, content_hash: str, filename: str) -> Path:
         return self.cache.path(content_hash, filename)
@@ -70,10 +91,8 @@ def build_imaging(base: Path, **changes) -> Imaging:
     values = {"file_storage_path": base / "files", "cache_path": base / "cache", "queue_path": base / "queue",
               "storage_reserve_bytes": 0, "fsync": False}
     values.update(changes)
-    settings = Settings(**values)
-    store = create_store(settings)
-    cache = DerivedCache(settings.cache_path, fsync=False)
-    return Imaging(settings, store, cache, IngestService(settings, store), ImageService(settings, store, cache))
+    components = Components(Settings(**values))
+    return Imaging(components, IngestService(components.settings, components.store), components.images)
 
 
 @pytest.fixture

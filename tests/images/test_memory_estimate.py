@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from falconproc import native
-from falconproc.jobs import image as image_job
+from falconproc.images import memory as image_memory
 from falconproc.jobs import registry
-from falconproc.native import _resize_py
 from falconproc.queue import Job
-from falconproc.services.images import Target, decode_for, open_checked
-from falconproc.services.presets import PresetCatalog
+from falconproc.images.pipeline import Target, decode_for, open_checked
+from falconproc.images.presets import PresetCatalog
+from falconproc.native import resize as native_resize
+from falconproc.native import webp as native_webp
+from falconproc.wiring import load_job_types
 from tests.images.conftest import build_imaging
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,10 +42,11 @@ import json, sys
 from pathlib import Path
 from falconproc.jobs import registry
 from falconproc.queue import Job
+from falconproc.wiring import load_job_types
 from tests.images.conftest import build_imaging
 
 imaging = build_imaging(Path(sys.argv[1]))
-registry.load(imaging.settings)
+load_job_types(imaging.settings)
 image_type = registry.get("image")
 presets = list(imaging.images.catalog.eager)
 path = Path(sys.argv[2])
@@ -98,9 +100,9 @@ def test_estimate_covers_measured_peak(tmp_path, name):
     m = _measure(tmp_path, name)
     print(f"{name}: estimate {m['estimate'] / 2**20:.1f} MiB, measured growth {m['growth'] / 2**20:.1f} MiB "
           f"({m['threads']} image threads, WebP decode: "
-          f"{'libwebp' if native.webp_decode is native.c_webp_decode else 'pure twin'})")
+          f"{'libwebp' if native_webp.SCALED_DECODE else 'pure twin'})")
     assert m["estimate"] >= m["growth"]
-    assert m["estimate"] <= 3 * m["growth"] + _resize_py.OVERHEAD_BYTES
+    assert m["estimate"] <= 3 * m["growth"] + native_resize.pure.OVERHEAD_BYTES
 
 
 def _webp(width: int, height: int, frames: int) -> bytes:
@@ -118,12 +120,12 @@ def test_webp_estimate_still_vs_animated(tmp_path):
     planned as a full decode, plus the decoder's two RGBA canvases."""
     imaging = build_imaging(tmp_path, eager_presets=("thumbnail",))
     settings = imaging.settings
-    registry.load(settings)
+    load_job_types(settings)
     image_type = registry.get("image")
     boxes = [p.box for p in PresetCatalog(settings).eager]
     w, h = 1200, 800
-    full = native.plan_resize(w, h, boxes, is_jpeg=False, bands=4).peak_memory + 2 * w * h * 4
-    scaled = native.plan_resize(w, h, boxes, is_jpeg=True, bands=4)
+    full = native_resize.plan_resize(w, h, boxes, is_jpeg=False, bands=4).peak_memory + 2 * w * h * 4
+    scaled = native_resize.plan_resize(w, h, boxes, is_jpeg=True, bands=4)
     assert scaled.draft_scale == 4  # 300x200 still holds the 200x133 thumbnail
 
     estimates = {}
@@ -134,19 +136,19 @@ def test_webp_estimate_still_vs_animated(tmp_path):
         estimates[kind] = image_type.memory_estimate(Job(f"00-{frames}-image-x", "image", content_hash,
                                                          payload=payload), settings)
         # ... and the service's own decode agrees on whether it is scaled
-        with open_checked(imaging.store.original_path(content_hash), settings) as im:
+        with imaging.store.local_file(content_hash) as source, open_checked(source, settings) as im:
             decoded = decode_for([Target(p.name, p.max_width, p.max_height, p.pil_format, p.quality)
                                   for p in PresetCatalog(settings).eager], im)
         assert decoded.plan.draft_scale == (4 if kind == "still" else 1)
 
     assert estimates["animated"] == full
-    if native.webp_decode is native.c_webp_decode:
+    if native_webp.SCALED_DECODE:
         assert estimates["still"] == scaled.peak_memory < full
     else:  # the pure twin: Pillow decodes at full size (+ canvases, + RGB copy), then BOX
-        pure = (2 + 3) * w * h * 4 + 3 * 300 * 200 * 4 + _resize_py.OVERHEAD_BYTES
+        pure = (2 + 3) * w * h * 4 + 3 * 300 * 200 * 4 + native_resize.pure.OVERHEAD_BYTES
         assert estimates["still"] == max(scaled.peak_memory, pure)
     # an old payload without the frame count: unsure, so a full decode
     old = Job("00-9-image-x", "image", "c" * 64, payload={"width": w, "height": h, "jpeg": False, "webp": True})
     assert image_type.memory_estimate(old, settings) == full
-    assert image_job._still_webp({"webp": True, "frames": 1})
-    assert not image_job._still_webp({"webp": True, "frames": 2})
+    assert image_memory.still_webp({"webp": True, "frames": 1})
+    assert not image_memory.still_webp({"webp": True, "frames": 2})

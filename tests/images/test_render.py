@@ -1,4 +1,4 @@
-"""The image pipeline in-process (ImageService + falconproc.services.images, no HTTP):
+"""The image pipeline in-process (ImageService + falconproc.images.pipeline, no HTTP):
 presets of the corpus, orientation, privacy, colour, modes, animation, formats, the
 cache layout and the decode-time guards."""
 from __future__ import annotations
@@ -12,10 +12,13 @@ import pytest
 from PIL import Image, ImageCms
 
 from falconproc.config import SettingsError
-from falconproc.services import image_service as image_service_module
-from falconproc.services.image_service import UnknownPreset
-from falconproc.services.images import ImageTooLarge, ImageUnreadable, NotRenderable, open_checked
-from falconproc.services.presets import PresetCatalog, parse_presets
+from falconproc.images import service as image_service_module
+from falconproc.images.service import UnknownPreset
+from falconproc.images.pipeline import ImageTooLarge, ImageUnreadable, NotRenderable, open_checked
+from falconproc.images.presets import PresetCatalog, parse_presets
+from falconproc.native import resize as native_resize
+from falconproc.wiring import load_job_types
+from falconproc.wiring import Components
 from tests.images._images import (
     CORPUS,
     FRAME_COLOURS,
@@ -99,7 +102,7 @@ def test_corpus_presets(module_imaging, path):
         assert entry["format"] == SNIFFED[out.image.format][0]
         assert (entry["width"], entry["height"]) == out.image.size
         assert_timestamp(entry["processedAt"])
-    assert module_imaging.store.original_path(content_hash).read_bytes() == data
+    assert module_imaging.original_bytes(content_hash) == data
     assert sorted(p.name for p in module_imaging.cache.entry(content_hash).iterdir()
                   if not p.name.startswith(".")) == sorted([p.filename for p in ALL] + ["metadata.json"])
 
@@ -150,7 +153,7 @@ def test_gps_exif_and_xmp_are_stripped_original_kept(imaging):
         out = output(imaging, content_hash, preset.name)
         assert_no_metadata(out)
         assert b"SecretTownXMP" not in out.data and b"TestCam" not in out.data
-    assert imaging.store.original_path(content_hash).read_bytes() == data
+    assert imaging.original_bytes(content_hash) == data
 
 
 def test_jpeg_comment_is_stripped(imaging):
@@ -335,7 +338,7 @@ def test_operator_presets_and_eager_subset(tmp_path):
     assert sorted(made) == ["square", "thumbnail"] and imaging.images.missing_eager(content_hash) == []
     square = open_output(imaging.cached(content_hash, "square.webp").read_bytes())
     assert square.image.format == "WEBP" and square.image.size == (512, 384)
-    preset, path = imaging.images.preset_path(content_hash, "wide")  # on demand
+    preset, path = imaging.preset_path(content_hash, "wide")  # on demand
     assert path.name == "wide.png"
     wide = open_output(path.read_bytes())
     assert wide.image.format == "PNG" and wide.image.size == (1000, 750)
@@ -360,7 +363,7 @@ def test_unknown_eager_preset_refused(tmp_path):
 def test_unknown_preset_lists_presets(imaging):
     content_hash = imaging.put(encode(noise_rgb(64, 64, seed=1), "PNG"))
     with pytest.raises(UnknownPreset) as info:
-        imaging.images.preset_path(content_hash, "huge")
+        imaging.preset_path(content_hash, "huge")
     assert info.value.known == ["ai-chat", "ai-vision", "thumbnail", "preview"]
 
 
@@ -368,7 +371,7 @@ def test_not_renderable(imaging):
     content_hash = imaging.put(b"just some text renamed photo.jpg\n" * 20, "photo.jpg")
     assert imaging.store.metadata(content_hash)["mimeType"] == "text/plain"
     with pytest.raises(NotRenderable):
-        imaging.images.preset_path(content_hash, "thumbnail")
+        imaging.preset_path(content_hash, "thumbnail")
     with pytest.raises(NotRenderable):
         imaging.images.optimize(content_hash, 512, 85)
 
@@ -383,7 +386,7 @@ def test_every_decode_is_guarded_by_the_limits(imaging):
     content_hash = imaging.put(data)
     strict = imaging.with_settings(max_image_pixels=1_000_000)
     with pytest.raises(ImageTooLarge):
-        strict.images.preset_path(content_hash, "thumbnail")
+        strict.preset_path(content_hash, "thumbnail")
     with pytest.raises(ImageTooLarge):
         strict.images.optimize(content_hash, 256, 80)
     narrow = imaging.with_settings(max_image_side=1000)
@@ -406,9 +409,9 @@ def test_truncated_jpeg_unreadable_once_then_cached(imaging, monkeypatch):
     garden = next(p for p in CORPUS if p.name.startswith("garden")).read_bytes()
     data = garden[: int(len(garden) * 0.6)]
     content_hash = imaging.put(data)
-    assert imaging.store.original_path(content_hash).read_bytes() == data  # stored as sent
+    assert imaging.original_bytes(content_hash) == data  # stored as sent
     with pytest.raises(ImageUnreadable):
-        imaging.images.preset_path(content_hash, "preview")
+        imaging.preset_path(content_hash, "preview")
     state = imaging.images.processing_state(content_hash)
     assert state["imageError"]["error"] == "image_unreadable" and state["imageError"]["message"]
     calls = []
@@ -416,7 +419,7 @@ def test_truncated_jpeg_unreadable_once_then_cached(imaging, monkeypatch):
     monkeypatch.setattr(image_service_module, "decode_for", lambda *a, **k: calls.append(1) or real(*a, **k))
     for name in ("preview", "thumbnail", "ai-chat"):
         with pytest.raises(ImageUnreadable):
-            imaging.images.preset_path(content_hash, name)
+            imaging.preset_path(content_hash, name)
     with pytest.raises(ImageUnreadable):
         imaging.images.optimize(content_hash, 512, 85)
     assert calls == [], "a known-broken image was decoded again"
@@ -441,19 +444,18 @@ def test_optimize_in_process(imaging):
 def test_image_job_estimate_is_the_plan_of_the_eager_presets(tmp_path):
     """The governor admits the image job on the native plan's peak for the eager presets
     (an operator's large eager preset raises it: no JPEG draft is possible any more)."""
-    from falconproc import native
     from falconproc.jobs import registry
     from falconproc.queue import Job
     from tests.images.conftest import build_imaging
 
     settings = build_imaging(tmp_path).settings
-    registry.load(settings)
+    load_job_types(settings)
     image_type = registry.get("image")
     payload = {"width": 8000, "height": 6000, "jpeg": True}
     job = Job("00-1-image-x", "image", "a" * 64, payload=payload)
     boxes = [p.box for p in PresetCatalog(settings).eager]
     default = image_type.memory_estimate(job, settings)
-    assert default == native.plan_resize(8000, 6000, boxes, is_jpeg=True, bands=4).peak_memory
+    assert default == native_resize.plan_resize(8000, 6000, boxes, is_jpeg=True, bands=4).peak_memory
     big = settings.replace(extra_presets="poster:6000x6000:jpeg:90")
     assert image_type.memory_estimate(job, big) > default + 8000 * 6000 * 3
     only_thumb = settings.replace(eager_presets=("thumbnail",))
@@ -467,7 +469,7 @@ def test_image_job_dead_letters_images_it_can_never_render(tmp_path, case):
     """A job whose image is over the limits (or a Pillow decompression bomb) can never
     succeed: it must fail permanently (dead-letter at once), not be retried with backoff."""
     from falconproc.jobs import registry
-    from falconproc.jobs.registry import JobContext, PermanentJobError
+    from falconproc.jobs.registry import PermanentJobError
     from falconproc.queue import Job
     from tests.images._images import gif_oversized_frame
     from tests.images.conftest import build_imaging
@@ -480,10 +482,10 @@ def test_image_job_dead_letters_images_it_can_never_render(tmp_path, case):
         imaging = build_imaging(tmp_path, max_image_pixels=4_000_000_000, max_image_side=65_535)
         content_hash = imaging.put(gif_oversized_frame(60000, 60000), "screen.gif")
         settings = imaging.settings
-    registry.load(settings)
+    load_job_types(settings)
     job = Job("00-1-image-z", "image", content_hash, payload={"width": 1200, "height": 900, "jpeg": True})
     with pytest.raises(PermanentJobError):
-        registry.get("image").handler(job, JobContext(settings))
+        registry.get("image").handler(job, Components(settings).job_context())
 
 
 def test_a_get_during_the_eager_job_waits_for_it(tmp_path, monkeypatch):
@@ -493,12 +495,11 @@ def test_a_get_during_the_eager_job_waits_for_it(tmp_path, monkeypatch):
     import threading
 
     from falconproc.jobs import registry
-    from falconproc.jobs.registry import JobContext
     from falconproc.queue import Job
     from tests.images.conftest import build_imaging
 
     imaging = build_imaging(tmp_path)
-    registry.load(imaging.settings)
+    load_job_types(imaging.settings)
     wood = next(p for p in CORPUS if p.name == "wood-d.webp")  # 4096x4096: a long decode
     content_hash = imaging.put(wood.read_bytes())
     decodes = []
@@ -506,14 +507,14 @@ def test_a_get_during_the_eager_job_waits_for_it(tmp_path, monkeypatch):
     monkeypatch.setattr(image_service_module, "decode_for",
                         lambda *a, **k: decodes.append(threading.current_thread().name) or real(*a, **k))
     job = Job("00-1-image-w", "image", content_hash, payload={"width": 4096, "height": 4096, "jpeg": False})
-    runner = threading.Thread(target=registry.get("image").handler, args=(job, JobContext(imaging.settings)),
+    runner = threading.Thread(target=registry.get("image").handler, args=(job, imaging.components.job_context()),
                               name="image-job")
     runner.start()
     try:
         deadline = time.monotonic() + 10
         while not decodes and time.monotonic() < deadline:  # the job is decoding now
             time.sleep(0.005)
-        _, path = imaging.images.preset_path(content_hash, "thumbnail")
+        _, path = imaging.preset_path(content_hash, "thumbnail")
     finally:
         runner.join()
     assert path.exists()
@@ -525,24 +526,23 @@ def test_the_image_job_uses_no_more_threads_than_its_cpu_budget(tmp_path, monkey
     """Beside an OCR job the supervisor gives the image job one core: its stripes must not
     take the OCR's core too (IMAGE_THREADS=2 is the most it ever uses)."""
     from falconproc.jobs import registry
-    from falconproc.jobs.registry import JobContext
     from falconproc.queue import Job
-    from falconproc.services import image_service
+    from falconproc.images import service as image_service
     from tests.images.conftest import build_imaging
 
     imaging = build_imaging(tmp_path, image_threads=2)
     content_hash = imaging.put(encode(noise_rgb(1200, 900, seed=3), "JPEG"))
-    registry.load(imaging.settings)
+    load_job_types(imaging.settings)
     asked: list[int] = []
     real_pool = image_service.shared_pool
     monkeypatch.setattr(image_service, "shared_pool", lambda threads: asked.append(threads) or real_pool(threads))
     job = Job("00-1-image-b", "image", content_hash, payload={"width": 1200, "height": 900, "jpeg": True})
-    result = registry.get("image").handler(job, JobContext(imaging.settings, cpu_budget=budget))
+    result = registry.get("image").handler(job, imaging.components.job_context(budget))
     assert result["presets"] and asked == [expected]
 
 
 def test_on_demand_renders_use_both_cores_only_when_the_other_slot_is_idle(tmp_path, monkeypatch):
-    from falconproc.services import image_service
+    from falconproc.images import service as image_service
     from tests.images.conftest import build_imaging
 
     imaging = build_imaging(tmp_path, image_threads=2)
@@ -556,5 +556,5 @@ def test_on_demand_renders_use_both_cores_only_when_the_other_slot_is_idle(tmp_p
     assert asked == [2]  # alone: both cores
     with imaging.images.slots.acquire(1):  # another request renders meanwhile
         imaging.images.optimize(content_hash, 500, 85)
-        imaging.images.preset_path(content_hash, "preview")
+        imaging.preset_path(content_hash, "preview")
     assert asked == [2, 1, 1]

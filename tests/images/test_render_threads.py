@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from falconproc.config import Settings
-from falconproc.services import images
-from falconproc.services.images import Target, decode_for, open_checked, render
+from falconproc.images import pipeline as images
+from falconproc.images.pipeline import Target, decode_for, open_checked, render
 from tests.images._images import CORPUS, PRESETS, psnr
 
 BOX_SETS = [

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from falconproc.config import Settings
-from falconproc.services.images import ImageUnreadable, Target, decode_for, open_checked, render
+from falconproc.images.pipeline import ImageUnreadable, Target, decode_for, open_checked, render
 from tests.images._images import DATA, animated_webp, encode, noise_rgb, psnr, rgba_image
 
 THUMB = [Target("thumbnail", 200, 200, "WEBP", 80)]

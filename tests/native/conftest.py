@@ -9,16 +9,17 @@ from __future__ import annotations
 import pytest
 
 from falconproc import native
+from falconproc.native import ingest as native_ingest
 
 
 def _compiled_or_bail():
-    if native.CIngestProbe is not None:
-        return native.CIngestProbe
+    if native_ingest.compiled is not None:
+        return native_ingest.compiled.IngestProbe
     if native.NO_EXTENSIONS:
         pytest.skip("compiled falconproc.native._ingest_c not built (FALCONPROC_NO_EXTENSIONS set)")
     pytest.fail(
         "compiled falconproc.native._ingest_c is not importable "
-        f"({native.IMPORT_ERROR}); build it with `python setup.py build_ext --inplace` "
+        f"({native_ingest.IMPORT_ERROR}); build it with `python setup.py build_ext --inplace` "
         "or set FALCONPROC_NO_EXTENSIONS=1"
     )
 
@@ -27,11 +28,11 @@ def _compiled_or_bail():
 def probe_cls(request):
     """The pure-Python and the compiled IngestProbe class."""
     if request.param == "python":
-        return native.PyIngestProbe
+        return native_ingest.pure.IngestProbe
     return _compiled_or_bail()
 
 
 @pytest.fixture(scope="session")
 def probe_pair():
     """(pure, compiled) for differential tests; skipped/failed like the cython case above."""
-    return native.PyIngestProbe, _compiled_or_bail()
+    return native_ingest.pure.IngestProbe, _compiled_or_bail()

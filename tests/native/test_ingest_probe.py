@@ -17,7 +17,8 @@ from PIL import Image
 
 from falconproc import native
 from falconproc.errors import UploadTooLarge
-from falconproc.native import ProbeResult
+from falconproc.native.types import ProbeResult
+from falconproc.native import ingest as native_ingest
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CORPUS = sorted(p for p in DATA.glob("*/*") if p.is_file() and p.name != "SOURCES.md")
@@ -115,8 +116,8 @@ def tiff_header(big: bool, width: int, height: int, width_type: int = 3, ifd_off
 def test_compiled_module_loaded():
     if native.NO_EXTENSIONS:
         pytest.skip("FALCONPROC_NO_EXTENSIONS is set: pure mode is expected")
-    assert native.IMPLEMENTATION == "cython", f"compiled probe not in use: {native.IMPORT_ERROR}"
-    assert native.IngestProbe is native.CIngestProbe
+    assert native_ingest.IMPLEMENTATION == "cython", f"compiled probe not in use: {native_ingest.IMPORT_ERROR}"
+    assert native_ingest.IngestProbe is native_ingest.compiled.IngestProbe
 
 
 # --------------------------------------------------------------------------- hashing and size
@@ -128,7 +129,7 @@ def test_sha256_matches_hashlib_for_every_chunk_size(probe_cls, path):
     want = hashlib.sha256(data).hexdigest()
     first = None
     for chunk in CHUNK_SIZES:
-        if chunk == 1 and len(data) > 300_000 and probe_cls is native.PyIngestProbe:
+        if chunk == 1 and len(data) > 300_000 and probe_cls is native_ingest.pure.IngestProbe:
             chunk = 2  # keep the pure run short on the biggest files; 1-byte chunks run on the rest
         r = probe(probe_cls, data, chunk)
         assert r.sha256 == want

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from falconproc import native
-from falconproc.native import _resize_py
-from falconproc.native._plan_types import DECODED, ResizePlan, ResizeStep, draft_request
+from falconproc.native.types import DECODED, ResizePlan, ResizeStep, draft_request
+from falconproc.native import resize as native_resize
 
 IMAGES_DIR = Path(__file__).resolve().parents[1] / "data" / "images"
 IMAGES = sorted(p for p in IMAGES_DIR.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
@@ -35,24 +35,24 @@ DEFAULT_BOXES = [(1920, 0), (2048, 0), (200, 200), (800, 0)]  # ai-chat, ai-visi
 AI_CHAT, AI_VISION, THUMB, PREVIEW = range(4)
 MIB16 = 16 * 1024 * 1024
 PSNR_MIN = 38.0
-RATIO = _resize_py.CASCADE_MIN_RATIO
+RATIO = native_resize.pure.CASCADE_MIN_RATIO
 
 
 def gap_for(w: int, h: int) -> int:
     """The reducing gap the planner must keep for a w x h output."""
-    return _resize_py.REDUCE_GAP if max(w, h) >= _resize_py.SMALL_OUTPUT else _resize_py.SMALL_REDUCE_GAP
+    return native_resize.pure.REDUCE_GAP if max(w, h) >= native_resize.pure.SMALL_OUTPUT else native_resize.pure.SMALL_REDUCE_GAP
 
 
 # --------------------------------------------------------------------------- fixtures
 
 def _compiled_or_bail():
-    if native.c_plan_resize is not None:
-        return native.c_plan_resize
+    if native_resize.compiled is not None:
+        return native_resize.compiled.plan_resize
     if native.NO_EXTENSIONS:
         pytest.skip("compiled falconproc.native._resize_c not built (FALCONPROC_NO_EXTENSIONS set)")
     pytest.fail(
         "compiled falconproc.native._resize_c is not importable "
-        f"({native.RESIZE_IMPORT_ERROR}); build it with "
+        f"({native_resize.IMPORT_ERROR}); build it with "
         "`FALCONPROC_REQUIRE_EXTENSIONS=1 python setup.py build_ext --inplace` "
         "or set FALCONPROC_NO_EXTENSIONS=1"
     )
@@ -62,14 +62,14 @@ def _compiled_or_bail():
 def plan_fn(request):
     """The pure-Python and the compiled plan_resize."""
     if request.param == "python":
-        return native.py_plan_resize
+        return native_resize.pure.plan_resize
     return _compiled_or_bail()
 
 
 @pytest.fixture(scope="module")
 def plan_pair():
     """(pure, compiled) for differential tests; skipped/failed like the cython case above."""
-    return native.py_plan_resize, _compiled_or_bail()
+    return native_resize.pure.plan_resize, _compiled_or_bail()
 
 
 def sizes(plan: ResizePlan) -> dict[int, tuple[int, int]]:
@@ -79,26 +79,27 @@ def sizes(plan: ResizePlan) -> dict[int, tuple[int, int]]:
 # --------------------------------------------------------------------------- selector / constants
 
 def test_selector_exports():
-    assert native.py_plan_resize is _resize_py.plan_resize
-    if native.c_plan_resize is not None and not native.NO_EXTENSIONS:
-        assert native.plan_resize is native.c_plan_resize
+    if native_resize.compiled is not None and not native.NO_EXTENSIONS:
+        assert native_resize.plan_resize is native_resize.compiled.plan_resize
+        assert native_resize.IMPLEMENTATION == "cython"
     else:
-        assert native.plan_resize is native.py_plan_resize
-    for name in ("plan_resize", "py_plan_resize", "c_plan_resize", "ResizePlan", "ResizeStep"):
-        assert name in native.__all__
+        assert native_resize.plan_resize is native_resize.pure.plan_resize
+        assert native_resize.IMPLEMENTATION == "python"
+    for name in ("plan_resize", "fit_box", "OVERHEAD_BYTES", "ResizePlan", "ResizeStep", "pure", "compiled"):
+        assert name in native_resize.__all__
 
 
 def test_constants_agree(plan_pair):
-    import falconproc.native._resize_c as c_mod
+    c_mod = native_resize.compiled
 
     for name in ("CASCADE_MIN_RATIO", "DRAFT_MARGIN", "REDUCE_GAP", "SMALL_OUTPUT", "SMALL_REDUCE_GAP",
                  "DRAFT_SCALES", "OVERHEAD_BYTES", "ENCODE_COPIES", "ALPHA_BANDS", "MAX_DIMENSION", "MAX_BANDS"):
-        assert getattr(c_mod, name) == getattr(_resize_py, name), name
+        assert getattr(c_mod, name) == getattr(native_resize.pure, name), name
     # the hand-computed plans below assume these
-    assert _resize_py.CASCADE_MIN_RATIO == 1.0
-    assert (_resize_py.REDUCE_GAP, _resize_py.SMALL_OUTPUT, _resize_py.SMALL_REDUCE_GAP) == (1, 256, 2)
-    assert (_resize_py.ENCODE_COPIES, _resize_py.ALPHA_BANDS) == (2, 4)
-    assert _resize_py.OVERHEAD_BYTES == MIB16
+    assert native_resize.pure.CASCADE_MIN_RATIO == 1.0
+    assert (native_resize.pure.REDUCE_GAP, native_resize.pure.SMALL_OUTPUT, native_resize.pure.SMALL_REDUCE_GAP) == (1, 256, 2)
+    assert (native_resize.pure.ENCODE_COPIES, native_resize.pure.ALPHA_BANDS) == (2, 4)
+    assert native_resize.pure.OVERHEAD_BYTES == MIB16
 
 
 # --------------------------------------------------------------------------- hand cases
@@ -304,12 +305,12 @@ def test_huge_sizes_do_not_overflow(plan_fn):
     plan = plan_fn(65000, 65000, [(65000, 65000)], is_jpeg=False, bands=8)
     # the decoded image twice, and the output (the decoded image itself) with its 2 encoder copies
     assert plan.peak_memory == 4 * 65000 * 65000 * 8 + MIB16
-    big = _resize_py.MAX_DIMENSION
+    big = native_resize.pure.MAX_DIMENSION
     plan = plan_fn(big, big, [(big, 0), (0, 1), (big - 1, big - 1)], is_jpeg=True, bands=64,
                    orientation_swaps=True)
     assert sizes(plan) == {0: (big, big), 1: (1, 1), 2: (big - 1, big - 1)}
     assert plan.peak_memory > 2**64  # Python integers, no wrap-around
-    assert plan == native.py_plan_resize(big, big, [(big, 0), (0, 1), (big - 1, big - 1)], is_jpeg=True,
+    assert plan == native_resize.pure.plan_resize(big, big, [(big, 0), (0, 1), (big - 1, big - 1)], is_jpeg=True,
                                          bands=64, orientation_swaps=True)
 
 
@@ -381,7 +382,7 @@ def test_properties(plan_fn, args):
             bw, bh = -(-sw // bigger), -(-sh // bigger)
             if swaps:
                 bw, bh = bh, bw
-            assert any(bw < w * _resize_py.DRAFT_MARGIN or bh < h * _resize_py.DRAFT_MARGIN
+            assert any(bw < w * native_resize.pure.DRAFT_MARGIN or bh < h * native_resize.pure.DRAFT_MARGIN
                        for w, h in out.values())
 
     # steps: largest first; every source made earlier and big enough; reduce keeps the gap
@@ -395,8 +396,8 @@ def test_properties(plan_fn, args):
     held = 2 * decoded
     phases = [held + decoded]
     outputs = 0  # every output stays alive until render returns, with its encoder's copies
-    encode = _resize_py.ENCODE_COPIES
-    alpha = bands >= _resize_py.ALPHA_BANDS
+    encode = native_resize.pure.ENCODE_COPIES
+    alpha = bands >= native_resize.pure.ALPHA_BANDS
     for step in plan.steps:
         w, h = step.width, step.height
         if step.source == DECODED:

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from falconproc import native
+from falconproc.native import webp as native_webp
 
 WOOD = Path(__file__).resolve().parents[1] / "data" / "images" / "wood-d.webp"
 
@@ -22,13 +23,13 @@ WOOD = Path(__file__).resolve().parents[1] / "data" / "images" / "wood-d.webp"
 @pytest.fixture(scope="module")
 def webp():
     if native.NO_EXTENSIONS:
-        assert native.webp_decode is native.py_webp_decode
-    elif native.c_webp_decode is None:
-        pytest.fail(f"falconproc.native._webp_c is not importable ({native.WEBP_IMPORT_ERROR}); install "
+        assert native_webp.decode_scaled is native_webp.pure.decode_scaled
+    elif native_webp.compiled is None:
+        pytest.fail(f"falconproc.native._webp_c is not importable ({native_webp.IMPORT_ERROR}); install "
                     "libwebp-dev and run `FALCONPROC_REQUIRE_EXTENSIONS=1 python setup.py build_ext --inplace`")
     else:
-        assert native.webp_decode is native.c_webp_decode
-    return native.webp_features, native.webp_decode
+        assert native_webp.decode_scaled is native_webp.compiled.decode_scaled
+    return native_webp.features, native_webp.decode_scaled
 
 
 def _encode(im: Image.Image, **kw) -> bytes:
@@ -81,21 +82,22 @@ def test_corrupt_and_truncated_data_raise(webp):
     with pytest.raises(ValueError):
         decode(b"", 10, 10, False)
     with pytest.raises(ValueError):
-        native.webp_features(b"")
+        native_webp.features(b"")
 
 
 def _twins():
-    if native.c_webp_decode is None:  # pure-only build: nothing to compare the twin with
+    if native_webp.compiled is None:  # pure-only build: nothing to compare the twin with
         assert native.NO_EXTENSIONS, "the compiled module should have been built"
-    return native.c_webp_features, native.c_webp_decode
+        return None, None
+    return native_webp.compiled.features, native_webp.compiled.decode_scaled
 
 
 @pytest.mark.parametrize("size", [(2048, 2048), (1000, 1000), (512, 300)])
 def test_the_twins_agree(size):
     c_features, c_decode = _twins()
     data = WOOD.read_bytes()
-    assert native.py_webp_features(data) == (c_features(data) if c_features else (4096, 4096, False, False))
-    pure = Image.frombytes("RGB", size, bytes(native.py_webp_decode(data, *size, False)))
+    assert native_webp.pure.features(data) == (c_features(data) if c_features else (4096, 4096, False, False))
+    pure = Image.frombytes("RGB", size, bytes(native_webp.pure.decode_scaled(data, *size, False)))
     if c_decode is not None:
         compiled = Image.frombytes("RGB", size, bytes(c_decode(data, *size, False)))
         assert _psnr(pure, compiled) >= 40
@@ -107,7 +109,7 @@ def test_the_twins_agree_on_alpha():
     im = Image.new("RGBA", (64, 64), (200, 100, 50, 255))
     im.paste((0, 0, 255, 0), (0, 0, 32, 64))
     data = _encode(im, lossless=True)
-    pure = native.py_webp_decode(data, 32, 32, True)
+    pure = native_webp.pure.decode_scaled(data, 32, 32, True)
     _, c_decode = _twins()
     if c_decode is not None:
         assert _psnr(np.frombuffer(pure, np.uint8), np.frombuffer(c_decode(data, 32, 32, True), np.uint8)) >= 40

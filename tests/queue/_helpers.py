@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from falconproc.queue import FlatFileQueue
+from falconproc.queue.flatfile import FlatFileQueue
 
 STATE_DIRS = ("pending", "claimed", "done", "dead")
 
@@ -83,8 +83,8 @@ def max_overlap(spans: list[tuple[float, float, Any, Any]]) -> int:
 def open_service_queue(svc) -> FlatFileQueue:
     """The running service's queue, opened over the same flat files with the same settings."""
     from falconproc.config import Settings
-    from falconproc.queue import create_queue
+    from falconproc.wiring import Components
 
-    queue = create_queue(Settings.from_env(svc.env))
+    queue = Components(Settings.from_env(svc.env)).queue
     queue.max_pending = 10_000  # the test itself may fill past the service's limit
     return queue

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from falconproc.queue import FlatFileQueue, JobQueue
+from falconproc.queue import JobQueue
+from falconproc.queue.flatfile import FlatFileQueue
 
 DEFAULTS: dict[str, Any] = {
     "max_pending": 10_000,

@@ -5,7 +5,7 @@ import os
 import select
 import stat
 
-from falconproc.queue import FlatFileQueue
+from falconproc.queue.flatfile import FlatFileQueue
 from tests.queue._helpers import random_hash
 
 

@@ -13,11 +13,14 @@ import pytest
 
 import tests.jobs_plugin  # noqa: F401 - registers work/hang/crash/fail/hog/sized
 from falconproc.config import Settings
-from falconproc.governor import MemoryGovernor
+from falconproc.observability.governor import MemoryGovernor
 from falconproc.jobs import registry
 from falconproc.jobs.supervisor import Supervisor
 from falconproc.observability.memory import MemoryReading
-from falconproc.queue import DEAD, DONE, QUEUED, RUNNING, FlatFileQueue, create_queue
+from falconproc.queue import DEAD, DONE, QUEUED, RUNNING
+from falconproc.queue.flatfile import FlatFileQueue
+from falconproc.wiring import load_job_types
+from falconproc.wiring import Components
 from tests.queue._helpers import intervals, max_overlap, random_hash, read_joblog, state_files
 
 MiB = 1024 * 1024
@@ -48,12 +51,12 @@ class Harness:
         )
         options.update(overrides)
         self.settings = Settings(**options)
-        registry.load(self.settings)  # the built-in types too, as `falconproc worker` does
-        self.queue: FlatFileQueue = create_queue(self.settings)
+        load_job_types(self.settings)  # the built-in types too, as `falconproc worker` does
+        self.queue: FlatFileQueue = Components(self.settings).queue
         self.memory = memory or FakeMemory()
         # a clock that jumps a second per call: every reading is fresh
         self.governor = MemoryGovernor(self.settings, reader=self.memory, clock=itertools.count(0, 1.0).__next__)
-        self.sup = Supervisor(self.settings, self.queue, self.governor)
+        self.sup = Supervisor(self.settings, self.queue, self.governor, Components(self.settings).job_context)
 
     @property
     def root(self) -> Path:

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from falconproc.config import Settings
-from falconproc.queue import create_queue
+from falconproc.wiring import Components
 from tests.queue._helpers import open_service_queue, random_hash, state_files
 from tests.queue._procs import alive, attempts_started, gone, standalone_worker, worker_log  # noqa: F401
 from tests.queue._procs import JOB_ENV, supervisor_of
@@ -74,7 +74,7 @@ def test_a_standalone_worker_killed_by_sigkill_leaves_no_job_or_child(tmp_path, 
     that its supervisor died and take its process group down."""
     env = make_service(tmp_path / "alone", **SPAWN_ENV).env
     root = Path(env["QUEUE_PATH"])
-    queue = create_queue(Settings.from_env(env))
+    queue = Components(Settings.from_env(env)).queue
     job = queue.enqueue("spawn", random_hash())
     worker = standalone_worker(env)
     job_proc, child = started_attempt(root, job.id, 0)

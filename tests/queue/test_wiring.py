@@ -1,4 +1,4 @@
-"""The queue as the service wires it (create_queue from Settings, with the job registry
+"""The queue as the service wires it (wiring.Components from Settings, with the job registry
 and the upload side's QueueScheduler), on the real FlatFileQueue: no processes, no HTTP."""
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from falconproc.config import Settings
 from falconproc.jobs import registry
 from falconproc.jobs.registry import JobContext, JobType
 from falconproc.jobs.supervisor import Supervisor
-from falconproc.queue import DEAD, FAILED, QUEUED, Job, QueueFull, create_queue
-from falconproc.services.jobs import QueueScheduler
+from falconproc.queue import DEAD, FAILED, QUEUED, Job, QueueFull
+from falconproc.jobs.scheduler import QueueScheduler
+from falconproc.wiring import load_job_types
+from falconproc.wiring import Components
+from falconproc.observability.governor import MemoryGovernor
 from tests.queue._helpers import content_hash
 
 PNG = {"mimeType": "image/png", "image": {"width": 64, "height": 48, "frames": 1}}
@@ -23,13 +26,13 @@ def settings_for(tmp_path: Path, **env: str) -> Settings:
 
 @pytest.fixture
 def builtin_types(tmp_path):
-    registry.load(Settings(queue_path=tmp_path / "queue"))  # image, text, ocr
+    load_job_types(Settings(queue_path=tmp_path / "queue"))  # image, text, ocr
 
 
 def test_job_priorities_setting_orders_claims_and_the_supervisor(tmp_path, builtin_types):
     settings = settings_for(tmp_path, JOB_PRIORITIES="ocr,text,image")
     assert settings.job_priorities == ("ocr", "text", "image")
-    queue = create_queue(settings)
+    queue = Components(settings).queue
     for i, job_type in enumerate(["image", "text", "ocr", "image", "text", "ocr"]):
         queue.enqueue(job_type, content_hash(i))
     claimed = []
@@ -37,14 +40,14 @@ def test_job_priorities_setting_orders_claims_and_the_supervisor(tmp_path, built
         claimed.append(job.type)
     assert claimed == ["ocr", "ocr", "text", "text", "image", "image"]
     # the supervisor offers its slots to the types in the same order
-    order = Supervisor(settings, queue).types_in_priority_order()
+    order = Supervisor(settings, queue, MemoryGovernor(settings), Components(settings).job_context).types_in_priority_order()
     assert order[:3] == ["ocr", "text", "image"]
 
 
 def test_an_admitted_upload_gets_its_jobs_even_if_the_queue_filled_meanwhile(tmp_path, builtin_types):
     """MAX_QUEUE_SIZE refuses new uploads; an upload admitted before the queue filled is
     stored and answered 201 with its jobs, which must all be in the queue."""
-    queue = create_queue(settings_for(tmp_path, MAX_QUEUE_SIZE="2"))
+    queue = Components(settings_for(tmp_path, MAX_QUEUE_SIZE="2")).queue
     scheduler = QueueScheduler(queue)
     queue.enqueue("text", content_hash("other-1"))
     scheduler.check_capacity()  # 1 of 2: this upload is admitted, its body streams ...
@@ -61,7 +64,7 @@ def test_an_admitted_upload_gets_its_jobs_even_if_the_queue_filled_meanwhile(tmp
 
 
 def test_jobs_of_the_same_upload_are_not_duplicated_past_the_threshold(tmp_path, builtin_types):
-    queue = create_queue(settings_for(tmp_path, MAX_QUEUE_SIZE="1"))
+    queue = Components(settings_for(tmp_path, MAX_QUEUE_SIZE="1")).queue
     scheduler = QueueScheduler(queue)
     first = scheduler.jobs_for(content_hash("png"), PNG, is_new=True)
     again = scheduler.jobs_for(content_hash("png"), PNG, is_new=True)
@@ -76,7 +79,7 @@ def test_a_reaped_last_attempt_runs_the_types_on_dead_hook(tmp_path, monkeypatch
     job_type = JobType("reapdead", lambda job, context: None, on_dead=lambda job, context: calls.append((job, context)))
     monkeypatch.setitem(registry._REGISTRY, job_type.name, job_type)
     settings = settings_for(tmp_path, JOB_MAX_ATTEMPTS="2")
-    queue = create_queue(settings)
+    queue = Components(settings).queue
     job = queue.enqueue("reapdead", content_hash(1))
 
     queue.claim(["reapdead"], "host:1")
@@ -97,7 +100,7 @@ def test_a_failing_on_dead_hook_is_logged_not_raised(tmp_path, monkeypatch, capl
 
     monkeypatch.setitem(registry._REGISTRY, "reapdead", JobType("reapdead", lambda job, context: None,
                                                                  on_dead=broken))
-    queue = create_queue(settings_for(tmp_path, JOB_MAX_ATTEMPTS="1"))
+    queue = Components(settings_for(tmp_path, JOB_MAX_ATTEMPTS="1")).queue
     job = queue.enqueue("reapdead", content_hash(1))
     queue.claim(["reapdead"], "host:1")
     assert queue.reap(3600, alive=lambda _: False) == 1
@@ -109,8 +112,8 @@ def test_the_supervisor_logs_and_drops_a_stale_complete_or_fail(tmp_path, builti
     """supervisor.py catches FileNotFoundError from complete/fail/release and JobNotFound
     from heartbeat: a lost claim (ClaimLost, both) is logged there and changes nothing."""
     settings = settings_for(tmp_path, JOB_MAX_ATTEMPTS="3")
-    queue = create_queue(settings)
-    sup = Supervisor(settings, queue)
+    queue = Components(settings).queue
+    sup = Supervisor(settings, queue, MemoryGovernor(settings), Components(settings).job_context)
     job = queue.enqueue("text", content_hash(1))
     stale = queue.claim(["text"], "host:1")
     assert queue.reap(3600, alive=lambda _: False) == 1

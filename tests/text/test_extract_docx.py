@@ -5,7 +5,8 @@ import docx
 import pytest
 
 from falconproc.config import Settings
-from falconproc.services.text import ExtractionError, extract, extract_docx
+from falconproc.text.docx import extract_docx
+from falconproc.text.extraction import ExtractionError, extract
 from tests.text._docs import DOCS, DOCX_TYPE
 
 S = Settings()

@@ -8,8 +8,9 @@ import pytest
 from pypdf import PdfWriter
 
 from falconproc.config import Settings
-from falconproc.services import text as text_mod
-from falconproc.services.text import ExtractionError, extract, extract_pdf
+from falconproc.text import pdf as text_mod
+from falconproc.text.extraction import ExtractionError, extract
+from falconproc.text.pdf import extract_pdf
 from tests.text import _docs
 from tests.text._docs import DOCS, repeated_pdf, text_pdf
 

@@ -6,7 +6,8 @@ import codecs
 import pytest
 
 from falconproc.config import Settings
-from falconproc.services.text import decode_text, extract, extract_plain
+from falconproc.text.extraction import extract
+from falconproc.text.plain import decode_text, extract_plain
 
 S = Settings()
 SAMPLE = "Grüße, café, naïve — 你好 ✓\nsecond line\n"

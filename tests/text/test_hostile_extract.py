@@ -12,7 +12,9 @@ import psutil
 import pytest
 
 from falconproc.config import Settings
-from falconproc.services.text import ExtractionError, extract_docx, extract_pdf
+from falconproc.text.docx import extract_docx
+from falconproc.text.extraction import ExtractionError
+from falconproc.text.pdf import extract_pdf
 from tests.text import _docs
 
 S = Settings()

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from falconproc.config import Settings
-from falconproc.services.ocr import prepare, run_tesseract, skew_angle, usable_as_is
+from falconproc.text.ocr import prepare, run_tesseract, skew_angle, usable_as_is
 from tests.text._docs import OCR_PNG, OCR_TRUTH, word_recall
 
 S = Settings()

@@ -20,7 +20,8 @@ import pytest
 from pypdf.filters import LZWDecode, RunLengthDecode
 
 from falconproc.config import Settings
-from falconproc.services.text import ExtractionError, extract_pdf
+from falconproc.text.extraction import ExtractionError
+from falconproc.text.pdf import extract_pdf
 from tests.text import _docs
 from tests.text._docs import INTACT, PDF_ADVISORIES
 

@@ -13,7 +13,8 @@ import requests
 from PIL import Image
 
 from falconproc.config import Settings
-from falconproc.services.text import extract_docx, extract_pdf
+from falconproc.text.docx import extract_docx
+from falconproc.text.pdf import extract_pdf
 from tests.conftest import sha256, upload
 from tests.text._docs import (DOCS, DOCX_TYPE, OCR_PNG, OCR_TRUTH, image_pdf, poll_text, repeated_pdf, slow_pdf,
                               word_recall)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from falconproc.jobs import registry
-from falconproc.jobs.registry import JobContext
 from falconproc.queue import Job
-from falconproc.services import text_service
+from falconproc.text import service as text_service
+from falconproc.wiring import load_job_types
 from tests.images.conftest import build_imaging
 from tests.text._docs import DOCS
 
@@ -15,7 +15,7 @@ from tests.text._docs import DOCS
 def test_the_pdf_pool_gets_no_more_processes_than_the_cpu_budget(tmp_path, monkeypatch, budget, expected):
     imaging = build_imaging(tmp_path, text_processes=2)
     content_hash = imaging.put((DOCS / "pdflatex-outline.pdf").read_bytes(), "outline.pdf")
-    registry.load(imaging.settings)
+    load_job_types(imaging.settings)
     used: list[int] = []
     real_extract = text_service.extract
 
@@ -25,5 +25,5 @@ def test_the_pdf_pool_gets_no_more_processes_than_the_cpu_budget(tmp_path, monke
 
     monkeypatch.setattr(text_service, "extract", recording)
     job = Job("00-1-text-a", "text", content_hash)
-    result = registry.get("text").handler(job, JobContext(imaging.settings, cpu_budget=budget))
+    result = registry.get("text").handler(job, imaging.components.job_context(budget))
     assert result["status"] == "done" and used == [expected]

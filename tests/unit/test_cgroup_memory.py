@@ -15,9 +15,10 @@ from pathlib import Path
 import falcon.testing
 import pytest
 
-from falconproc.app import create_app
-from falconproc.governor import MemoryGovernor
+from falconproc.web.app import create_app
+from falconproc.observability.governor import MemoryGovernor
 from falconproc.observability.memory import MemoryReading, cgroup_memory, read_memory
+from falconproc.wiring import Components
 from tests.unit._helpers import sha256, text_blob, unit_settings, visible_entries
 
 MiB = 1024 * 1024
@@ -168,7 +169,9 @@ def test_memory_reading_keeps_its_positional_fields():
 def _client(tmp_path, cg: FakeCgroup) -> tuple[falcon.testing.TestClient, Path]:
     settings = unit_settings(tmp_path, memory_limit_bytes=CONFIGURED)
     gov = MemoryGovernor(settings, reader=cg.reader(), clock=itertools.count(0, 1.0).__next__)
-    return falcon.testing.TestClient(create_app(settings, governor=gov)), settings.file_storage_path
+    components = Components(settings)
+    components.governor = gov
+    return falcon.testing.TestClient(create_app(components)), settings.file_storage_path
 
 
 def _post(client, data: bytes):

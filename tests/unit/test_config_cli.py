@@ -115,7 +115,7 @@ def test_doctor_prints_json_with_the_implementation(tmp_path):
     report = _doctor(tmp_path)
     assert report["implementation"] in {"python", "cython"}
     expected = subprocess.run(
-        [sys.executable, "-c", "import falconproc.native as n; print(n.IMPLEMENTATION)"],
+        [sys.executable, "-c", "import falconproc.native.ingest as n; print(n.IMPLEMENTATION)"],
         env=subprocess_env(), cwd=ROOT, capture_output=True, text=True, timeout=60).stdout.strip()
     assert report["implementation"] == expected
     if report["implementation"] == "cython":

@@ -7,12 +7,12 @@ import os
 import falcon.testing
 import pytest
 
-import falconproc.native
-from falconproc.app import create_app
-from falconproc.native import _ingest_py
-from falconproc.services.ingest import IngestService
+from falconproc.web.app import create_app
+from falconproc.ingest.service import IngestService
 from falconproc.store import local as local_mod
 from falconproc.store.local import LocalContentStore
+from falconproc.native import ingest as native_ingest
+from falconproc.wiring import Components
 from tests.unit._helpers import (
     metadata_for,
     record,
@@ -88,8 +88,10 @@ def test_failed_fsync_fails_the_commit_is_not_retried_and_leaves_nothing(tmp_pat
 def _app(tmp_path, **changes):
     settings = unit_settings(tmp_path, **changes)
     store = LocalContentStore(settings.file_storage_path, fsync=settings.fsync)
-    ingest = IngestService(settings, store, probe_factory=falconproc.native.PyIngestProbe)
-    return falcon.testing.TestClient(create_app(settings, store=store, ingest=ingest)), store
+    ingest = IngestService(settings, store, probe_factory=native_ingest.pure.IngestProbe)
+    components = Components(settings)
+    components.store, components.ingest = store, ingest
+    return falcon.testing.TestClient(create_app(components)), store
 
 
 def _post(client, data: bytes, **headers):
@@ -151,7 +153,7 @@ def test_enospc_while_streaming_gives_507_and_leaves_nothing(tmp_path, monkeypat
     client, store = _app(tmp_path)
     data = text_blob("enospc", 40_000)  # 10 blocks of READ_CHUNK_BYTES=4096
     fake = FailingWrite(allow=allow)
-    monkeypatch.setattr(_ingest_py.os, "write", fake)
+    monkeypatch.setattr(native_ingest.pure.os, "write", fake)
     resp = _post(client, data)
     monkeypatch.undo()
     assert fake.failed == 1, "the probe must stop at the first failed write"
@@ -168,7 +170,7 @@ def test_enospc_writing_metadata_gives_507_and_leaves_nothing(tmp_path, monkeypa
     client, store = _app(tmp_path)
     data = text_blob("enospc-meta", 10_000)
     fake = FailingWrite(only_paths_containing="metadata.json")
-    monkeypatch.setattr(_ingest_py.os, "write", fake)
+    monkeypatch.setattr(native_ingest.pure.os, "write", fake)
     resp = _post(client, data)
     monkeypatch.undo()
     assert fake.failed == 1
@@ -182,7 +184,7 @@ def test_enospc_adding_an_uploader_gives_507_and_keeps_the_entry_intact(tmp_path
     assert _post(client, data).status_code == 201
     before = store.metadata(sha256(data))
     fake = FailingWrite(only_paths_containing="metadata.json")
-    monkeypatch.setattr(_ingest_py.os, "write", fake)
+    monkeypatch.setattr(native_ingest.pure.os, "write", fake)
     resp = _post(client, data, **{"x-user-id": "user-2"})
     monkeypatch.undo()
     assert resp.status_code == 507, resp.text

@@ -5,7 +5,7 @@ import pytest
 
 from falconproc.config import Settings, SettingsError
 from falconproc.errors import RateLimited
-from falconproc.services.ratelimit import UploadRateLimiter
+from falconproc.ingest.ratelimit import UploadRateLimiter
 
 
 def _allowed(limiter: UploadRateLimiter, user: str, n: int) -> int:

@@ -5,8 +5,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from falconproc.resources.serving import etag_matches, parse_range
-from falconproc.services.filenames import (
+from falconproc.web.resources.serving import etag_matches, parse_range
+from falconproc.web.filenames import (
     MAX_NAME_BYTES,
     InvalidFilename,
     content_disposition,

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from falconproc.errors import ServiceOverloaded
-from falconproc.store.cache import SlotSemaphore
+from falconproc.locks import SlotSemaphore
 
 
 def _hold(directory, seconds, ready):

@@ -225,7 +225,7 @@ def no_filesystem(monkeypatch):
 
 @pytest.mark.parametrize("bad", BAD_HASHES)
 def test_invalid_hash_rejected_before_touching_the_filesystem(store, bad, no_filesystem):
-    for call in (store.exists, store.stat, store.open, store.metadata, store.original_path):
+    for call in (store.exists, store.stat, store.open, store.metadata, lambda h: store.local_file(h).__enter__()):
         with pytest.raises(ValueError):
             call(bad)
 

@@ -144,7 +144,7 @@ def run_tesseract(source: Image.Image | str, settings: Settings) -> OcrResult:
     """OCR an image (prepared here) or, for a file already fit as it is, its path."""
     import pytesseract
 
-    os.environ["OMP_THREAD_LIMIT"] = "1"  # ~5x faster per page than tesseract's own threading here
+    os.environ["OMP_THREAD_LIMIT"] = "1"  # faster per page than tesseract's own threading (benchmarks/README.md)
     lang = "+".join(settings.ocr_languages)
     try:
         image = source if isinstance(source, str) else prepare(source, settings)

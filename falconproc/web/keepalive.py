@@ -5,8 +5,8 @@ The service refuses uploads before reading their bodies (413, 429, 503, 507, 401
 the point: a 100 MB body is not read to be refused. But then the connection cannot carry
 another request. gunicorn's threaded worker drains at most 64 KiB of a leftover body and
 otherwise closes the socket silently after having announced keep-alive, so a client that
-reuses the pooled connection fails its *next* request (measured: every second request
-after a refused 1 MB upload). gunicorn drops a ``Connection`` header set by the
+reuses the pooled connection fails its *next* request (see benchmarks/README.md, the
+load benchmark). gunicorn drops a ``Connection`` header set by the
 application (hop-by-hop), so besides setting it this wrapper asks gunicorn's response
 object, which is what ``start_response`` is bound to, to close.
 """

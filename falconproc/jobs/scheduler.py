@@ -1,4 +1,4 @@
-"""Jobs from the web side: enqueue the work an upload needs, and read job state."""
+"""Jobs from the upload side: enqueue the work an upload of new content needs."""
 from __future__ import annotations
 
 from typing import Any

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import falcon
 
-from falconproc.resources.errors import ApiError
-from falconproc.resources.serving import serve_file
-from falconproc.services.content_types import is_markup
-from falconproc.services.filenames import content_disposition
+from falconproc.web.resources.errors import ApiError
+from falconproc.web.resources.serving import serve_file
+from falconproc.mediatypes import is_markup
+from falconproc.web.filenames import content_disposition
 from falconproc.store import ContentStore, is_content_hash
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -11,9 +10,7 @@ from typing import Any, BinaryIO
 from falconproc.clock import iso_utc
 from falconproc.config import Settings
 from falconproc.errors import ContentNotFound
-from falconproc.osutil import available_cpus
-from falconproc.services.images import (
-    RENDERABLE_TYPES,
+from falconproc.images.pipeline import (
     Decoded,
     ImageTooLarge,
     ImageUnreadable,
@@ -26,9 +23,11 @@ from falconproc.services.images import (
     render,
     shared_pool,
 )
-from falconproc.services.presets import Preset, PresetCatalog
-from falconproc.store import ContentStore
-from falconproc.store.cache import DerivedCache, SlotSemaphore
+from falconproc.images.presets import Preset, PresetCatalog
+from falconproc.locks import SlotSemaphore
+from falconproc.mediatypes import is_renderable_image
+from falconproc.osutil import available_cpus
+from falconproc.store import ContentStore, DerivedCache
 
 
 class UnknownPreset(LookupError):
@@ -50,20 +49,22 @@ class ImageService:
         self.catalog = catalog or PresetCatalog(settings)
         # Renders in web workers share the image job concurrency across all processes.
         self.cpus = available_cpus()
-        self.slots = SlotSemaphore(cache.root / ".slots", "image", settings.job_concurrency.get("image", 2))
+        # Machine-wide, so kept on local disk (CACHE_PATH) whatever the cache backend.
+        self.slots = SlotSemaphore(settings.cache_path / ".slots", "image", settings.job_concurrency.get("image", 2))
 
     # -- checks --------------------------------------------------------------------
 
-    def _source(self, content_hash: str) -> tuple[dict[str, Any], Path]:
+    def _check_source(self, content_hash: str) -> dict[str, Any]:
+        """The original's metadata, once it is known to be an image this service renders."""
         meta = self.store.metadata(content_hash)
-        if meta.get("mimeType") not in RENDERABLE_TYPES:
+        if not is_renderable_image(meta.get("mimeType")):
             raise NotRenderable(f"{meta.get('mimeType')} is not an image this service can render")
         image = meta.get("image") or {}
         check_dimensions(image.get("width"), image.get("height"), self.settings)
         previous = self.cache.metadata(content_hash).get("imageError")
         if previous:  # a broken image stays broken: answer without decoding it again
             raise ImageUnreadable(previous["message"])
-        return meta, self.store.original_path(content_hash)
+        return meta
 
     def preset(self, name: str) -> Preset:
         preset = self.catalog.get(name)
@@ -73,35 +74,31 @@ class ImageService:
 
     # -- presets -------------------------------------------------------------------
 
-    def preset_path(self, content_hash: str, name: str) -> tuple[Preset, Path]:
-        """The cached preset file, generated now if missing (once across all workers)."""
-        preset = self.preset(name)
+    def ensure_preset(self, content_hash: str, preset: Preset) -> None:
+        """Make the preset now if it is missing (once across all workers)."""
         if not self.store.exists(content_hash):
             raise ContentNotFound(content_hash)
-        path = self.cache.path(content_hash, preset.filename)
-        if path.exists():
-            return preset, path
-        self._source(content_hash)  # fail fast (415/422) before waiting for locks
+        if self.cache.exists(content_hash, preset.filename):
+            return
+        self._check_source(content_hash)  # fail fast (415/422) before waiting for locks
         timeout = self.settings.image_sync_timeout
         with self.cache.exclusive(content_hash, "image", timeout):
-            if not path.exists():  # another worker may have made it while we waited
+            if not self.cache.exists(content_hash, preset.filename):  # another worker may have made it
                 with self.slots.acquire(timeout) as busy:
                     self.generate(content_hash, [preset], self._threads(busy))
-        return preset, path
 
     def open_preset(self, content_hash: str, name: str) -> tuple[Preset, BinaryIO, int]:
         """The preset's file opened for serving, with its size. A cached preset is one
         open + fstat (the hot path of every chat thumbnail); a missing one is made first."""
         preset = self.preset(name)
         try:
-            fileobj = open(self.cache.path(content_hash, preset.filename), "rb")
+            return (preset, *self.cache.open(content_hash, preset.filename))
         except FileNotFoundError:
-            preset, path = self.preset_path(content_hash, name)
-            fileobj = open(path, "rb")
-        return preset, fileobj, os.fstat(fileobj.fileno()).st_size
+            self.ensure_preset(content_hash, preset)
+        return (preset, *self.cache.open(content_hash, preset.filename))
 
     def missing_eager(self, content_hash: str) -> list[Preset]:
-        return [p for p in self.catalog.eager if not self.cache.path(content_hash, p.filename).exists()]
+        return [p for p in self.catalog.eager if not self.cache.exists(content_hash, p.filename)]
 
     def _decode(self, source: Path, targets: list[Target]) -> Decoded:
         """Decode for ``targets``. The file's own image is dropped on return: when it was
@@ -119,9 +116,10 @@ class ImageService:
         """Decode once, render every preset, publish each file and its metadata."""
         if not presets:
             return {}
-        _, source = self._source(content_hash)
+        self._check_source(content_hash)
         try:
-            decoded = self._decode(source, [_target(p) for p in presets])
+            with self.store.local_file(content_hash) as source:
+                decoded = self._decode(source, [_target(p) for p in presets])
         except ImageUnreadable as exc:
             error = {"error": "image_unreadable", "message": str(exc), "at": iso_utc()}
             self.cache.update_metadata(content_hash, lambda m: m.update(imageError=error))
@@ -160,10 +158,11 @@ class ImageService:
     def optimize(self, content_hash: str, max_size: int, quality: int) -> dict[str, Any]:
         if not self.store.exists(content_hash):
             raise ContentNotFound(content_hash)
-        _, source = self._source(content_hash)
+        self._check_source(content_hash)
         target = Target("optimized", max_size, max_size, "JPEG", quality)
         with self.slots.acquire(self.settings.image_sync_timeout) as busy:
-            decoded = self._decode(source, [target])
+            with self.store.local_file(content_hash) as source:
+                decoded = self._decode(source, [target])
             (out,) = render(decoded, [target], self._threads(busy))
             buffer = io.BytesIO()
             encode(out, "JPEG", quality, buffer)

@@ -1,5 +1,5 @@
-"""Wiring: create_app() builds the Falcon app, its routes, and the one place
-where domain errors become HTTP answers."""
+"""create_app(): the Falcon app's routes and middleware over the composition root's
+objects, and the one place where domain errors become HTTP answers."""
 from __future__ import annotations
 
 import hmac
@@ -9,7 +9,6 @@ from typing import Any
 import falcon
 from PIL import Image
 
-from falconproc.config import Settings
 from falconproc.errors import (
     ContentNotFound,
     EmptyUpload,
@@ -21,25 +20,17 @@ from falconproc.errors import (
     UnsupportedType,
     UploadTooLarge,
 )
-from falconproc.governor import MemoryGovernor
-from falconproc.jobs import registry
-from falconproc.observability.health import HealthService
+from falconproc.images.pipeline import ImageTooLarge, ImageUnreadable, NotRenderable
+from falconproc.images.service import UnknownPreset
 from falconproc.observability.metrics import MetricsMiddleware, MetricsResource, ServiceStateCollector
-from falconproc.resources.content import MetadataResource, OriginalResource, require_hash
-from falconproc.resources.errors import ApiError, error_body
-from falconproc.resources.health import HealthResource
-from falconproc.resources.images import OptimizeResource, PresetResource
-from falconproc.resources.jobs import JobResource
-from falconproc.resources.text import TextResource
-from falconproc.resources.upload import UploadResource
-from falconproc.queue import JobQueue, create_queue
-from falconproc.services.image_service import ImageService, ImageTooLarge, ImageUnreadable, NotRenderable, UnknownPreset
-from falconproc.services.ingest import IngestService
-from falconproc.services.jobs import QueueScheduler
-from falconproc.services.ratelimit import UploadRateLimiter
-from falconproc.services.text_service import TextService
-from falconproc.store import ContentStore, create_store
-from falconproc.store.cache import DerivedCache
+from falconproc.web.resources.content import MetadataResource, OriginalResource, require_hash
+from falconproc.web.resources.errors import ApiError, error_body
+from falconproc.web.resources.health import HealthResource
+from falconproc.web.resources.images import OptimizeResource, PresetResource
+from falconproc.web.resources.jobs import JobResource
+from falconproc.web.resources.text import TextResource
+from falconproc.web.resources.upload import UploadResource
+from falconproc.wiring import Components
 
 log = logging.getLogger(__name__)
 
@@ -95,21 +86,11 @@ def _cache_fallback(req: falcon.Request, resp: falcon.Response) -> None:
     raise ApiError(falcon.HTTP_404, "not_found", "no such resource")
 
 
-def create_app(settings: Settings | None = None, *, store: ContentStore | None = None,
-               queue: JobQueue | None = None, governor: MemoryGovernor | None = None,
-               ingest: IngestService | None = None) -> falcon.App:
-    settings = settings or Settings.from_env()
-    store = store or create_store(settings)
-    queue = queue or create_queue(settings)
-    governor = governor or MemoryGovernor(settings)
-    registry.load(settings)  # the upload side needs to know which job types apply
-    ingest = ingest or IngestService(
-        settings, store, scheduler=QueueScheduler(queue), governor=governor,
-        rate_limiter=UploadRateLimiter(settings.upload_rate_limit, settings.rate_limit_storage_uri))
-    health = HealthService(settings, store, queue_stats=queue.stats, governor=governor)
-    cache = DerivedCache(settings.cache_path, fsync=settings.fsync)
-    images = ImageService(settings, store, cache)
-    text = TextService(settings, store, cache)
+def create_app(components: Components | None = None) -> falcon.App:
+    """The Falcon app over one process's components (from the environment by default)."""
+    components = components or Components()
+    settings = components.settings
+    store, queue, images = components.store, components.queue, components.images
 
     middleware: list[Any] = [MetricsMiddleware()]
     if settings.auth_token:
@@ -118,15 +99,15 @@ def create_app(settings: Settings | None = None, *, store: ContentStore | None =
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(_serialize_error)
 
-    app.add_route("/upload", UploadResource(ingest))
+    app.add_route("/upload", UploadResource(components.ingest))
     app.add_route("/cache/{content_hash}/original", OriginalResource(store))
     app.add_route("/cache/{content_hash}/metadata", MetadataResource(store, images.processing_state))
-    app.add_route("/cache/{content_hash}/text", TextResource(store, text, queue))
+    app.add_route("/cache/{content_hash}/text", TextResource(store, components.text, queue))
     app.add_route("/cache/{content_hash}/{preset}", PresetResource(images))
     app.add_route("/optimize-for-ai", OptimizeResource(images))
     app.add_sink(_cache_fallback, prefix="/cache/")
-    app.add_route("/health", HealthResource(health))
-    app.add_route("/metrics", MetricsResource(ServiceStateCollector(queue.stats, governor, store)))
+    app.add_route("/health", HealthResource(components.health))
+    app.add_route("/metrics", MetricsResource(ServiceStateCollector(queue.stats, components.governor, store)))
     app.add_route("/jobs/{job_id}", JobResource(queue))
 
     # Most general first: Falcon picks the most specific handler for an exception's MRO.

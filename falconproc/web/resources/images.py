@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import falcon
 
-from falconproc.resources.content import require_hash
-from falconproc.resources.errors import ApiError
-from falconproc.resources.serving import serve_file
-from falconproc.services.image_service import ImageService
+from falconproc.web.resources.content import require_hash
+from falconproc.web.resources.errors import ApiError
+from falconproc.web.resources.serving import serve_file
+from falconproc.images.service import ImageService
 
 
 class PresetResource:

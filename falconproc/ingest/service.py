@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
-from falconproc import native
 from falconproc.clock import iso_utc
 from falconproc.config import Settings
 from falconproc.errors import (
@@ -26,13 +25,13 @@ from falconproc.errors import (
     UnsupportedType,
     UploadTooLarge,
 )
-from falconproc.native import ProbeResult
+from falconproc.images.pipeline import check_dimensions
+from falconproc.ingest.sniff import refine_zip
+from falconproc.mediatypes import ZIP, allowed_types
+from falconproc.native.ingest import IngestProbe, ProbeResult
 from falconproc.observability import metrics
 from falconproc.queue import QueueFull
-from falconproc.services.content_types import allowed_types, refine_zip
-from falconproc.services.images import check_dimensions
 from falconproc.store import ContentStore, UploadRecord
-from falconproc.store.local import upload_record_json
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,7 @@ class IngestService:
         self.scheduler = scheduler or NoJobs()
         self.governor = governor or AdmitAll()
         self.rate_limiter = rate_limiter
-        self.probe_factory = probe_factory or native.IngestProbe
+        self.probe_factory = probe_factory or IngestProbe
         self.allowed = allowed_types(settings.allowed_types)
 
     def check_admission(self, content_length: int | None, user_id: str, *, writes: bool = True) -> None:
@@ -112,10 +111,11 @@ class IngestService:
         self.check_admission(request.content_length, request.user_id)
         pending = self.store.begin_upload()
         try:
-            result = self._stream(request, body, pending.fd)
+            result = self._stream(request, body, pending.fileno())
             mime_type = result.mime_type
-            if mime_type == "application/zip":
-                mime_type = refine_zip(pending.path)
+            if mime_type == ZIP:
+                with pending.open_written() as written:
+                    mime_type = refine_zip(written)
             if mime_type not in self.allowed:
                 raise UnsupportedType(mime_type, list(self.allowed))
             # Decompression bombs are refused from the header, before anything decodes them.
@@ -193,7 +193,7 @@ def build_metadata(result: ProbeResult, mime_type: str, record: UploadRecord) ->
         "uploadedAt": record.uploaded_at,
         "uploadedBy": record.user_id,
         "driveId": record.drive_id,
-        "uploads": [upload_record_json(record)],
+        "uploads": [record.to_json()],
     }
     if result.width is not None and result.height is not None:
         metadata["image"] = {"width": result.width, "height": result.height, "frames": result.frames}

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from falconproc.images.pipeline import ImageTooLarge, ImageUnreadable
 from falconproc.jobs.registry import JobContext, JobType, PermanentJobError, register
-from falconproc.queue import Job, create_queue
-from falconproc.services.images import ImageTooLarge, ImageUnreadable
-from falconproc.services.ocr import OcrError
-from falconproc.services.text import TEXT_TYPES, ExtractionError
-from falconproc.services.text_service import TextService, needs_ocr
-from falconproc.store import create_store
-from falconproc.store.cache import DerivedCache
+from falconproc.queue import Job
+from falconproc.text.extraction import ExtractionError, can_extract
+from falconproc.text.ocr import OcrError
+from falconproc.text.service import TextService, needs_ocr
 
 # Rough peaks for admission: pypdf holds the object graph of the whole file per process.
 TEXT_ESTIMATE = 192 * 1024 * 1024
@@ -19,16 +17,15 @@ OCR_ESTIMATE = 256 * 1024 * 1024
 
 
 def _service(context: JobContext) -> TextService:
-    settings = context.settings
-    return TextService(settings, create_store(settings), DerivedCache(settings.cache_path, fsync=settings.fsync))
+    return TextService(context.settings, context.store, context.cache)
 
 
 def _text(job: Job, context: JobContext) -> dict[str, Any]:
     # A large PDF's page pool gets no more processes than this job's share of the cores
     # (three text jobs at once on two cores: each extracts alone, no pool to parse for).
     settings = context.settings
-    service = _service(JobContext(settings.replace(
-        text_processes=max(1, min(settings.text_processes, context.cpu_budget))), context.cpu_budget))
+    service = TextService(settings.replace(text_processes=max(1, min(settings.text_processes, context.cpu_budget))),
+                          context.store, context.cache)
     try:
         state = service.extract(job.content_hash)
     except ExtractionError as exc:
@@ -38,8 +35,8 @@ def _text(job: Job, context: JobContext) -> dict[str, Any]:
     if ocr and ocr.get("status") == "pending":
         # The upload's own follow-on work: past MAX_QUEUE_SIZE too (a QueueFull here would
         # fail this text job, and in the end dead-letter its text).
-        create_queue(context.settings).enqueue("ocr", job.content_hash, variant="pdf-pages",
-                                               payload={"pages": ocr["pages"]}, force=True)
+        context.queue.enqueue("ocr", job.content_hash, variant="pdf-pages", payload={"pages": ocr["pages"]},
+                              force=True)
     return {"status": state["status"], "chars": state["chars"]}
 
 
@@ -70,7 +67,7 @@ def _record_ocr_failure(job: Job, service: TextService, code: str, message: str)
 
 
 def _applies_text(metadata: dict[str, Any]) -> bool:
-    return metadata.get("mimeType") in TEXT_TYPES
+    return can_extract(metadata.get("mimeType"))
 
 
 def _applies_ocr(metadata: dict[str, Any]) -> bool:
@@ -90,7 +87,19 @@ def _record_dead(job: Job, context: JobContext) -> None:
         service.record_failure(job.content_hash, "failed", job.last_error or "text extraction failed")
 
 
+def _preload() -> None:
+    """Import the parsers once in the supervisor, before job processes fork from it."""
+    import docx  # noqa: F401
+    import pypdf  # noqa: F401
+    import pytesseract
+
+    try:  # pytesseract checks the version once per process: once here, for every fork
+        pytesseract.get_tesseract_version()
+    except Exception:  # noqa: BLE001 - no tesseract: OCR jobs report it themselves
+        pass
+
+
 register(JobType("text", _text, applies_to=_applies_text, estimate_memory=lambda job, settings: TEXT_ESTIMATE,
-                 on_dead=_record_dead))
+                 on_dead=_record_dead, preload=_preload))
 register(JobType("ocr", _ocr, applies_to=_applies_ocr, estimate_memory=lambda job, settings: OCR_ESTIMATE,
                  on_dead=_record_dead))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import falcon
 
 from falconproc.queue import JobNotFound, JobQueue
-from falconproc.resources.errors import ApiError
+from falconproc.web.resources.errors import ApiError
 
 
 class JobResource:

@@ -1,14 +1,27 @@
-"""Value types of the resize scheduler, shared by its compiled and pure-Python twins.
+"""Value types shared by the compiled modules and their pure-Python twins.
 
-``plan_resize`` (falconproc/native/_resize_py.py and _native/_resize_c.pyx) returns a
-:class:`ResizePlan`; both implementations build these same frozen dataclasses, so
-their results compare equal with ``==``.
+The ingest probe returns a :class:`ProbeResult`; ``plan_resize`` (the resize
+scheduler) returns a :class:`ResizePlan`. Both implementations of each build these
+same frozen dataclasses, so their results compare equal with ``==``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ResizeStep", "ResizePlan", "DECODED", "draft_request"]
+__all__ = ["ProbeResult", "ResizeStep", "ResizePlan", "DECODED", "draft_request"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What one pass over an upload learned about it."""
+
+    sha256: str  # 64 lowercase hex characters
+    size: int
+    mime_type: str  # sniffed from the bytes; "application/octet-stream" when unknown
+    width: int | None = None  # images only, from the header
+    height: int | None = None
+    frames: int | None = None  # animated formats, where cheap to count
+
 
 DECODED = -1  # ResizeStep.source value meaning "the decoded (and transposed) image"
 

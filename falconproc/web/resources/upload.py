@@ -5,9 +5,9 @@ import re
 
 import falcon
 
-from falconproc.resources.errors import ApiError
-from falconproc.services.filenames import InvalidFilename, decode_header_filename, sanitize_filename
-from falconproc.services.ingest import IngestService, UploadRequest
+from falconproc.web.resources.errors import ApiError
+from falconproc.web.filenames import InvalidFilename, decode_header_filename, sanitize_filename
+from falconproc.ingest.service import IngestService, UploadRequest
 
 _SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 MAX_ID_LENGTH = 256

@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from typing import Any, BinaryIO
 
 from PIL import Image, ImageOps
 
 from falconproc.clock import iso_utc
 from falconproc.config import Settings
-from falconproc.services.images import RENDERABLE_TYPES, ImageUnreadable, open_checked
-from falconproc.services.ocr import run_tesseract, usable_as_is
-from falconproc.services.text import PDF_TYPE, TEXT_TYPES, Extraction, clip_pages, extract
-from falconproc.store import ContentStore
-from falconproc.store.cache import DerivedCache
+from falconproc.images.pipeline import ImageUnreadable, open_checked
+from falconproc.mediatypes import PDF, is_renderable_image
+from falconproc.store import ContentStore, DerivedCache
+from falconproc.text.extraction import Extraction, can_extract, clip_pages, extract
+from falconproc.text.ocr import run_tesseract, usable_as_is
+from falconproc.text.pdf import open_pdf
 
 TEXT_FILE = "text.txt"
 PAGES_FILE = "text.json"
@@ -23,12 +24,13 @@ TESSERACT_READS = frozenset({"PNG", "JPEG", "TIFF"})
 MIN_OCR_IMAGE_PIXELS = 64 * 64
 
 
-def has_text(mime_type: str | None) -> bool:
-    return mime_type in TEXT_TYPES or mime_type in RENDERABLE_TYPES
-
-
 def needs_ocr(mime_type: str | None) -> bool:
-    return mime_type in RENDERABLE_TYPES
+    """Images get their text from OCR."""
+    return is_renderable_image(mime_type)
+
+
+def has_text(mime_type: str | None) -> bool:
+    return can_extract(mime_type) or needs_ocr(mime_type)
 
 
 class TextService:
@@ -41,11 +43,13 @@ class TextService:
         return self.cache.metadata(content_hash).get("text")
 
     def read_pages(self, content_hash: str) -> dict[str, Any]:
-        with open(self.cache.path(content_hash, PAGES_FILE), "rb") as fh:
+        fh, _ = self.cache.open(content_hash, PAGES_FILE)
+        with fh:
             return json.loads(fh.read())
 
-    def text_path(self, content_hash: str):
-        return self.cache.path(content_hash, TEXT_FILE)
+    def open_text(self, content_hash: str) -> tuple[BinaryIO, int]:
+        """The extracted text (UTF-8) and its size in bytes."""
+        return self.cache.open(content_hash, TEXT_FILE)
 
     # -- producing -----------------------------------------------------------------
 
@@ -68,60 +72,60 @@ class TextService:
     def extract(self, content_hash: str) -> dict[str, Any]:
         """The `text` job: PDF/DOCX/plain text. Returns its state; raises ExtractionError."""
         meta = self.store.metadata(content_hash)
-        result = extract(self.store.original_path(content_hash), meta["mimeType"], self.settings)
+        with self.store.local_file(content_hash) as path:
+            result = extract(path, meta["mimeType"], self.settings)
         extra: dict[str, Any] = {}
-        if meta["mimeType"] == PDF_TYPE and result.pages_without_text:
+        if meta["mimeType"] == PDF and result.pages_without_text:
             extra["ocr"] = {"status": "pending", "pages": result.pages_without_text}
         return self._publish(content_hash, result, extra)
 
     def ocr_image(self, content_hash: str) -> dict[str, Any]:
         """The `ocr` job for an image upload."""
-        path = self.store.original_path(content_hash)
-        with open_checked(path, self.settings) as im:
-            try:
-                im.seek(0)
-                im.load()
-            except (OSError, SyntaxError, ValueError, EOFError) as exc:
-                raise ImageUnreadable(f"the image cannot be decoded: {exc}") from None
-            upright = im.getexif().get(0x0112, 1) in (None, 1)
-            if upright and im.format in TESSERACT_READS and usable_as_is(im, self.settings):
-                ocr = run_tesseract(str(path), self.settings)  # no re-encode of the page
-            else:
-                ocr = run_tesseract(ImageOps.exif_transpose(im), self.settings)
+        with self.store.local_file(content_hash) as path:
+            with open_checked(path, self.settings) as im:
+                try:
+                    im.seek(0)
+                    im.load()
+                except (OSError, SyntaxError, ValueError, EOFError) as exc:
+                    raise ImageUnreadable(f"the image cannot be decoded: {exc}") from None
+                upright = im.getexif().get(0x0112, 1) in (None, 1)
+                if upright and im.format in TESSERACT_READS and usable_as_is(im, self.settings):
+                    ocr = run_tesseract(str(path), self.settings)  # no re-encode of the page
+                else:
+                    ocr = run_tesseract(ImageOps.exif_transpose(im), self.settings)
         result = Extraction("ocr", [{"page": 1, "text": ocr.text, "confidence": ocr.confidence}], page_count=1)
         result.pages, result.truncated = clip_pages(result.pages, self.settings.text_max_chars)
         return self._publish(content_hash, result, {"confidence": ocr.confidence, "words": ocr.words})
 
     def ocr_pdf_pages(self, content_hash: str, pages: list[int]) -> dict[str, Any]:
         """The `ocr` job for a PDF's pages without a text layer: OCR their embedded images."""
-        from falconproc.services.text import _open_pdf
-
-        reader = _open_pdf(self.store.original_path(content_hash))
-        document = self.read_pages(content_hash)
-        confidences = []
-        for number in pages:
-            page_texts = []
-            try:
-                images = list(reader.pages[number - 1].images)
-            except Exception:  # noqa: BLE001 - a broken image stream loses that page only
-                images = []
-            for embedded in images:
+        with self.store.local_file(content_hash) as path:
+            reader = open_pdf(path)
+            document = self.read_pages(content_hash)
+            confidences = []
+            for number in pages:
+                page_texts = []
                 try:
-                    with Image.open(io.BytesIO(embedded.data)) as im:
-                        if im.width * im.height < MIN_OCR_IMAGE_PIXELS:
-                            continue
-                        im.load()
-                        ocr = run_tesseract(im, self.settings)
-                except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-                    continue
-                if ocr.text:
-                    page_texts.append(ocr.text)
-                    if ocr.confidence is not None:
-                        confidences.append(ocr.confidence)
-            for page in document["pages"]:
-                if page["page"] == number and page_texts:
-                    page["text"] = "\n".join(page_texts)
-                    page["source"] = "ocr"
+                    images = list(reader.pages[number - 1].images)
+                except Exception:  # noqa: BLE001 - a broken image stream loses that page only
+                    images = []
+                for embedded in images:
+                    try:
+                        with Image.open(io.BytesIO(embedded.data)) as im:
+                            if im.width * im.height < MIN_OCR_IMAGE_PIXELS:
+                                continue
+                            im.load()
+                            ocr = run_tesseract(im, self.settings)
+                    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+                        continue
+                    if ocr.text:
+                        page_texts.append(ocr.text)
+                        if ocr.confidence is not None:
+                            confidences.append(ocr.confidence)
+                for page in document["pages"]:
+                    if page["page"] == number and page_texts:
+                        page["text"] = "\n".join(page_texts)
+                        page["source"] = "ocr"
         result = Extraction("pdf+ocr" if confidences else document["source"], document["pages"],
                             properties=document.get("properties", {}), page_count=document.get("pageCount", 0),
                             truncated=document.get("truncated", False))

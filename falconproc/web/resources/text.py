@@ -4,9 +4,9 @@ from __future__ import annotations
 import falcon
 
 from falconproc.queue import JobQueue, QueueFull
-from falconproc.resources.content import require_hash
-from falconproc.resources.errors import ApiError
-from falconproc.services.text_service import TextService, has_text, needs_ocr
+from falconproc.web.resources.content import require_hash
+from falconproc.web.resources.errors import ApiError
+from falconproc.text.service import TextService, has_text, needs_ocr
 from falconproc.store import ContentStore
 
 
@@ -28,9 +28,7 @@ class TextResource:
                 resp.media = {**self.text.read_pages(content_hash), "state": state}
             else:
                 resp.content_type = "text/plain; charset=utf-8"
-                path = self.text.text_path(content_hash)
-                resp.stream = open(path, "rb")
-                resp.content_length = path.stat().st_size
+                resp.stream, resp.content_length = self.text.open_text(content_hash)
             return
         if state.get("status") == "failed":
             raise ApiError(falcon.HTTP_422, state.get("error", "failed"), state.get("message", "extraction failed"),

@@ -22,8 +22,8 @@ bytes (tests/images/test_render_threads.py). Each stripe resamples its exact sub
 and Pillow clamps the filter's support to the whole source, not the box, so there is
 no seam. It is not bit-identical to a one-piece resize: Pillow computes the filter
 centres from the stripe's box in floating point and picks the order of its two passes
-by their cost, which differs for a stripe (measured on the corpus presets: <= 5
-levels apart, >= 56 dB PSNR between the two).
+by their cost, which differs for a stripe (the difference on the corpus presets is in
+benchmarks/README.md).
 """
 from __future__ import annotations
 
@@ -39,16 +39,15 @@ from typing import Any, BinaryIO
 
 from PIL import Image, ImageCms, ImageFile
 
-from falconproc import native
-from falconproc.native._plan_types import draft_request
 from falconproc.config import Settings
 from falconproc.errors import FalconprocError
+from falconproc.native import webp as native_webp
+from falconproc.native.resize import draft_request, plan_resize
 
 log = logging.getLogger(__name__)
 
 # Only these decoders may ever see client bytes.
 PIL_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
-RENDERABLE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp", "image/tiff"})
 # Orientation tag value -> transpose to apply (EXIF 2.3, tag 0x0112).
 _ORIENTATION = {
     2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -192,9 +191,9 @@ def _decode_webp_scaled(im: Image.Image, width: int, height: int) -> Image.Image
     """The whole (still) WebP rescaled by libwebp while decoding to width x height."""
     im.fp.seek(0)
     data = im.fp.read()
-    alpha = native.webp_features(data)[2]
+    alpha = native_webp.features(data)[2]
     mode = "RGBA" if alpha else "RGB"
-    out = Image.frombytes(mode, (width, height), native.webp_decode(data, width, height, alpha))
+    out = Image.frombytes(mode, (width, height), native_webp.decode_scaled(data, width, height, alpha))
     out.info = dict(im.info)  # the ICC profile (EXIF orientation was read from im already)
     return out
 
@@ -207,8 +206,8 @@ def decode_for(targets: Iterable[Target], im: Image.Image) -> Decoded:
     # A still WebP shrinks on load by the same factors as a JPEG (decoded size ceil(w/s)).
     webp = _scalable_webp(im)
     # Pillow keeps RGB, RGBA and CMYK at 4 bytes per pixel: estimate memory with 4 bands.
-    plan = native.plan_resize(im.width, im.height, [(t.max_width, t.max_height) for t in targets],
-                              is_jpeg=im.format == "JPEG" or webp, bands=4, orientation_swaps=swaps)
+    plan = plan_resize(im.width, im.height, [(t.max_width, t.max_height) for t in targets],
+                       is_jpeg=im.format == "JPEG" or webp, bands=4, orientation_swaps=swaps)
     source_width, source_height = im.size
     scale = plan.draft_scale
     try:
@@ -240,7 +239,7 @@ def decode_for(targets: Iterable[Target], im: Image.Image) -> Decoded:
 
 # Reduces and resizes with at least STRIPE_MIN_PIXELS output pixels are cut into
 # STRIPES stripes of output rows; below that a hand-off to another thread costs more
-# than it saves (a 256x256 LANCZOS takes ~1 ms).
+# than it saves (a small LANCZOS is about as quick as the hand-off).
 STRIPES = 2
 STRIPE_MIN_PIXELS = 256 * 256
 

@@ -1,0 +1,142 @@
+"""Cross-process locks on flock(2), all in one place.
+
+flock locks belong to an open file description: the kernel drops them when the
+holder closes the descriptor or dies (even by SIGKILL), so a crashed process never
+leaves a lock behind. Every lock of the service is one of these:
+
+- ``DirectoryLock``: read-modify-write of the files in a directory (store entries,
+  cache metadata) and "this upload is alive" marks on temp directories;
+- ``file_lock``: one holder of a lock file, waiting forever or up to a timeout
+  (the queue's state transitions, single-flight preset rendering);
+- ``SlotSemaphore``: at most N holders machine-wide (image renders in web workers).
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from falconproc.errors import ServiceOverloaded
+
+_FIRST_DELAY, _MAX_DELAY = 0.005, 0.1
+
+
+def try_flock(fd: int) -> bool:
+    """Take an exclusive flock on ``fd`` if it is free; False if another holder has it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return False
+        raise
+    return True
+
+
+def flock_within(fd: int, timeout: float | None, busy_message: str) -> None:
+    """Take an exclusive flock on ``fd``: blocking (``timeout`` None), or polling with
+    backoff until ``timeout`` seconds passed (then ServiceOverloaded: retry shortly)."""
+    if timeout is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    deadline = time.monotonic() + timeout
+    delay = _FIRST_DELAY
+    while not try_flock(fd):
+        if time.monotonic() > deadline:
+            raise ServiceOverloaded(busy_message, retry_after=2)
+        time.sleep(delay)
+        delay = min(delay * 2, _MAX_DELAY)
+
+
+@contextmanager
+def file_lock(path: Path, timeout: float | None = None, *,
+              busy_message: str = "this resource is busy; retry shortly") -> Iterator[None]:
+    """Hold the lock file ``path`` (created if missing) for the block."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        flock_within(fd, timeout, busy_message)
+        yield
+    finally:
+        os.close(fd)  # closing drops the flock
+
+
+class DirectoryLock:
+    """An exclusive flock on a directory: serialises read-modify-write of files in it
+    across processes, and is released by the kernel if the holder dies."""
+
+    def __init__(self, path: Path, *, blocking: bool = True):
+        self.path = path
+        self.blocking = blocking
+        self.fd = -1
+
+    def acquire(self) -> bool:
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if self.blocking:
+                fcntl.flock(self.fd, fcntl.LOCK_EX)
+                return True
+            if try_flock(self.fd):
+                return True
+        except BaseException:
+            self.release()
+            raise
+        self.release()
+        return False
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # closing drops the flock
+            self.fd = -1
+
+    def __enter__(self) -> DirectoryLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class SlotSemaphore:
+    """At most N holders across every process on the machine, via N flock'd slot files
+    (released by the kernel if a holder dies)."""
+
+    def __init__(self, directory: Path, name: str, slots: int):
+        self.paths = [directory / f".{name}-slot-{i}.lock" for i in range(max(slots, 1))]
+        directory.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def acquire(self, timeout: float) -> Iterator[int]:
+        """Hold a slot; yields how many slots are held now, ours included (a hint for how
+        many threads the holder should use: the others are busy too)."""
+        deadline = time.monotonic() + timeout
+        delay = _FIRST_DELAY
+        while True:
+            for path in self.paths:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                if not try_flock(fd):
+                    os.close(fd)
+                    continue
+                try:
+                    yield 1 + self._held_by_others(path)
+                finally:
+                    os.close(fd)
+                return
+            if time.monotonic() > deadline:
+                raise ServiceOverloaded("all image slots are busy; retry shortly", retry_after=2)
+            time.sleep(delay)
+            delay = min(delay * 2, _MAX_DELAY)
+
+    def _held_by_others(self, mine: Path) -> int:
+        held = 0
+        for path in self.paths:
+            if path == mine:
+                continue
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                held += not try_flock(fd)
+            finally:
+                os.close(fd)  # closing drops the probe's lock
+        return held

@@ -1,0 +1,51 @@
+"""Every MIME type set the service acts on, owned here once.
+
+The native probe names a type from the bytes (never from the name or the
+Content-Type); these sets say what happens to it: which uploads are accepted, which
+are served as sandboxed attachments, which Pillow may decode, which have text. A
+capability package (images/, text/, ...) takes the set it handles from here and
+registers its handler for it; it does not keep a list of its own.
+"""
+from __future__ import annotations
+
+JPEG, PNG, GIF, WEBP, BMP, TIFF = ("image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp",
+                                   "image/tiff")
+HEIC, AVIF = "image/heic", "image/avif"
+PDF = "application/pdf"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+ZIP = "application/zip"
+# What the sniffer names bytes it does not recognise; refused unless ALLOWED_TYPES lists it.
+OCTET_STREAM = "application/octet-stream"
+
+# Images the probe recognises (and reads dimensions of, for the bomb limits).
+IMAGE_TYPES = (JPEG, PNG, GIF, WEBP, BMP, TIFF, HEIC, AVIF)
+# Images the preset pipeline and OCR decode (Pillow's decoders for these only).
+RENDERABLE_IMAGE_TYPES = frozenset({JPEG, PNG, GIF, WEBP, BMP, TIFF})
+DOCUMENT_TYPES = (PDF, DOCX, XLSX, PPTX, ZIP)
+PLAIN_TEXT_TYPES = ("text/plain", "text/markdown", "text/csv", "application/json")
+# Served only as attachments under a sandboxing CSP: a browser must never run them.
+MARKUP_TYPES = ("image/svg+xml", "text/html", "application/xml", "text/javascript")
+# Refused by default: programs have no place in a chat workspace's file store.
+EXECUTABLE_TYPES = ("application/x-executable", "application/x-msdownload", "application/x-mach-binary",
+                    "text/x-shellscript")
+# A ZIP whose central directory names one of these main parts is that OOXML type.
+OOXML_MAIN_PARTS = {"word/document.xml": DOCX, "xl/workbook.xml": XLSX, "ppt/presentation.xml": PPTX}
+
+DEFAULT_ALLOWED = IMAGE_TYPES + DOCUMENT_TYPES + PLAIN_TEXT_TYPES + MARKUP_TYPES
+
+
+def allowed_types(configured: str | None) -> tuple[str, ...]:
+    """ALLOWED_TYPES (validated by config.py) or the default list."""
+    if not configured:
+        return DEFAULT_ALLOWED
+    return tuple(t.strip().lower() for t in configured.split(",") if t.strip())
+
+
+def is_markup(mime_type: str) -> bool:
+    return mime_type in MARKUP_TYPES
+
+
+def is_renderable_image(mime_type: str | None) -> bool:
+    return mime_type in RENDERABLE_IMAGE_TYPES

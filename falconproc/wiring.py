@@ -1,0 +1,161 @@
+"""The composition root: Settings -> store, cache, queue, governor, services.
+
+Every long-lived object of a process is built here and only here, once, on first
+use: ``create_app`` (web workers), the CLI (``worker``, ``fsck``, ``doctor``), the
+gunicorn master's hooks and the job processes (through ``job_context``) all take
+theirs from one ``Components``. Backends are chosen by setting through the
+registries below, so a new backend (S3, Redis) is one factory and one entry, and a
+new capability (video, scanning) is one package and one line in ``CAPABILITIES``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from falconproc.config import Settings, SettingsError
+from falconproc.jobs import registry
+from falconproc.jobs.registry import JobContext
+from falconproc.jobs.scheduler import QueueScheduler
+from falconproc.observability.governor import MemoryGovernor
+from falconproc.queue import Job, JobQueue
+from falconproc.store import ContentStore, DerivedCache
+
+if TYPE_CHECKING:  # the services are imported when first built (the gunicorn master needs none)
+    from falconproc.images.service import ImageService
+    from falconproc.ingest.service import IngestService
+    from falconproc.observability.health import HealthService
+    from falconproc.text.service import TextService
+
+# Modules that register the built-in job types (each capability package's job module).
+CAPABILITIES: tuple[str, ...] = ("falconproc.images.job", "falconproc.text.job")
+
+
+def _local_store(settings: Settings) -> ContentStore:
+    from falconproc.store.local import LocalContentStore
+
+    return LocalContentStore(settings.file_storage_path, fsync=settings.fsync)
+
+
+def _local_cache(settings: Settings) -> DerivedCache:
+    from falconproc.store.local_cache import LocalDerivedCache
+
+    return LocalDerivedCache(settings.cache_path, fsync=settings.fsync)
+
+
+def _flatfile_queue(settings: Settings) -> JobQueue:
+    from falconproc.queue.flatfile import FlatFileQueue
+
+    return FlatFileQueue(settings.queue_path, max_pending=settings.max_queue_size,
+                         max_attempts=settings.job_max_attempts, backoff_base=settings.job_backoff_base,
+                         backoff_cap=settings.job_backoff_cap, priorities=settings.job_priorities,
+                         fsync=settings.fsync)
+
+
+# STORAGE_BACKEND -> (originals, derived files); QUEUE_BACKEND -> queue.
+STORAGE_BACKENDS: dict[str, tuple[Callable[[Settings], ContentStore], Callable[[Settings], DerivedCache]]] = {
+    "local": (_local_store, _local_cache),
+}
+QUEUE_BACKENDS: dict[str, Callable[[Settings], JobQueue]] = {
+    "flatfile": _flatfile_queue,
+}
+
+
+def check_backends(settings: Settings) -> None:
+    """SettingsError for a backend name no registry knows (start-up stops on it)."""
+    for variable, name, known in (("STORAGE_BACKEND", settings.storage_backend, STORAGE_BACKENDS),
+                                  ("QUEUE_BACKEND", settings.queue_backend, QUEUE_BACKENDS)):
+        if name not in known:
+            raise SettingsError(f"{variable}: unknown backend {name!r} (one of: {', '.join(sorted(known))})")
+
+
+def load_job_types(settings: Settings) -> None:
+    """Register the built-in job types and those of JOB_PLUGINS (idempotent)."""
+    registry.load((*CAPABILITIES, *settings.job_plugins))
+
+
+class Components:
+    """The objects of one process, each built on first use and then shared.
+
+    Nothing is built by the constructor (beyond reading and checking settings): the
+    gunicorn master only needs the store, a job process only what its jobs use.
+    """
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings.from_env()
+        check_backends(self.settings)
+
+    # -- backends --------------------------------------------------------------------
+
+    @cached_property
+    def store(self) -> ContentStore:
+        return STORAGE_BACKENDS[self.settings.storage_backend][0](self.settings)
+
+    @cached_property
+    def cache(self) -> DerivedCache:
+        return STORAGE_BACKENDS[self.settings.storage_backend][1](self.settings)
+
+    @cached_property
+    def queue(self) -> JobQueue:
+        queue = QUEUE_BACKENDS[self.settings.queue_backend](self.settings)
+        # A job the reaper dead-letters (its runner died) gets its type's on_dead
+        # bookkeeping, as one the supervisor fails does.
+        queue.on_reaped_dead = self._run_on_dead
+        return queue
+
+    @cached_property
+    def governor(self) -> MemoryGovernor:
+        return MemoryGovernor(self.settings)
+
+    # -- jobs ------------------------------------------------------------------------
+
+    def load_job_types(self) -> None:
+        load_job_types(self.settings)
+
+    def job_context(self, cpu_budget: int = 1) -> JobContext:
+        """What a job handler gets (built in the job process, after the fork)."""
+        return JobContext(self.settings, self.store, self.cache, self.queue, cpu_budget)
+
+    def _run_on_dead(self, job: Job) -> None:
+        registry.run_on_dead(job, self.job_context())
+
+    @cached_property
+    def scheduler(self) -> QueueScheduler:
+        return QueueScheduler(self.queue)
+
+    # -- services (web side) ---------------------------------------------------------
+
+    @cached_property
+    def ingest(self) -> IngestService:
+        from falconproc.ingest.ratelimit import UploadRateLimiter
+        from falconproc.ingest.service import IngestService
+
+        self.load_job_types()  # the upload side needs to know which job types apply
+        limiter = UploadRateLimiter(self.settings.upload_rate_limit, self.settings.rate_limit_storage_uri)
+        return IngestService(self.settings, self.store, scheduler=self.scheduler, governor=self.governor,
+                             rate_limiter=limiter)
+
+    @cached_property
+    def images(self) -> ImageService:
+        from falconproc.images.service import ImageService
+
+        return ImageService(self.settings, self.store, self.cache)
+
+    @cached_property
+    def text(self) -> TextService:
+        from falconproc.text.service import TextService
+
+        return TextService(self.settings, self.store, self.cache)
+
+    @cached_property
+    def health(self) -> HealthService:
+        from falconproc.observability.health import HealthService
+
+        return HealthService(self.settings, self.store, queue_stats=self.queue.stats, governor=self.governor)
+
+    def run_supervisor(self) -> None:
+        """``falconproc worker``: the job supervisor over this process's queue."""
+        from falconproc.jobs.supervisor import run_supervisor
+
+        self.load_job_types()
+        run_supervisor(self.settings, self.queue, self.governor, self.job_context)
