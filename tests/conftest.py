@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.service import DATA, Service, make_service
+from tests.support.service import DATA, Service, make_service
 
 CORPUS_FILES = sorted(p for p in DATA.rglob("*") if p.is_file() and p.name != "SOURCES.md")
 

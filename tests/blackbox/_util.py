@@ -14,7 +14,7 @@ import requests
 from PIL import Image
 
 from tests.conftest import sha256, temp_entries, upload  # noqa: F401  (re-exported)
-from tests.service import parse_head
+from tests.support.service import parse_head
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"

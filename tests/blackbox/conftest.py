@@ -1,9 +1,9 @@
-"""Fixtures for the black-box tests; the running services come from tests/service.py."""
+"""Fixtures for the black-box tests; the running services come from tests/support/service.py."""
 from __future__ import annotations
 
 import pytest
 
-from tests.service import make_service
+from tests.support.service import make_service
 
 
 @pytest.fixture(scope="module")

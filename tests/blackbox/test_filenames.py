@@ -17,7 +17,7 @@ from tests.blackbox._util import (
     unique_text,
 )
 from tests.conftest import temp_entries, upload
-from tests.service import make_service
+from tests.support.service import make_service
 
 pytestmark = pytest.mark.blackbox
 

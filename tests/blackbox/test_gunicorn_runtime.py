@@ -15,7 +15,7 @@ import requests
 
 from tests.conftest import sha256, upload
 from tests.reliability._util import text_blob
-from tests.service import ROOT, wait_for
+from tests.support.service import ROOT, wait_for
 
 _DUMP = """
 import json, falconproc.gunicorn_conf as g

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.blackbox._util import unique_text
-from tests.service import DATA, make_service, parse_head
+from tests.support.service import DATA, make_service, parse_head
 
 HEADERS = {"x-filename": "a.jpg", "x-drive-id": "d", "x-user-id": "u"}
 

@@ -7,7 +7,7 @@ import requests
 
 from tests.blackbox._util import unique_text
 from tests.conftest import sha256, stored_entries, temp_entries, upload
-from tests.service import DATA, make_service
+from tests.support.service import DATA, make_service
 
 
 def _metadata(svc, digest: str) -> dict:

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests.blackbox._util import sha256, unique_text, upload
-from tests.service import free_port, make_service, wait_for
+from tests.support.service import free_port, make_service, wait_for
 
 
 def _assert_rate_limited(resp: requests.Response, limit: str) -> int:

@@ -21,7 +21,7 @@ from falconproc.services.image_service import ImageService
 from falconproc.services.ingest import IngestService, UploadRequest
 from falconproc.store import create_store
 from falconproc.store.cache import DerivedCache
-from tests.service import make_service
+from tests.support.service import make_service
 
 
 @pytest.fixture(scope="package")

@@ -21,7 +21,7 @@ from tests.conftest import upload
 from tests.queue._helpers import intervals, open_service_queue, random_hash, read_joblog
 from tests.queue._procs import sigkill_burst
 from tests.queue._procs import JOB_ENV
-from tests.service import DATA
+from tests.support.service import DATA
 
 pytestmark = pytest.mark.blackbox
 

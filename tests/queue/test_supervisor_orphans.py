@@ -14,7 +14,7 @@ from falconproc.queue import create_queue
 from tests.queue._helpers import open_service_queue, random_hash, state_files
 from tests.queue._procs import alive, attempts_started, gone, standalone_worker, worker_log  # noqa: F401
 from tests.queue._procs import JOB_ENV, supervisor_of
-from tests.service import make_service, wait_for
+from tests.support.service import make_service, wait_for
 
 pytestmark = pytest.mark.blackbox
 

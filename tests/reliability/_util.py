@@ -1,4 +1,4 @@
-"""Helpers for the black-box reliability tests (real gunicorn via tests.service)."""
+"""Helpers for the black-box reliability tests (real gunicorn via tests.support.service)."""
 from __future__ import annotations
 
 import hashlib
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.service import Service, parse_head, wait_for
+from tests.support.service import Service, parse_head, wait_for
 
 
 def text_blob(label: str, size: int) -> bytes:

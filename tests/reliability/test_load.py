@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.service import ROOT
+from tests.support.service import ROOT
 
 pytestmark = [pytest.mark.blackbox]
 

@@ -1,0 +1,1 @@
+"""The test harness: what the test folders share (see each module)."""
