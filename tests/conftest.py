@@ -20,6 +20,14 @@ def service(tmp_path_factory) -> Service:
     svc.stop()
 
 
+@pytest.fixture(scope="module")
+def module_service(tmp_path_factory):
+    """A private service with a pristine store, shared by the tests of one module."""
+    svc = make_service(tmp_path_factory.mktemp("bbsvc")).start()
+    yield svc
+    svc.stop()
+
+
 @pytest.fixture
 def fresh_service(tmp_path):
     """A private service for tests that kill processes or need special settings."""

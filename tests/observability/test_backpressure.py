@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from tests.conftest import sha256, stored_entries, temp_entries, upload
-from tests.queue._helpers import open_service_queue, random_hash
+from tests.jobs._helpers import open_service_queue, random_hash
 from tests.reliability._util import text_blob, wait_web_workers
 from tests.support.service import wait_for
 

@@ -18,7 +18,7 @@ from falconproc.jobs import registry
 from falconproc.jobs.supervisor import Supervisor
 from falconproc.observability.memory import MemoryReading
 from falconproc.queue import DEAD, DONE, QUEUED, RUNNING, FlatFileQueue, create_queue
-from tests.queue._helpers import intervals, max_overlap, random_hash, read_joblog, state_files
+from tests.jobs._helpers import intervals, max_overlap, random_hash, read_joblog, state_files
 
 MiB = 1024 * 1024
 

@@ -18,9 +18,9 @@ import requests
 
 from tests.blackbox._util import unique_text
 from tests.conftest import upload
-from tests.queue._helpers import intervals, open_service_queue, random_hash, read_joblog
-from tests.queue._procs import sigkill_burst
-from tests.queue._procs import JOB_ENV
+from tests.jobs._helpers import intervals, open_service_queue, random_hash, read_joblog
+from tests.jobs._procs import sigkill_burst
+from tests.jobs._procs import JOB_ENV
 from tests.support.service import DATA
 
 pytestmark = pytest.mark.blackbox

@@ -26,10 +26,10 @@ def small_tmpfs(tmp_path) -> Path:
         proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0755", "tmpfs",
                                str(mountpoint)], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"cannot mount a tmpfs ({exc}); ENOSPC is covered by tests/unit/test_fault_injection.py")
+        pytest.skip(f"cannot mount a tmpfs ({exc}); ENOSPC is covered by tests/store/test_fault_injection.py")
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs (needs root / CAP_SYS_ADMIN): {proc.stderr.strip()}; "
-                    "ENOSPC is covered by fault injection in tests/unit/test_fault_injection.py")
+                    "ENOSPC is covered by fault injection in tests/store/test_fault_injection.py")
     try:
         yield mountpoint
     finally:

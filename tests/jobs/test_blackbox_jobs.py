@@ -16,8 +16,8 @@ import requests
 from falconproc.queue import DEAD, DONE
 from tests.blackbox._util import assert_error, unique_text
 from tests.conftest import stored_entries, temp_entries, upload
-from tests.queue._helpers import open_service_queue, random_hash
-from tests.queue._procs import JOB_ENV, health, job_processes, sigkill_burst, supervisor_of
+from tests.jobs._helpers import open_service_queue, random_hash
+from tests.jobs._procs import JOB_ENV, health, job_processes, sigkill_burst, supervisor_of
 from tests.support.service import wait_for
 
 pytestmark = pytest.mark.blackbox

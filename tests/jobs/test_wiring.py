@@ -12,7 +12,7 @@ from falconproc.jobs.registry import JobContext, JobType
 from falconproc.jobs.supervisor import Supervisor
 from falconproc.queue import DEAD, FAILED, QUEUED, Job, QueueFull, create_queue
 from falconproc.services.jobs import QueueScheduler
-from tests.queue._helpers import content_hash
+from tests.jobs._helpers import content_hash
 
 PNG = {"mimeType": "image/png", "image": {"width": 64, "height": 48, "frames": 1}}
 

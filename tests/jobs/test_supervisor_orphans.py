@@ -11,9 +11,9 @@ import pytest
 
 from falconproc.config import Settings
 from falconproc.queue import create_queue
-from tests.queue._helpers import open_service_queue, random_hash, state_files
-from tests.queue._procs import alive, attempts_started, gone, standalone_worker, worker_log  # noqa: F401
-from tests.queue._procs import JOB_ENV, supervisor_of
+from tests.jobs._helpers import open_service_queue, random_hash, state_files
+from tests.jobs._procs import alive, attempts_started, gone, standalone_worker, worker_log  # noqa: F401
+from tests.jobs._procs import JOB_ENV, supervisor_of
 from tests.support.service import make_service, wait_for
 
 pytestmark = pytest.mark.blackbox

@@ -15,9 +15,9 @@ import requests
 from falconproc.queue import DONE, QUEUED
 from tests.blackbox._util import unique_text
 from tests.conftest import upload
-from tests.queue._helpers import job_files, open_service_queue, random_hash, read_joblog, state_files
-from tests.queue._procs import alive, attempts_started, ends, standalone_worker, worker_log  # noqa: F401
-from tests.queue._procs import JOB_ENV, job_processes, supervisor_of
+from tests.jobs._helpers import job_files, open_service_queue, random_hash, read_joblog, state_files
+from tests.jobs._procs import alive, attempts_started, ends, standalone_worker, worker_log  # noqa: F401
+from tests.jobs._procs import JOB_ENV, job_processes, supervisor_of
 from tests.support.service import DATA, wait_for
 
 pytestmark = pytest.mark.blackbox

@@ -15,7 +15,7 @@ import psutil
 import pytest
 import requests
 
-from tests.queue._helpers import job_files, read_joblog, state_files
+from tests.jobs._helpers import job_files, read_joblog, state_files
 from tests.support.service import wait_for
 
 # The service settings the job tests run with: the test job types, quick retries, short leases.

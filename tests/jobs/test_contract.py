@@ -1,6 +1,6 @@
 """The JobQueue contract: every backend (flat files today, Redis later) must pass this.
 
-Each test takes ``queue_factory`` (tests/queue/conftest.py) and runs once per
+Each test takes ``queue_factory`` (tests/jobs/conftest.py) and runs once per
 backend. Only the few tests that call ``flatfile_only`` look at files on disk.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pytest
 
 from falconproc.queue import DEAD, DONE, FAILED, QUEUED, RUNNING, ClaimLost, Job, JobNotFound, QueueFull
 from falconproc.queue import flatfile as flatfile_module
-from tests.queue._helpers import STATE_DIRS, FakeClock, content_hash, state_files
-from tests.queue.conftest import flatfile_only
+from tests.jobs._helpers import STATE_DIRS, FakeClock, content_hash, state_files
+from tests.jobs.conftest import flatfile_only
 
 FORK = multiprocessing.get_context("fork")
 API_FIELDS = {"id", "type", "contentHash", "status", "attempts", "lastError", "createdAt", "updatedAt"}
