@@ -1,63 +1,50 @@
-"""Shared fixtures: the real service under gunicorn, upload helpers, corpus paths."""
+"""The running services every folder shares, all started through the ``launcher`` fixture:
+``service`` (one shared by the whole session), ``module_service`` (one per module,
+pristine store), ``fresh_service(**env)`` (private, per test); a folder or module that
+needs its own builds it on ``launcher`` too.
+"""
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import pytest
-import requests
 
-from tests.support.service import DATA, Service, make_service
-
-CORPUS_FILES = sorted(p for p in DATA.rglob("*") if p.is_file() and p.name != "SOURCES.md")
+from tests.support.service import Launcher, Service
 
 
 @pytest.fixture(scope="session")
-def service(tmp_path_factory) -> Service:
-    """One running service for the read-mostly black-box tests."""
-    svc = make_service(tmp_path_factory.mktemp("svc")).start()
+def launcher():
+    """The one way tests start service processes (tests/support/service.py's Launcher)."""
+    launcher = Launcher()
+    yield launcher
+    launcher.stop_all()
+
+
+@pytest.fixture(scope="session")
+def service(launcher, tmp_path_factory) -> Service:
+    """One running service for the read-mostly black-box tests of every folder."""
+    svc = launcher.start(tmp_path_factory.mktemp("svc"))
     yield svc
     svc.stop()
 
 
 @pytest.fixture(scope="module")
-def module_service(tmp_path_factory):
+def module_service(launcher, tmp_path_factory) -> Service:
     """A private service with a pristine store, shared by the tests of one module."""
-    svc = make_service(tmp_path_factory.mktemp("bbsvc")).start()
+    svc = launcher.start(tmp_path_factory.mktemp("modsvc"))
     yield svc
     svc.stop()
 
 
 @pytest.fixture
-def fresh_service(tmp_path):
-    """A private service for tests that kill processes or need special settings."""
+def fresh_service(launcher, tmp_path):
+    """``fresh_service(**env)``: a private service for tests that kill processes or need
+    special settings; stopped at the end of the test."""
     started: list[Service] = []
 
     def start(**env: str) -> Service:
-        svc = make_service(tmp_path / f"svc{len(started)}", **env)
-        started.append(svc)  # registered first: stopped even if start() fails half-way
+        svc = launcher.make(tmp_path / f"svc{len(started)}", **env)
+        started.append(svc)
         return svc.start()
 
     yield start
     for svc in started:
         svc.stop()
-
-
-def upload(svc: Service, data, *, name: str = "file.bin", drive: str = "drive-1", user: str = "user-1",
-           headers: dict[str, str] | None = None, **kwargs) -> requests.Response:
-    all_headers = {"x-filename": name, "x-drive-id": drive, "x-user-id": user}
-    all_headers.update(headers or {})
-    return requests.post(svc.url + "/upload", data=data, headers=all_headers, timeout=60, **kwargs)
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def stored_entries(root: Path) -> list[str]:
-    return sorted(p.name for p in root.iterdir() if p.name != ".tmp") if root.exists() else []
-
-
-def temp_entries(root: Path) -> list[str]:
-    tmp = root / ".tmp"
-    return sorted(p.name for p in tmp.iterdir()) if tmp.exists() else []

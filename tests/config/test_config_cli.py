@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from falconproc.config import Settings, SettingsError
-from tests.unit._helpers import ROOT, subprocess_env
+from tests.support.corpus import ROOT
+from tests.support.service import subprocess_env
 
 
 def test_defaults_match_the_api_contract(tmp_path, monkeypatch):

@@ -14,8 +14,7 @@ import psutil
 import pytest
 import requests
 
-from tests.blackbox._util import IMMUTABLE, assert_error, unique_text
-from tests.images._http import cache_metadata, get_preset, image_job, upload_ok, wait_job
+from tests.images._http import get_preset, image_job, upload_ok
 from tests.images._images import (
     CORPUS,
     MIN_PSNR,
@@ -31,10 +30,12 @@ from tests.images._images import (
     upright_source,
     with_trailer,
 )
+from tests.support.content import unique_text
+from tests.support.corpus import DOCS
+from tests.support.http import IMMUTABLE, assert_error, cache_metadata, wait_job
 
 pytestmark = pytest.mark.blackbox
 
-DOCS = Path(__file__).resolve().parents[1] / "data" / "docs"
 _uploaded: dict[tuple[str, str], str] = {}
 
 

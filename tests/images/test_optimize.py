@@ -6,9 +6,11 @@ import base64
 
 import pytest
 
-from tests.blackbox._util import assert_error, unique_text
 from tests.images._http import optimize, upload_ok
 from tests.images._images import CORPUS, assert_no_metadata, encode, open_output, rgba_image
+from tests.support.content import unique_text
+from tests.support.http import assert_error
+
 
 pytestmark = pytest.mark.blackbox
 

@@ -6,8 +6,10 @@ import json
 import pytest
 import requests
 
-from tests.conftest import stored_entries, temp_entries
-from tests.reliability._util import raw_request, upload_head, wait_web_workers
+from tests.support.http import raw_request, upload_head
+from tests.support.service import wait_web_workers
+from tests.support.store import stored_entries, temp_entries
+
 
 pytestmark = pytest.mark.blackbox
 

@@ -6,8 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.blackbox._util import disk_metadata, entry_dir, get_original, unique_text
-from tests.conftest import sha256, stored_entries, temp_entries, upload
+from tests.support.content import sha256, unique_text
+from tests.support.http import get_original, upload
+from tests.support.store import disk_metadata, entry_dir, stored_entries, temp_entries
 
 pytestmark = pytest.mark.blackbox
 

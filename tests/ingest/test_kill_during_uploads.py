@@ -11,19 +11,11 @@ import time
 import pytest
 import requests
 
-from tests.conftest import sha256, stored_entries, temp_entries, upload
-from tests.reliability._util import (
-    chunks,
-    entry_problems,
-    fsck_summary,
-    kill_service_tree,
-    run_cli,
-    start_service,
-    text_blob,
-    wait_for,
-    wait_web_workers,
-    web_worker_pids,
-)
+from tests.support.content import chunks, sha256, text_blob
+from tests.support.http import upload
+from tests.support.service import kill_service_tree, run_cli, wait_web_workers
+from tests.support.store import entry_problems, fsck_summary, stored_entries, temp_entries
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.blackbox
 
@@ -69,13 +61,13 @@ def test_sigkill_workers_and_master_during_uploads_then_restart_and_verify(fresh
 
     try:
         wait_for(lambda: ok_count() >= 5, 20, message="some uploads to complete")
-        first = web_worker_pids(svc)
+        first = svc.worker_pids()
         os.kill(first[0], signal.SIGKILL)
         time.sleep(0.5)
         os.kill(first[1], signal.SIGKILL)
 
         def in_flight_on_live_workers():
-            live = tuple(f"up-{pid}-" for pid in web_worker_pids(svc))
+            live = tuple(f"up-{pid}-" for pid in svc.worker_pids())
             # Two or more, so that the crash still catches one mid-body even if another
             # completes between this check and the kill.
             return sum(name.startswith(live) for name in temp_entries(svc.files)) >= 2
@@ -106,7 +98,7 @@ def test_sigkill_workers_and_master_during_uploads_then_restart_and_verify(fresh
     assert any(name.startswith("up-") for name in debris)
 
     # Restart on the same directories; on_starting sweeps the dead uploads' temp dirs.
-    start_service(svc)
+    svc.start()
     assert temp_entries(svc.files) == [], "the start-up sweep must leave .tmp empty"
 
     # No partial files: every visible entry is complete and consistent.

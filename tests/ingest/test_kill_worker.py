@@ -8,8 +8,12 @@ import threading
 import pytest
 import requests
 
-from tests.conftest import sha256, stored_entries, temp_entries, upload
-from tests.reliability._util import chunks, text_blob, wait_for, wait_web_workers
+from tests.support.content import chunks, sha256, text_blob
+from tests.support.http import upload
+from tests.support.service import wait_web_workers
+from tests.support.store import stored_entries, temp_entries
+from tests.support.wait import wait_for
+
 
 pytestmark = pytest.mark.blackbox
 

@@ -3,24 +3,17 @@ it and nothing is written, so the duplicate is recorded even when new content wo
 refused (full queue, storage reserve)."""
 from __future__ import annotations
 
-import requests
-
-from tests.blackbox._util import unique_text
-from tests.conftest import sha256, stored_entries, temp_entries, upload
-from tests.support.service import DATA, make_service
-
-
-def _metadata(svc, digest: str) -> dict:
-    resp = requests.get(f"{svc.url}/cache/{digest}/metadata", timeout=10)
-    assert resp.status_code == 200
-    return resp.json()
+from tests.support.content import sha256, unique_text
+from tests.support.corpus import MEADOW
+from tests.support.http import cache_metadata, upload
+from tests.support.store import stored_entries, temp_entries
 
 
-def test_a_named_duplicate_is_recorded_when_new_content_is_refused(tmp_path):
-    image = (DATA / "images" / "meadow-1280x1024.jpg").read_bytes()
+def test_a_named_duplicate_is_recorded_when_new_content_is_refused(fresh_service):
+    image = MEADOW.read_bytes()
     digest = sha256(image)
     # No supervisor, room for one pending job: the image's own jobs fill the queue.
-    svc = make_service(tmp_path / "a", WEB_WORKERS="1", RUN_SUPERVISOR="0", MAX_QUEUE_SIZE="1").start()
+    svc = fresh_service(WEB_WORKERS="1", RUN_SUPERVISOR="0", MAX_QUEUE_SIZE="1")
     try:
         assert upload(svc, image, user="first").status_code == 201
         assert upload(svc, unique_text(), user="first").status_code == 503  # new bytes: refused
@@ -29,22 +22,22 @@ def test_a_named_duplicate_is_recorded_when_new_content_is_refused(tmp_path):
         assert resp.status_code == 200, resp.text
         body = resp.json()
         assert body["isNew"] is False and body["jobs"] == [] and body["contentHash"] == digest
-        users = {u["userId"] for u in _metadata(svc, digest)["uploads"]}
+        users = {u["userId"] for u in cache_metadata(svc, digest)["uploads"]}
         assert users == {"first", "second"}
 
         # A body that is not the bytes it names: 400, and nothing recorded.
         other = unique_text()
         resp = upload(svc, other, user="liar", headers={"x-content-sha256": digest})
         assert resp.status_code == 400 and resp.json()["error"] == "hash_mismatch"
-        assert "liar" not in {u["userId"] for u in _metadata(svc, digest)["uploads"]}
+        assert "liar" not in {u["userId"] for u in cache_metadata(svc, digest)["uploads"]}
         assert stored_entries(svc.files) == [digest] and temp_entries(svc.files) == []
     finally:
         svc.stop()
 
     # The same store under a reserve larger than the disk's free space: new bytes get 507,
     # the named duplicate writes nothing and goes through.
-    svc = make_service(tmp_path / "b", WEB_WORKERS="1", RUN_SUPERVISOR="0",
-                       FILE_STORAGE_PATH=str(svc.files), STORAGE_RESERVE_BYTES=str(10**18)).start()
+    svc = fresh_service(WEB_WORKERS="1", RUN_SUPERVISOR="0",
+                        FILE_STORAGE_PATH=str(svc.files), STORAGE_RESERVE_BYTES=str(10**18))
     try:
         assert upload(svc, unique_text(), user="third").status_code == 507
         resp = upload(svc, image, user="third", headers={"x-content-sha256": digest})

@@ -10,16 +10,10 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.blackbox._util import (
-    DOCX,
-    METADATA_KEYS,
-    disk_metadata,
-    entry_dir,
-    get_original,
-    unique_png,
-    unique_text,
-)
-from tests.conftest import CORPUS_FILES, sha256, stored_entries, temp_entries, upload
+from tests.support.content import DOCX_TYPE, sha256, unique_png, unique_text
+from tests.support.corpus import CORPUS_FILES
+from tests.support.http import get_original, upload
+from tests.support.store import METADATA_KEYS, disk_metadata, entry_dir, stored_entries, temp_entries
 
 pytestmark = pytest.mark.blackbox
 
@@ -29,7 +23,7 @@ EXPECTED_TYPES = {
     ".png": "image/png",
     ".webp": "image/webp",
     ".pdf": "application/pdf",
-    ".docx": DOCX,
+    ".docx": DOCX_TYPE,
     ".txt": "text/plain",
 }
 

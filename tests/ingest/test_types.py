@@ -10,7 +10,8 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.blackbox._util import sha256, upload
+from tests.support.content import sha256
+from tests.support.http import upload
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"

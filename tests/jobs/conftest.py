@@ -1,4 +1,5 @@
-"""The ``queue_factory`` fixture the contract suite runs against, once per backend.
+"""Fixtures of the job tests: ``standalone_worker``, and the ``queue_factory`` the contract
+suite runs against, once per backend.
 
 A backend joins the contract by adding a factory class below and its name to
 ``BACKENDS``: ``factory(**options)`` returns a fresh, empty queue (options are the
@@ -9,6 +10,8 @@ lets backend-specific tests skip themselves.
 """
 from __future__ import annotations
 
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,20 @@ def queue_factory(request, tmp_path):
         raise NotImplementedError(request.param)
 
 
-def flatfile_only(factory) -> None:
-    if factory.name != "flatfile":
-        pytest.skip("inspects the flat-file layout")
+
+@pytest.fixture
+def standalone_worker(launcher, tmp_path):
+    """Starts `python -m falconproc.cli worker` (the job supervisor alone, no gunicorn)
+    with the given environment; any still running at the end of the test is killed."""
+    started: list[subprocess.Popen] = []
+
+    def start(env: dict[str, str]) -> subprocess.Popen:
+        proc = launcher.worker(env, tmp_path / f"worker{len(started)}.log")
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()

@@ -14,21 +14,17 @@ import pytest
 import requests
 
 from falconproc.queue import DEAD, DONE
-from tests.blackbox._util import assert_error, unique_text
-from tests.conftest import stored_entries, temp_entries, upload
-from tests.jobs._helpers import open_service_queue, random_hash
-from tests.jobs._procs import JOB_ENV, health, job_processes, sigkill_burst, supervisor_of
-from tests.support.service import wait_for
+from tests.jobs._helpers import JOB_ENV, job_processes, sigkill_burst, supervisor_of
+from tests.support.content import unique_text
+from tests.support.http import assert_error, get_job, health, upload
+from tests.support.jobs import open_service_queue, random_hash
+from tests.support.store import stored_entries, temp_entries
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.blackbox
 
 MiB = 1024 * 1024
 API_FIELDS = {"id", "type", "contentHash", "status", "attempts", "lastError", "createdAt", "updatedAt"}
-
-
-
-def get_job(svc, job_id: str) -> requests.Response:
-    return requests.get(f"{svc.url}/jobs/{job_id}", timeout=10)
 
 
 def queue_counts(svc) -> dict:

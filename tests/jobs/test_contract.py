@@ -18,8 +18,7 @@ import pytest
 
 from falconproc.queue import DEAD, DONE, FAILED, QUEUED, RUNNING, ClaimLost, Job, JobNotFound, QueueFull
 from falconproc.queue import flatfile as flatfile_module
-from tests.jobs._helpers import STATE_DIRS, FakeClock, content_hash, state_files
-from tests.jobs.conftest import flatfile_only
+from tests.jobs._helpers import FakeClock, STATE_DIRS, content_hash, flatfile_only, state_files
 
 FORK = multiprocessing.get_context("fork")
 API_FIELDS = {"id", "type", "contentHash", "status", "attempts", "lastError", "createdAt", "updatedAt"}

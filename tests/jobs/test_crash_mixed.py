@@ -16,12 +16,11 @@ import psutil
 import pytest
 import requests
 
-from tests.blackbox._util import unique_text
-from tests.conftest import upload
-from tests.jobs._helpers import intervals, open_service_queue, random_hash, read_joblog
-from tests.jobs._procs import sigkill_burst
-from tests.jobs._procs import JOB_ENV
-from tests.support.service import DATA
+from tests.jobs._helpers import JOB_ENV, intervals, read_joblog, sigkill_burst
+from tests.support.content import unique_text
+from tests.support.corpus import IMAGES_DIR
+from tests.support.http import upload
+from tests.support.jobs import open_service_queue, random_hash
 
 pytestmark = pytest.mark.blackbox
 
@@ -66,7 +65,7 @@ def test_random_sigkills_over_mixed_jobs_never_overlap_or_exceed_attempts(fresh_
         texts[resp.json()["contentHash"]] = data
         real_jobs.update({j["id"]: j["type"] for j in resp.json()["jobs"]})
     for name in IMAGES:
-        resp = upload(svc, (DATA / "images" / name).read_bytes(), name=name)
+        resp = upload(svc, (IMAGES_DIR / name).read_bytes(), name=name)
         assert resp.status_code == 201, resp.text
         images.append(resp.json()["contentHash"])
         real_jobs.update({j["id"]: j["type"] for j in resp.json()["jobs"]})

@@ -6,7 +6,7 @@ import select
 import stat
 
 from falconproc.queue import FlatFileQueue
-from tests.jobs._helpers import random_hash
+from tests.support.jobs import random_hash
 
 
 def _rung(fd: int) -> bytes:

@@ -1,5 +1,5 @@
 """The job supervisor, in process: a real FlatFileQueue, real job processes (forked
-from the test), the test-only job types of tests.jobs_plugin, and a memory
+from the test), the test-only job types of tests.support.jobs_plugin, and a memory
 governor whose reading the test sets."""
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-import tests.jobs_plugin  # noqa: F401 - registers work/hang/crash/fail/hog/sized
+import tests.support.jobs_plugin  # noqa: F401 - registers work/hang/crash/fail/hog/sized
 from falconproc.config import Settings
 from falconproc.governor import MemoryGovernor
 from falconproc.jobs import registry
 from falconproc.jobs.supervisor import Supervisor
 from falconproc.observability.memory import MemoryReading
 from falconproc.queue import DEAD, DONE, QUEUED, RUNNING, FlatFileQueue, create_queue
-from tests.jobs._helpers import intervals, max_overlap, random_hash, read_joblog, state_files
+from tests.jobs._helpers import intervals, max_overlap, read_joblog, state_files
+from tests.support.jobs import random_hash
 
 MiB = 1024 * 1024
 
@@ -37,7 +38,7 @@ class Harness:
     def __init__(self, tmp_path: Path, memory: FakeMemory | None = None, **overrides):
         options = dict(
             queue_path=tmp_path / "queue",
-            job_plugins=("tests.jobs_plugin",),
+            job_plugins=("tests.support.jobs_plugin",),
             job_backoff_base=0.05,
             job_backoff_cap=0.2,
             job_lease_seconds=5.0,

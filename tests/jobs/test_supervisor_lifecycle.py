@@ -1,6 +1,6 @@
 """The job supervisor's lifecycle end to end: stopped with gunicorn, stopped alone (the
 master starts another), and run alone as `falconproc worker` beside a service that runs
-none. Jobs are the test types of tests.jobs_plugin plus real uploads."""
+none. Jobs are the test types of tests.support.jobs_plugin plus real uploads."""
 from __future__ import annotations
 
 import signal
@@ -13,12 +13,23 @@ import pytest
 import requests
 
 from falconproc.queue import DONE, QUEUED
-from tests.blackbox._util import unique_text
-from tests.conftest import upload
-from tests.jobs._helpers import job_files, open_service_queue, random_hash, read_joblog, state_files
-from tests.jobs._procs import alive, attempts_started, ends, standalone_worker, worker_log  # noqa: F401
-from tests.jobs._procs import JOB_ENV, job_processes, supervisor_of
-from tests.support.service import DATA, wait_for
+from tests.jobs._helpers import (
+    JOB_ENV,
+    alive,
+    attempts_started,
+    ends,
+    job_files,
+    job_processes,
+    read_joblog,
+    state_files,
+    supervisor_of,
+    worker_log,
+)
+from tests.support.content import unique_text
+from tests.support.corpus import MEADOW
+from tests.support.http import upload
+from tests.support.jobs import open_service_queue, random_hash
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.blackbox
 
@@ -136,7 +147,7 @@ def test_standalone_worker_processes_real_uploads_and_stops_cleanly(fresh_servic
     resp = upload(svc, text, name="notes.txt")
     assert resp.status_code == 201, resp.text
     text_hash, text_jobs = resp.json()["contentHash"], resp.json()["jobs"]
-    image = (DATA / "images" / "meadow-1280x1024.jpg").read_bytes()
+    image = MEADOW.read_bytes()
     resp = upload(svc, image, name="meadow.jpg")
     assert resp.status_code == 201, resp.text
     image_hash, image_jobs = resp.json()["contentHash"], resp.json()["jobs"]

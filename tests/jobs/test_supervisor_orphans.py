@@ -11,10 +11,10 @@ import pytest
 
 from falconproc.config import Settings
 from falconproc.queue import create_queue
-from tests.jobs._helpers import open_service_queue, random_hash, state_files
-from tests.jobs._procs import alive, attempts_started, gone, standalone_worker, worker_log  # noqa: F401
-from tests.jobs._procs import JOB_ENV, supervisor_of
-from tests.support.service import make_service, wait_for
+from tests.jobs._helpers import JOB_ENV, alive, attempts_started, gone, state_files, supervisor_of, worker_log
+from tests.support.jobs import open_service_queue, random_hash
+from tests.support.service import service_env
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.blackbox
 
@@ -72,7 +72,7 @@ def test_a_job_killed_at_its_timeout_takes_its_children_along(fresh_service):
 def test_a_standalone_worker_killed_by_sigkill_leaves_no_job_or_child(tmp_path, standalone_worker):
     """No gunicorn master here to clean up after it: the job process itself must notice
     that its supervisor died and take its process group down."""
-    env = make_service(tmp_path / "alone", **SPAWN_ENV).env
+    env = service_env(tmp_path / "alone", **SPAWN_ENV)
     root = Path(env["QUEUE_PATH"])
     queue = create_queue(Settings.from_env(env))
     job = queue.enqueue("spawn", random_hash())

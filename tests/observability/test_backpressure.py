@@ -16,22 +16,18 @@ import psutil
 import pytest
 import requests
 
-from tests.conftest import sha256, stored_entries, temp_entries, upload
-from tests.jobs._helpers import open_service_queue, random_hash
-from tests.reliability._util import text_blob, wait_web_workers
-from tests.support.service import wait_for
+from tests.support.content import sha256, text_blob
+from tests.support.http import health, upload
+from tests.support.jobs import JOB_PLUGINS, open_service_queue, random_hash
+from tests.support.service import wait_web_workers
+from tests.support.store import stored_entries, temp_entries
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.blackbox
 
 MiB = 1024 * 1024
 MIN_MEMORY_LIMIT = 64 * MiB  # MEMORY_LIMIT_BYTES's lower bound (config.py)
 MIN_WORKER_MAX_RSS = 32 * MiB  # WEB_WORKER_MAX_RSS's lower bound
-
-
-def health(svc) -> dict:
-    resp = requests.get(svc.url + "/health", timeout=30)
-    assert resp.status_code == 200, resp.text  # degraded is still an answer, not an error
-    return resp.json()
 
 
 def same_store(svc) -> dict[str, str]:
@@ -143,7 +139,7 @@ def test_web_worker_under_max_rss_is_kept(fresh_service):
 # -- tree-level shedding in the supervisor --------------------------------------------------
 
 SHED_ENV = {
-    "JOB_PLUGINS": "tests.jobs_plugin",
+    "JOB_PLUGINS": JOB_PLUGINS,
     "WEB_WORKERS": "1",
     "MEMORY_HIGH_WATER": "1.0",  # uploads are refused only past the limit itself
     "MEMORY_HEADROOM_BYTES": str(128 * MiB),

@@ -18,7 +18,9 @@ import pytest
 from falconproc.app import create_app
 from falconproc.governor import MemoryGovernor
 from falconproc.observability.memory import MemoryReading, cgroup_memory, read_memory
-from tests.unit._helpers import sha256, text_blob, unit_settings, visible_entries
+from tests.support.content import sha256, text_blob
+from tests.support.inprocess import unit_settings
+from tests.support.store import stored_entries
 
 MiB = 1024 * 1024
 CONFIGURED = 1280 * MiB  # MEMORY_LIMIT_BYTES's default
@@ -201,4 +203,4 @@ def test_health_shows_the_working_set_and_the_effective_limit(tmp_path):
     refused = _post(client, text_blob("real-pressure"))
     assert refused.status_code == 503 and refused.json["error"] == "overloaded"
     assert refused.headers["Retry-After"]
-    assert visible_entries(files) == [sha256(data)]
+    assert stored_entries(files) == [sha256(data)]

@@ -6,8 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.blackbox._util import unique_png, unique_text
-from tests.conftest import upload
+from tests.support.content import unique_png, unique_text
+from tests.support.http import upload
+
 
 pytestmark = pytest.mark.blackbox
 

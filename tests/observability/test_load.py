@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.support.service import ROOT
+from tests.support.corpus import ROOT
 
 pytestmark = [pytest.mark.blackbox]
 

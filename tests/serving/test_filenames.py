@@ -8,16 +8,10 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.blackbox._util import (
-    assert_error,
-    assert_not_stored,
-    disk_metadata,
-    get_original,
-    parse_content_disposition,
-    unique_text,
-)
-from tests.conftest import temp_entries, upload
-from tests.support.service import make_service
+from tests.support.content import unique_text
+from tests.support.http import assert_error, get_original, parse_content_disposition, upload
+from tests.support.store import assert_not_stored, disk_metadata, temp_entries
+
 
 pytestmark = pytest.mark.blackbox
 
@@ -32,11 +26,11 @@ def _snapshot(directory: Path) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def name_service(tmp_path_factory):
+def name_service(launcher, tmp_path_factory):
     """A private service whose whole directory tree is checked for escapes afterwards."""
     outer = tmp_path_factory.mktemp("names")
     base = outer / "svc"
-    svc = make_service(base).start()
+    svc = launcher.start(base)
     svc.outer = outer
     yield svc
     svc.stop()

@@ -5,8 +5,9 @@ import os
 
 import pytest
 
-from tests.blackbox._util import IMMUTABLE, get_original, parse_content_disposition, unique_png, unique_text
-from tests.conftest import sha256, upload
+from tests.support.content import sha256, unique_png, unique_text
+from tests.support.http import IMMUTABLE, get_original, parse_content_disposition, upload
+
 
 pytestmark = pytest.mark.blackbox
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import sha256, stored_entries, temp_entries, upload
-from tests.reliability._util import chunks, text_blob
+from tests.support.content import chunks, sha256, text_blob
+from tests.support.http import upload
+from tests.support.store import stored_entries, temp_entries
 
 pytestmark = [pytest.mark.blackbox, pytest.mark.root]
 

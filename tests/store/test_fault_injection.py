@@ -13,16 +13,9 @@ from falconproc.native import _ingest_py
 from falconproc.services.ingest import IngestService
 from falconproc.store import local as local_mod
 from falconproc.store.local import LocalContentStore
-from tests.unit._helpers import (
-    metadata_for,
-    record,
-    sha256,
-    stage,
-    temp_entries,
-    text_blob,
-    unit_settings,
-    visible_entries,
-)
+from tests.support.content import sha256, text_blob
+from tests.support.inprocess import unit_settings
+from tests.support.store import metadata_for, record, stage, stored_entries, temp_entries
 
 
 class FailingFsync:
@@ -79,7 +72,7 @@ def test_failed_fsync_fails_the_commit_is_not_retried_and_leaves_nothing(tmp_pat
     assert info.value.errno == errno.EIO
     assert fake.calls == fail_at, f"fsync was called again after it failed ({fake.calls} calls)"
     assert temp_entries(store.root) == [], "the temp files must be deleted"
-    assert visible_entries(store.root) == [], (
+    assert stored_entries(store.root) == [], (
         f"fsync #{fail_at} of 4 failed and the request fails, yet the entry is visible "
         "(a client retry would get 200 for bytes whose rename may not be durable)")
     assert not store.exists(digest)
@@ -121,7 +114,7 @@ def test_fsync_eio_over_http_fails_the_upload_and_leaves_nothing(tmp_path, monke
     assert resp.status_code >= 500
     assert resp.json["error"]
     assert fake.calls == 1
-    assert temp_entries(store.root) == [] and visible_entries(store.root) == []
+    assert temp_entries(store.root) == [] and stored_entries(store.root) == []
     # The failure is not sticky: the same upload works once the disk is healthy.
     ok = _post(client, data)
     assert ok.status_code == 201, ok.text
@@ -158,7 +151,7 @@ def test_enospc_while_streaming_gives_507_and_leaves_nothing(tmp_path, monkeypat
     assert resp.status_code == 507, resp.text
     assert resp.json["error"] == "insufficient_storage"
     assert resp.headers["content-type"].startswith("application/json")
-    assert temp_entries(store.root) == [] and visible_entries(store.root) == []
+    assert temp_entries(store.root) == [] and stored_entries(store.root) == []
     assert client.simulate_get("/health").status_code == 200
     ok = _post(client, data)
     assert ok.status_code == 201, ok.text
@@ -173,7 +166,7 @@ def test_enospc_writing_metadata_gives_507_and_leaves_nothing(tmp_path, monkeypa
     monkeypatch.undo()
     assert fake.failed == 1
     assert resp.status_code == 507, resp.text
-    assert temp_entries(store.root) == [] and visible_entries(store.root) == []
+    assert temp_entries(store.root) == [] and stored_entries(store.root) == []
 
 
 def test_enospc_adding_an_uploader_gives_507_and_keeps_the_entry_intact(tmp_path, monkeypatch):
@@ -202,7 +195,7 @@ def test_admission_refuses_before_reading(tmp_path):
     big = text_blob("big", 5000)
     resp = _post(client, big)
     assert resp.status_code == 413
-    assert temp_entries(store.root) == [] and visible_entries(store.root) == []
+    assert temp_entries(store.root) == [] and stored_entries(store.root) == []
 
 
 def test_storage_reserve_gives_507_before_reading(tmp_path):
@@ -210,4 +203,4 @@ def test_storage_reserve_gives_507_before_reading(tmp_path):
     resp = _post(client, text_blob("reserve"))
     assert resp.status_code == 507
     assert resp.json["error"] == "insufficient_storage"
-    assert temp_entries(store.root) == [] and visible_entries(store.root) == []
+    assert temp_entries(store.root) == [] and stored_entries(store.root) == []

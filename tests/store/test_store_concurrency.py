@@ -7,7 +7,8 @@ import os
 import pytest
 
 from falconproc.store.local import LocalContentStore
-from tests.unit._helpers import metadata_for, record, sha256, stage, temp_entries, text_blob, visible_entries
+from tests.support.content import sha256, text_blob
+from tests.support.store import metadata_for, record, stage, stored_entries, temp_entries
 
 FORK = multiprocessing.get_context("fork")
 PROCESSES = 8
@@ -56,5 +57,5 @@ def test_eight_processes_commit_the_same_content(tmp_path, round_):
     assert users == sorted(f"user-{i}" for i in range(PROCESSES)), "an uploader was lost"
     assert len(meta["uploads"]) == PROCESSES
     assert (root / digest / "original").read_bytes() == data
-    assert visible_entries(root) == [digest]
+    assert stored_entries(root) == [digest]
     assert temp_entries(root) == [], "losers' pending dirs and metadata temps must be gone"

@@ -11,15 +11,8 @@ import pytest
 from falconproc.errors import ContentNotFound
 from falconproc.store import local as local_mod
 from falconproc.store.local import STALE_TEMP_FILE_SECONDS, LocalContentStore
-from tests.unit._helpers import (
-    metadata_for,
-    record,
-    sha256,
-    stage,
-    temp_entries,
-    text_blob,
-    visible_entries,
-)
+from tests.support.content import sha256, text_blob
+from tests.support.store import metadata_for, record, stage, stored_entries, temp_entries
 
 FORK = multiprocessing.get_context("fork")
 
@@ -36,7 +29,7 @@ def test_commit_makes_original_and_metadata_visible_in_one_rename(store, monkeyp
     pending = stage(store, data)
     final = store.root / digest
     assert not final.exists()
-    assert visible_entries(store.root) == []
+    assert stored_entries(store.root) == []
 
     seen = []
     real_rename = os.rename
@@ -79,7 +72,7 @@ def test_abort_leaves_nothing_and_is_idempotent(store):
     pending.abort()
     pending.abort()  # safe to call twice
     assert temp_entries(store.root) == []
-    assert visible_entries(store.root) == []
+    assert stored_entries(store.root) == []
     assert pending.fd == -1
 
 
@@ -238,7 +231,7 @@ def test_commit_with_invalid_hash_raises_value_error_and_publishes_nothing(store
     with pytest.raises(ValueError):
         store.commit(pending, bad, metadata_for(data, rec), rec)
     pending.abort()
-    assert visible_entries(store.root) == []
+    assert stored_entries(store.root) == []
     assert not (store.root.parent / "victim").exists()
 
 
@@ -257,7 +250,7 @@ def test_add_upload_validates_the_hash(store, bad):
 def test_add_upload_to_content_not_stored_is_content_not_found(store):
     with pytest.raises(ContentNotFound):
         store.add_upload("ab" * 32, record())
-    assert visible_entries(store.root) == []
+    assert stored_entries(store.root) == []
 
 
 def test_begin_upload_survives_a_sweep_between_mkdir_and_lock(store, monkeypatch):

@@ -1,43 +1,31 @@
-"""Start the real service (falconproc serve -> gunicorn) on a free port for black-box tests."""
+"""The launcher: the real service (``falconproc serve`` -> gunicorn) on a free port.
+
+``Gunicorn`` starts any gunicorn master from its command line and waits until its
+health URL answers and every web worker exists; ``Service`` is ``falconproc serve``
+with its store, cache and queue under one directory. The benchmarks use ``Gunicorn``
+for their own apps too (benchmarks/_common.py).
+
+Tests do not call this module to start a service: they request a fixture of
+tests/conftest.py, built on its ``launcher`` fixture (a ``Launcher``).
+"""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psutil
-import requests
 
-ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT / "tests" / "data"
-
-
-def parse_head(blob: bytes) -> tuple[int, dict[str, str]]:
-    """Status and lower-cased headers of a raw HTTP/1.1 response head (without the blank line)."""
-    lines = blob.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(lines[0].split()[1]), headers
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.05, message: str = "condition"):
-    """Poll until ``predicate()`` is truthy and return its value; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
-
+from tests.support.corpus import ROOT
+from tests.support.wait import wait_for
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -45,51 +33,79 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@dataclass
-class Service:
-    base: Path
-    env: dict[str, str]
-    proc: subprocess.Popen | None = None
-    log_path: Path = field(init=False)
+def settings_env_names() -> list[str]:
+    """Every environment variable falconproc's Settings read (from their declarations)."""
+    from dataclasses import fields
 
-    def __post_init__(self) -> None:
-        self.log_path = self.base / "service.log"
+    from falconproc.config import Settings
+
+    return [f.metadata["env"] for f in fields(Settings)]
+
+
+def _is_supervisor(proc: psutil.Process) -> bool:
+    """falconproc's job supervisor, the other child of a `falconproc serve` master."""
+    return "falconproc.cli worker" in " ".join(_cmdline(proc))
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
+class Gunicorn:
+    """A gunicorn master started from ``argv``: its log, port and worker processes."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, *, port: int, workers: int = 1,
+                 name: str = "service", log_path: Path | None = None, health_path: str = "/health"):
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.cwd = Path(cwd)
+        self.port = port
+        self.workers = workers
+        self.log_path = log_path or self.cwd / f"{name}.log"
+        self.health_path = health_path
+        self.health_body: Any = None  # the last health answer of start(), parsed when JSON
+        self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.env['PORT']}"
+        return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def files(self) -> Path:
-        return Path(self.env["FILE_STORAGE_PATH"])
-
-    def start(self, timeout: float = 60.0) -> Service:
-        """Start and wait until /health answers and every web worker exists. The first
-        answer can take seconds on a loaded machine (workers still importing the app)."""
+    def start(self, timeout: float = 60.0):
+        """Start and wait until the health URL answers 200 and every web worker exists.
+        The first answer can take seconds on a loaded machine (workers still importing)."""
+        self.cwd.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "falconproc.cli", "serve"], env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT, cwd=self.base)
-        wanted = int(self.env.get("WEB_WORKERS", "1"))
+            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         cwd=self.cwd)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"service exited with {self.proc.returncode}:\n{self.log()}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if (requests.get(self.url + "/health", timeout=5).status_code == 200
-                        and len(self.worker_pids()) >= wanted):
-                    return self
-            except requests.RequestException:  # not listening yet, or a worker still booting
-                pass
+                with urllib.request.urlopen(self.url + self.health_path, timeout=5) as resp:
+                    body = resp.read()
+                    if resp.status == 200 and len(self.worker_pids()) >= self.workers:
+                        try:
+                            self.health_body = json.loads(body)
+                        except ValueError:
+                            self.health_body = None
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass  # not listening yet, or a worker still booting
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"service did not become healthy:\n{self.log()}")
+        raise RuntimeError(f"{self.name} did not become healthy:\n{self.log()}")
 
     def worker_pids(self) -> list[int]:
-        """gunicorn's web workers (not the job supervisor, which is also the master's child)."""
-        return [p.pid for p in self._children() if "falconproc.cli worker" not in " ".join(_cmdline(p))]
+        """gunicorn's web workers (not falconproc's job supervisor, also the master's child)."""
+        return [p.pid for p in self._children() if not _is_supervisor(p)]
 
     def supervisor_pid(self) -> int | None:
-        found = [p.pid for p in self._children() if "falconproc.cli worker" in " ".join(_cmdline(p))]
+        found = [p.pid for p in self._children() if _is_supervisor(p)]
         return found[0] if found else None
 
     def _children(self) -> list[psutil.Process]:
@@ -110,19 +126,33 @@ class Service:
                 self.proc.wait()
         self.proc = None
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
+    def log(self, chars: int = 5000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
 
 
-def _cmdline(proc: psutil.Process) -> list[str]:
-    try:
-        return proc.cmdline()
-    except psutil.Error:
-        return []
+class Service(Gunicorn):
+    """``falconproc serve`` with the settings ``env`` (see ``service_env``), run in ``base``."""
+
+    def __init__(self, base: Path, env: dict[str, str]):
+        super().__init__([sys.executable, "-m", "falconproc.cli", "serve"], env, base,
+                         port=int(env["PORT"]), workers=int(env.get("WEB_WORKERS", "1")))
+
+    @property
+    def base(self) -> Path:
+        return self.cwd
+
+    @property
+    def files(self) -> Path:
+        return Path(self.env["FILE_STORAGE_PATH"])
 
 
-def make_service(base: Path, **overrides: str) -> Service:
-    base.mkdir(parents=True, exist_ok=True)
+def service_env(base: Path, **overrides: str) -> dict[str, str]:
+    """The environment of a service with its data under ``base``, on a free port: this
+    process's environment (so FALCONPROC_NO_EXTENSIONS carries over) with the test
+    defaults and ``overrides``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FILE_STORAGE", "CACHE_PATH", "QUEUE_PATH"))}
     env.update({
         "PORT": str(free_port()),
@@ -136,4 +166,87 @@ def make_service(base: Path, **overrides: str) -> Service:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
     })
     env.update(overrides)
-    return Service(base, env)
+    return env
+
+
+def make_service(base: Path, **overrides: str) -> Service:
+    """A service (not started) with its data under ``base``; see ``service_env``."""
+    base.mkdir(parents=True, exist_ok=True)
+    return Service(base, service_env(base, **overrides))
+
+
+class Launcher:
+    """Makes services (and standalone job supervisors) for the fixtures, and stops at
+    the end of the session whatever a fixture left running."""
+
+    def __init__(self) -> None:
+        self.services: list[Service] = []
+        self.workers: list[subprocess.Popen] = []
+
+    def make(self, base: Path, **env: str) -> Service:
+        """A service with its data under ``base`` (not started: call ``.start()``)."""
+        svc = make_service(base, **env)
+        self.services.append(svc)  # registered first: stopped even if start() fails half-way
+        return svc
+
+    def start(self, base: Path, **env: str) -> Service:
+        return self.make(base, **env).start()
+
+    def worker(self, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+        """`python -m falconproc.cli worker` (the job supervisor alone) with ``env``."""
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "falconproc.cli", "worker"], env=env,
+                                    stdout=log, stderr=subprocess.STDOUT)
+        proc.log_path = log_path  # type: ignore[attr-defined]
+        self.workers.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for svc in self.services:
+            svc.stop()
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """An environment for a falconproc CLI child that inherits no falconproc setting, nor
+    the native-module switches, from the calling shell; the repository on PYTHONPATH."""
+    drop = set(settings_env_names())
+    env = {k: v for k, v in os.environ.items()
+           if k not in drop and not k.startswith(("FILE_STORAGE", "CACHE_PATH", "QUEUE_PATH", "FALCONPROC_"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def run_cli(svc: Service, *args: str) -> subprocess.CompletedProcess:
+    """`python -m falconproc.cli <args>` with the service's settings."""
+    return subprocess.run([sys.executable, "-m", "falconproc.cli", *args], env=svc.env, cwd=svc.base,
+                          capture_output=True, text=True, timeout=60)
+
+
+def wait_web_workers(svc: Gunicorn, count: int, timeout: float = 20.0, exclude: tuple[int, ...] = ()) -> list[int]:
+    """At least ``count`` web workers (not in ``exclude``) exist: their pids."""
+    return wait_for(lambda: (lambda pids: pids if len(pids) >= count else None)(
+        [p for p in svc.worker_pids() if p not in exclude]), timeout, message=f"{count} web worker(s)")
+
+
+def kill_service_tree(svc: Gunicorn) -> None:
+    """SIGKILL the master and every worker (a crash of the whole service), and wait until they are gone."""
+    assert svc.proc is not None
+    master = svc.proc.pid
+    try:
+        workers = psutil.Process(master).children(recursive=True)
+    except psutil.NoSuchProcess:
+        workers = []
+    os.kill(master, signal.SIGKILL)
+    for w in workers:
+        try:
+            w.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    svc.proc.wait(10)
+    psutil.wait_procs(workers, timeout=10)
+    svc.proc = None

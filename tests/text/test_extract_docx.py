@@ -6,7 +6,8 @@ import pytest
 
 from falconproc.config import Settings
 from falconproc.services.text import ExtractionError, extract, extract_docx
-from tests.text._docs import DOCS, DOCX_TYPE
+from tests.support.content import DOCX_TYPE
+from tests.support.corpus import DOCS
 
 S = Settings()
 

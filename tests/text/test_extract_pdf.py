@@ -10,8 +10,9 @@ from pypdf import PdfWriter
 from falconproc.config import Settings
 from falconproc.services import text as text_mod
 from falconproc.services.text import ExtractionError, extract, extract_pdf
+from tests.support.corpus import DOCS
 from tests.text import _docs
-from tests.text._docs import DOCS, repeated_pdf, text_pdf
+from tests.text._docs import repeated_pdf, text_pdf
 
 S = Settings()
 

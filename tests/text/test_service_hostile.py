@@ -9,9 +9,10 @@ import psutil
 import pytest
 import requests
 
-from tests.conftest import upload
+from tests.support.corpus import DOCS
+from tests.support.http import upload
 from tests.text import _docs
-from tests.text._docs import DOCS, poll_text
+from tests.text._docs import poll_text
 
 pytestmark = pytest.mark.blackbox
 

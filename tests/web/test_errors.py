@@ -6,16 +6,9 @@ import os
 import pytest
 import requests
 
-from tests.blackbox._util import (
-    assert_error,
-    assert_not_stored,
-    entry_dir,
-    get_original,
-    raw_request,
-    unique_png,
-    unique_text,
-)
-from tests.conftest import sha256, stored_entries, temp_entries, upload
+from tests.support.content import sha256, unique_png, unique_text
+from tests.support.http import assert_error, get_original, raw_request, upload
+from tests.support.store import assert_not_stored, entry_dir, stored_entries, temp_entries
 
 pytestmark = pytest.mark.blackbox
 
@@ -45,7 +38,7 @@ def test_blank_required_header_is_400(service, blank):
     others = "".join(f"{k}: {v}\r\n" for k, v in HEADERS.items() if k != blank)
     head = (f"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n{others}"
             f"{blank}:    \t \r\nConnection: close\r\n\r\n").encode()
-    status, _, body = raw_request(service, head, [data])
+    status, _, body, _ = raw_request(service, head, data, half_close=True)
     assert status == 400, body
     assert_not_stored(service, data)
 
@@ -96,7 +89,7 @@ def test_body_shorter_than_content_length_leaves_nothing(service):
     data = unique_text()
     head = (f"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data) + 5000}\r\n"
             "x-filename: cut.txt\r\nx-drive-id: d\r\nx-user-id: u\r\nConnection: close\r\n\r\n").encode()
-    status, _, body = raw_request(service, head, [data])
+    status, _, body, _ = raw_request(service, head, data, half_close=True)
     assert status == 400, body
     assert b"incomplete_body" in body
     assert_not_stored(service, data)

@@ -13,9 +13,10 @@ import psutil
 import pytest
 import requests
 
-from tests.conftest import sha256, upload
-from tests.reliability._util import text_blob
-from tests.support.service import ROOT, wait_for
+from tests.support.content import sha256, text_blob
+from tests.support.corpus import ROOT
+from tests.support.http import upload
+from tests.support.wait import wait_for
 
 _DUMP = """
 import json, falconproc.gunicorn_conf as g

@@ -9,17 +9,18 @@ import socket
 import pytest
 import requests
 
-from tests.blackbox._util import unique_text
-from tests.support.service import DATA, make_service, parse_head
+from tests.support.content import unique_text
+from tests.support.corpus import MEADOW
+from tests.support.http import parse_head
 
 HEADERS = {"x-filename": "a.jpg", "x-drive-id": "d", "x-user-id": "u"}
 
 
 @pytest.fixture(scope="module")
-def full_queue(tmp_path_factory):
+def full_queue(launcher, tmp_path_factory):
     # No supervisor and room for one pending job: the first image upload fills the queue.
-    svc = make_service(tmp_path_factory.mktemp("keepalive"), WEB_WORKERS="1", RUN_SUPERVISOR="0",
-                       MAX_QUEUE_SIZE="1", MAX_UPLOAD_BYTES="2000000", PROCESSOR_AUTH_TOKEN="s3cret").start()
+    svc = launcher.start(tmp_path_factory.mktemp("keepalive"), WEB_WORKERS="1", RUN_SUPERVISOR="0",
+                         MAX_QUEUE_SIZE="1", MAX_UPLOAD_BYTES="2000000", PROCESSOR_AUTH_TOKEN="s3cret")
     yield svc
     svc.stop()
 
@@ -29,7 +30,7 @@ def _auth(**extra: str) -> dict[str, str]:
 
 
 def test_refused_uploads_close_and_the_next_request_on_the_session_works(full_queue):
-    image = (DATA / "images" / "meadow-1280x1024.jpg").read_bytes()
+    image = MEADOW.read_bytes()
     session = requests.Session()
     assert session.post(full_queue.url + "/upload", data=image, headers=_auth()).status_code == 201
     refusals = [

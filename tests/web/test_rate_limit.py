@@ -8,8 +8,10 @@ import time
 import pytest
 import requests
 
-from tests.blackbox._util import sha256, unique_text, upload
-from tests.support.service import free_port, make_service, wait_for
+from tests.support.content import sha256, unique_text
+from tests.support.http import upload
+from tests.support.service import free_port
+from tests.support.wait import wait_for
 
 
 def _assert_rate_limited(resp: requests.Response, limit: str) -> int:
@@ -23,9 +25,8 @@ def _assert_rate_limited(resp: requests.Response, limit: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def limited(tmp_path_factory):
-    svc = make_service(tmp_path_factory.mktemp("ratelimit"), WEB_WORKERS="1",
-                       UPLOAD_RATE_LIMIT="4/minute").start()
+def limited(launcher, tmp_path_factory):
+    svc = launcher.start(tmp_path_factory.mktemp("ratelimit"), WEB_WORKERS="1", UPLOAD_RATE_LIMIT="4/minute")
     yield svc
     svc.stop()
 
@@ -46,16 +47,13 @@ def test_a_user_past_the_limit_gets_429_and_nothing_is_stored(limited):
     assert upload(limited, unique_text(), user="patient").status_code == 201
 
 
-def test_refused_uploads_do_not_use_up_the_window(tmp_path):
-    svc = make_service(tmp_path, WEB_WORKERS="1", UPLOAD_RATE_LIMIT="2/second").start()
-    try:
-        assert [upload(svc, unique_text(), user="u").status_code for _ in range(2)] == [201, 201]
-        for _ in range(3):  # refusals are not counted, so the wait they announce holds
-            retry_after = _assert_rate_limited(upload(svc, unique_text(), user="u"), "2 per 1 second")
-        time.sleep(retry_after + 0.1)
-        assert upload(svc, unique_text(), user="u").status_code == 201
-    finally:
-        svc.stop()
+def test_refused_uploads_do_not_use_up_the_window(fresh_service):
+    svc = fresh_service(WEB_WORKERS="1", UPLOAD_RATE_LIMIT="2/second")
+    assert [upload(svc, unique_text(), user="u").status_code for _ in range(2)] == [201, 201]
+    for _ in range(3):  # refusals are not counted, so the wait they announce holds
+        retry_after = _assert_rate_limited(upload(svc, unique_text(), user="u"), "2 per 1 second")
+    time.sleep(retry_after + 0.1)
+    assert upload(svc, unique_text(), user="u").status_code == 201
 
 
 @pytest.fixture
@@ -82,20 +80,17 @@ def _pings(client) -> bool:
         return False
 
 
-def test_redis_counts_once_across_web_workers_and_an_outage_fails_open(tmp_path, redis_server):
+def test_redis_counts_once_across_web_workers_and_an_outage_fails_open(fresh_service, redis_server):
     port, client, proc = redis_server
-    svc = make_service(tmp_path / "svc", WEB_WORKERS="3", UPLOAD_RATE_LIMIT="6/minute",
-                       RATE_LIMIT_STORAGE_URI=f"redis://127.0.0.1:{port}/0").start()
-    try:
-        # A new connection per upload, so the uploads spread over the three workers.
-        codes = [upload(svc, unique_text(), user="shared").status_code for _ in range(12)]
-        assert codes.count(201) == 6 and codes.count(429) == 6, codes
-        assert any(b"falconproc-upload" in key for key in client.scan_iter()), "the counts are not in Redis"
-        # Redis gone: uploads are let through (and logged), not failed.
-        proc.kill()
-        proc.wait()
-        resp = upload(svc, unique_text(), user="shared")
-        assert resp.status_code == 201, resp.text
-        assert "rate limit storage unavailable" in svc.log()
-    finally:
-        svc.stop()
+    svc = fresh_service(WEB_WORKERS="3", UPLOAD_RATE_LIMIT="6/minute",
+                        RATE_LIMIT_STORAGE_URI=f"redis://127.0.0.1:{port}/0")
+    # A new connection per upload, so the uploads spread over the three workers.
+    codes = [upload(svc, unique_text(), user="shared").status_code for _ in range(12)]
+    assert codes.count(201) == 6 and codes.count(429) == 6, codes
+    assert any(b"falconproc-upload" in key for key in client.scan_iter()), "the counts are not in Redis"
+    # Redis gone: uploads are let through (and logged), not failed.
+    proc.kill()
+    proc.wait()
+    resp = upload(svc, unique_text(), user="shared")
+    assert resp.status_code == 201, resp.text
+    assert "rate limit storage unavailable" in svc.log()

@@ -8,8 +8,12 @@ import time
 import pytest
 import requests
 
-from tests.conftest import sha256, temp_entries, upload
-from tests.reliability._util import text_blob, upload_head, wait_for, wait_web_workers
+from tests.support.content import sha256, text_blob
+from tests.support.http import upload, upload_head
+from tests.support.service import wait_web_workers
+from tests.support.store import temp_entries
+from tests.support.wait import wait_for
+
 
 pytestmark = pytest.mark.blackbox
 

@@ -1,4 +1,4 @@
-"""Job types for tests only (loaded with JOB_PLUGINS=tests.jobs_plugin).
+"""Job types for tests only (loaded with JOB_PLUGINS=tests.support.jobs_plugin).
 
 They exercise the supervisor the way real handlers will: a job that succeeds
 and records when it ran, one that hangs, one that crashes its process, one
