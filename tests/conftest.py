@@ -1,18 +1,31 @@
-"""The running services every folder shares, all started through the ``launcher`` fixture:
-``service`` (one shared by the whole session), ``module_service`` (one per module,
-pristine store), ``fresh_service(**env)`` (private, per test); a folder or module that
-needs its own builds it on ``launcher`` too.
+"""The running services every folder shares, and the rule that marks tests ``blackbox``.
+
+The rule: a test is black-box when it starts service processes, and it can only start
+them through the ``launcher`` fixture below: ``service`` (one shared by the whole
+session), ``module_service`` (one per module, pristine store), ``fresh_service(**env)``
+(private, per test), a folder's or module's own fixture built on ``launcher``, or
+``launcher`` itself. pytest's fixture closure is transitive, so
+``pytest_collection_modifyitems`` finds every such test by looking for ``launcher`` in
+its fixture names, however deep, and adds the ``blackbox`` marker (selected by
+``-m blackbox``, skipped by ``-m "not blackbox"``). A test that starts a service some
+other way (``make_service(...).start()`` in its body) is not found at collection, so
+the launcher checks again when it starts: while a test runs, a start for a test without
+the marker fails (``tests.support.service.LAUNCH_GUARD``). tests/test_harness.py checks
+both halves.
 """
 from __future__ import annotations
 
 import pytest
 
+from tests.support import service as launch
 from tests.support.service import Launcher, Service
+
+LAUNCHER_FIXTURE = "launcher"
 
 
 @pytest.fixture(scope="session")
 def launcher():
-    """The one way tests start service processes (tests/support/service.py's Launcher)."""
+    """The one way tests start service processes (see the module docstring)."""
     launcher = Launcher()
     yield launcher
     launcher.stop_all()
@@ -48,3 +61,24 @@ def fresh_service(launcher, tmp_path):
     yield start
     for svc in started:
         svc.stop()
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items):
+    blackbox = pytest.mark.blackbox
+    for item in items:
+        if LAUNCHER_FIXTURE in getattr(item, "fixturenames", ()) and item.get_closest_marker("blackbox") is None:
+            item.add_marker(blackbox)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    def guard() -> None:
+        if item.get_closest_marker("blackbox") is None:
+            raise RuntimeError(
+                f"{item.nodeid} starts service processes but is not marked blackbox: start them "
+                f"through a fixture built on `{LAUNCHER_FIXTURE}` (tests/conftest.py), which marks it")
+
+    launch.LAUNCH_GUARD = guard
+    yield
+    launch.LAUNCH_GUARD = None

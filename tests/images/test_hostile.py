@@ -16,8 +16,6 @@ from tests.support.content import unique_text
 from tests.support.http import assert_error, cache_metadata, health, upload, wait_job
 from tests.support.store import assert_not_stored
 
-pytestmark = pytest.mark.blackbox
-
 MiB = 1024 * 1024
 RSS_BOUND = 600 * MiB
 peak: dict[str, int] = {"rss": 0, "samples": 0}

@@ -34,8 +34,6 @@ from tests.support.content import unique_text
 from tests.support.corpus import DOCS
 from tests.support.http import IMMUTABLE, assert_error, cache_metadata, wait_job
 
-pytestmark = pytest.mark.blackbox
-
 _uploaded: dict[tuple[str, str], str] = {}
 
 

@@ -12,9 +12,6 @@ from tests.support.content import unique_text
 from tests.support.http import assert_error
 
 
-pytestmark = pytest.mark.blackbox
-
-
 def corpus(name: str):
     return next(p for p in CORPUS if p.name.startswith(name))
 

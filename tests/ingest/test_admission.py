@@ -3,15 +3,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import requests
 
 from tests.support.http import raw_request, upload_head
 from tests.support.service import wait_web_workers
 from tests.support.store import stored_entries, temp_entries
-
-
-pytestmark = pytest.mark.blackbox
 
 
 def test_content_length_over_the_limit_is_refused_without_reading_the_body(fresh_service):

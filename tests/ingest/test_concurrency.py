@@ -4,13 +4,9 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from tests.support.content import sha256, unique_text
 from tests.support.http import get_original, upload
 from tests.support.store import disk_metadata, entry_dir, stored_entries, temp_entries
-
-pytestmark = pytest.mark.blackbox
 
 N = 20
 

@@ -8,7 +8,6 @@ import signal
 import threading
 import time
 
-import pytest
 import requests
 
 from tests.support.content import chunks, sha256, text_blob
@@ -16,8 +15,6 @@ from tests.support.http import upload
 from tests.support.service import kill_service_tree, run_cli, wait_web_workers
 from tests.support.store import entry_problems, fsck_summary, stored_entries, temp_entries
 from tests.support.wait import wait_for
-
-pytestmark = pytest.mark.blackbox
 
 CLIENTS = 12
 

@@ -5,7 +5,6 @@ import os
 import signal
 import threading
 
-import pytest
 import requests
 
 from tests.support.content import chunks, sha256, text_blob
@@ -13,9 +12,6 @@ from tests.support.http import upload
 from tests.support.service import wait_web_workers
 from tests.support.store import stored_entries, temp_entries
 from tests.support.wait import wait_for
-
-
-pytestmark = pytest.mark.blackbox
 
 
 def test_sigkill_worker_mid_upload_leaves_nothing_and_service_recovers(fresh_service):

@@ -15,8 +15,6 @@ from tests.support.corpus import CORPUS_FILES
 from tests.support.http import get_original, upload
 from tests.support.store import METADATA_KEYS, disk_metadata, entry_dir, stored_entries, temp_entries
 
-pytestmark = pytest.mark.blackbox
-
 EXPECTED_TYPES = {
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 import requests
 
 from falconproc.queue import DEAD, DONE
@@ -20,8 +19,6 @@ from tests.support.http import assert_error, get_job, health, upload
 from tests.support.jobs import open_service_queue, random_hash
 from tests.support.store import stored_entries, temp_entries
 from tests.support.wait import wait_for
-
-pytestmark = pytest.mark.blackbox
 
 MiB = 1024 * 1024
 API_FIELDS = {"id", "type", "contentHash", "status", "attempts", "lastError", "createdAt", "updatedAt"}

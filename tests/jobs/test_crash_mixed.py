@@ -13,7 +13,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import psutil
-import pytest
 import requests
 
 from tests.jobs._helpers import JOB_ENV, intervals, read_joblog, sigkill_burst
@@ -21,8 +20,6 @@ from tests.support.content import unique_text
 from tests.support.corpus import IMAGES_DIR
 from tests.support.http import upload
 from tests.support.jobs import open_service_queue, random_hash
-
-pytestmark = pytest.mark.blackbox
 
 MAX_ATTEMPTS = 4
 BURST_SECONDS = 12

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 import requests
 
 from falconproc.queue import DONE, QUEUED
@@ -30,8 +29,6 @@ from tests.support.corpus import MEADOW
 from tests.support.http import upload
 from tests.support.jobs import open_service_queue, random_hash
 from tests.support.wait import wait_for
-
-pytestmark = pytest.mark.blackbox
 
 # Jobs that outlast the 1 s grace period by far: a stop always returns them to the queue.
 LONG_SECONDS = 12

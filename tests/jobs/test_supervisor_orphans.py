@@ -7,7 +7,6 @@ import signal
 from pathlib import Path
 
 import psutil
-import pytest
 
 from falconproc.config import Settings
 from falconproc.queue import create_queue
@@ -15,8 +14,6 @@ from tests.jobs._helpers import JOB_ENV, alive, attempts_started, gone, state_fi
 from tests.support.jobs import open_service_queue, random_hash
 from tests.support.service import service_env
 from tests.support.wait import wait_for
-
-pytestmark = pytest.mark.blackbox
 
 SPAWN_ENV = {**JOB_ENV, "JOB_CONCURRENCY": "spawn=1", "JOB_TIMEOUTS": "spawn=600", "JOB_MAX_ATTEMPTS": "5",
              "GRACEFUL_TIMEOUT": "1"}

@@ -13,7 +13,6 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import psutil
-import pytest
 import requests
 
 from tests.support.content import sha256, text_blob
@@ -22,8 +21,6 @@ from tests.support.jobs import JOB_PLUGINS, open_service_queue, random_hash
 from tests.support.service import wait_web_workers
 from tests.support.store import stored_entries, temp_entries
 from tests.support.wait import wait_for
-
-pytestmark = pytest.mark.blackbox
 
 MiB = 1024 * 1024
 MIN_MEMORY_LIMIT = 64 * MiB  # MEMORY_LIMIT_BYTES's lower bound (config.py)

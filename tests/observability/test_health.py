@@ -3,14 +3,10 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 import requests
 
 from tests.support.content import unique_png, unique_text
 from tests.support.http import upload
-
-
-pytestmark = pytest.mark.blackbox
 
 
 def _health(svc) -> dict:

@@ -13,7 +13,8 @@ import pytest
 
 from tests.support.corpus import ROOT
 
-pytestmark = [pytest.mark.blackbox]
+# The service runs in bench_load.py's process, out of the launcher fixtures' sight: marked by hand.
+pytestmark = pytest.mark.blackbox
 
 LIMIT = 1_342_177_280  # the service's default MEMORY_LIMIT_BYTES, the container's 1.25 GiB
 

@@ -13,9 +13,6 @@ from tests.support.http import assert_error, get_original, parse_content_disposi
 from tests.support.store import assert_not_stored, disk_metadata, temp_entries
 
 
-pytestmark = pytest.mark.blackbox
-
-
 def encode_uri_component(value: str) -> str:
     """JavaScript's encodeURIComponent."""
     return quote(value, safe="-_.!~*'()")

@@ -9,9 +9,6 @@ from tests.support.content import sha256, unique_png, unique_text
 from tests.support.http import IMMUTABLE, get_original, parse_content_disposition, upload
 
 
-pytestmark = pytest.mark.blackbox
-
-
 @pytest.fixture(scope="module")
 def stored(service):
     """A ~300 KB text file (big enough for sendfile with offsets) stored once for this module."""

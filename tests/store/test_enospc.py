@@ -12,7 +12,7 @@ from tests.support.content import chunks, sha256, text_blob
 from tests.support.http import upload
 from tests.support.store import stored_entries, temp_entries
 
-pytestmark = [pytest.mark.blackbox, pytest.mark.root]
+pytestmark = pytest.mark.root  # blackbox: from the fixtures (tests/conftest.py)
 
 TMPFS_SIZE = 8 * 1024 * 1024
 LEFT_FREE = 1024 * 1024  # what the ballast leaves

@@ -6,7 +6,9 @@ with its store, cache and queue under one directory. The benchmarks use ``Gunico
 for their own apps too (benchmarks/_common.py).
 
 Tests do not call this module to start a service: they request a fixture of
-tests/conftest.py, built on its ``launcher`` fixture (a ``Launcher``).
+tests/conftest.py (built on its ``launcher`` fixture), which is how tests/conftest.py
+marks them ``blackbox``. While a test runs, tests/conftest.py sets ``LAUNCH_GUARD``, and
+a start for a test without that marker fails instead of running unmarked.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,11 @@ import psutil
 
 from tests.support.corpus import ROOT
 from tests.support.wait import wait_for
+
+# Set by tests/conftest.py while a test runs (None outside pytest, e.g. in a benchmark):
+# called before every start, it raises for a test that is not marked blackbox.
+LAUNCH_GUARD: Callable[[], None] | None = None
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -77,6 +85,8 @@ class Gunicorn:
     def start(self, timeout: float = 60.0):
         """Start and wait until the health URL answers 200 and every web worker exists.
         The first answer can take seconds on a loaded machine (workers still importing)."""
+        if LAUNCH_GUARD is not None:
+            LAUNCH_GUARD()
         self.cwd.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
@@ -194,6 +204,8 @@ class Launcher:
 
     def worker(self, env: dict[str, str], log_path: Path) -> subprocess.Popen:
         """`python -m falconproc.cli worker` (the job supervisor alone) with ``env``."""
+        if LAUNCH_GUARD is not None:
+            LAUNCH_GUARD()
         with open(log_path, "ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", "falconproc.cli", "worker"], env=env,
                                     stdout=log, stderr=subprocess.STDOUT)

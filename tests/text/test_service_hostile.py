@@ -6,15 +6,12 @@ import threading
 import time
 
 import psutil
-import pytest
 import requests
 
 from tests.support.corpus import DOCS
 from tests.support.http import upload
 from tests.text import _docs
 from tests.text._docs import poll_text
-
-pytestmark = pytest.mark.blackbox
 
 TEXT_TIMEOUT = 10.0
 

@@ -19,8 +19,6 @@ from tests.support.corpus import DOCS, OCR_PNG, OCR_TRUTH
 from tests.support.http import upload
 from tests.text._docs import image_pdf, poll_text, repeated_pdf, slow_pdf, word_recall
 
-pytestmark = pytest.mark.blackbox
-
 PDFS = ["hello-world.pdf", "pdflatex-outline.pdf", "two-different-pages.pdf", "attachment.pdf",
         "imagemagick-images.pdf"]
 DOCXS = ["par-known-paragraphs.docx", "doc-coreprops.docx", "tbl-2x2-table.docx", "blk-paras-and-tables.docx"]

@@ -10,8 +10,6 @@ from tests.support.content import sha256, unique_png, unique_text
 from tests.support.http import assert_error, get_original, raw_request, upload
 from tests.support.store import assert_not_stored, entry_dir, stored_entries, temp_entries
 
-pytestmark = pytest.mark.blackbox
-
 HEADERS = {"x-filename": "f.txt", "x-drive-id": "drive-1", "x-user-id": "user-1"}
 
 

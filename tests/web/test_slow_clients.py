@@ -15,9 +15,6 @@ from tests.support.store import temp_entries
 from tests.support.wait import wait_for
 
 
-pytestmark = pytest.mark.blackbox
-
-
 def _connect(svc) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", int(svc.env["PORT"])), timeout=5)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
