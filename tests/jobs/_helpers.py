@@ -3,12 +3,15 @@ flat files, the job log of tests/support/jobs_plugin.py, the supervisor's proces
 the crash tests' burst of random SIGKILLs."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import signal
 import statistics
 import subprocess
+import sys
+import termios
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +157,36 @@ def worker_log(proc: subprocess.Popen) -> str:
     return path.read_text(errors="replace")[-5000:] if path and path.exists() else ""
 
 
+def supervisor_passes(svc, passes: int = 1, *, timeout: float = 10.0) -> None:
+    """Return once the service's job supervisor has run ``passes`` whole passes of its
+    loop (collect, enforce limits, claim and admit jobs) that began after this call: the
+    proof that it had its chance to act on what the queue holds now, for a test that then
+    asserts it did not act.
+
+    The supervisor waits on the queue's doorbell (a FIFO), empties it after every wait,
+    and runs at least one pass between two waits. So each round rings (writes a byte)
+    and waits until the FIFO is empty again (FIONREAD on a read end of our own that never
+    reads): the supervisor took that ring, and the next round's ring can only be taken
+    after another pass. ``passes + 1`` rounds prove ``passes`` passes."""
+    doorbell = Path(svc.env["QUEUE_PATH"]) / "doorbell"
+    watch = os.open(doorbell, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        for n in range(passes + 1):
+            ring = os.open(doorbell, os.O_WRONLY | os.O_NONBLOCK)
+            try:
+                os.write(ring, b"\0")
+            finally:
+                os.close(ring)
+            wait_for(lambda: _unread(watch) == 0, timeout, 0.005,
+                     f"the supervisor to take doorbell ring {n + 1} of {passes + 1}")
+    finally:
+        os.close(watch)
+
+
+def _unread(fd: int) -> int:
+    """Bytes waiting in a pipe or FIFO, without reading them."""
+    return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), sys.byteorder, signed=True)
+
 
 @dataclass
 class SigkillBurst:
@@ -286,7 +319,6 @@ def kill_supervisor_and_time_recovery(svc, sup: psutil.Process, root: Path) -> d
     assert not pending, f"jobs of the killed supervisor never ran again: {sorted(pending)}"
     return {"claimed": len(claimed), "new_supervisor": new_sup_after,
             "back_to_running": back_after if claimed else None}
-
 
 
 def flatfile_only(factory) -> None:

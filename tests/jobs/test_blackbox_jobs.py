@@ -13,7 +13,7 @@ import psutil
 import requests
 
 from falconproc.queue import DEAD, DONE
-from tests.jobs._helpers import JOB_ENV, job_processes, sigkill_burst, supervisor_of
+from tests.jobs._helpers import JOB_ENV, job_processes, sigkill_burst, supervisor_of, supervisor_passes
 from tests.support.content import unique_text
 from tests.support.http import assert_error, get_job, health, upload
 from tests.support.jobs import open_service_queue, random_hash
@@ -188,7 +188,9 @@ def test_supervisor_admission_counts_the_whole_service_tree(fresh_service):
     assert sup_rss + estimate < limit, "the supervisor alone would already be refused"
     queue = open_service_queue(svc)
     job = queue.enqueue("work", random_hash(), payload={"seconds": 0})
-    time.sleep(3)
+    # Not a sleep: two whole passes of the supervisor's loop, both begun after the enqueue,
+    # each of which would have claimed and started the job had its governor admitted it.
+    supervisor_passes(svc, passes=2)
     status = queue.get(job.id).status
     assert status == "queued", (
         f"a job was admitted ({status}) although the service tree uses {used // MiB} MiB and the job needs "

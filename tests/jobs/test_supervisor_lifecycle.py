@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import time
 from pathlib import Path
 
 import psutil
@@ -155,14 +154,21 @@ def test_standalone_worker_processes_real_uploads_and_stops_cleanly(fresh_servic
         assert resp.status_code == 200
         return resp.json()
 
-    # Nobody runs jobs yet.
-    time.sleep(1)
+    # Nobody runs jobs yet: queued, never tried, no results.
+    for job in text_jobs + image_jobs:
+        waiting = queue.get(job["id"])
+        assert waiting.status == QUEUED and waiting.attempts == 0, waiting
     assert requests.get(f"{svc.url}/cache/{text_hash}/text", timeout=10).status_code == 202
     assert "thumbnail" not in (metadata().get("presets") or {})
 
     worker = standalone_worker(svc.env)
     for job in text_jobs + image_jobs:
         wait_for(lambda: queue.get(job["id"]).status == DONE, 60, 0.1, f"the {job['type']} job to be done")
+    # ... and the worker alone ran them: each done in one attempt, claimed by it (not a
+    # sleep before it started, which proves nothing on a slow machine).
+    for job in text_jobs + image_jobs:
+        done = queue.get(job["id"])
+        assert (done.claimed_by, done.attempts) == (identity(worker.pid), 1), (job, done.claimed_by, done.attempts)
     resp = requests.get(f"{svc.url}/cache/{text_hash}/text", timeout=10)
     assert resp.status_code == 200 and resp.content.strip() == text.strip(), resp.content[:200]
     assert "thumbnail" in metadata()["presets"], metadata()

@@ -4,10 +4,11 @@
   ``Service`` (``falconproc serve`` with its data under one directory) and ``Launcher``
   (what tests/conftest.py's ``launcher`` fixture hands out); ``make_service``,
   ``service_env``, ``subprocess_env``, ``free_port``, ``kill_service_tree``,
-  ``wait_web_workers``, ``run_cli``. Tests never start a service directly: they request
-  a fixture of tests/conftest.py (``service``, ``module_service``, ``fresh_service``) or
-  one of their own built on its ``launcher`` fixture, which is how every such test gets
-  the ``blackbox`` marker (see tests/conftest.py).
+  ``wait_web_workers``, ``peer_ports``, ``run_cli``. Tests never start a service
+  directly: they request a fixture of tests/conftest.py (``service``,
+  ``module_service``, ``fresh_service``) or one of their own built on its ``launcher``
+  fixture, which is how every such test gets the ``blackbox`` marker (see
+  tests/conftest.py).
 - ``http``: requests against a running service (``upload``, ``raw_request``,
   ``health``, ``get_original``, ``get_job``, ``wait_job``, ``assert_error`` ...).
 - ``content``: bytes to send (``sha256``, ``text_blob``, ``unique_text``, ``unique_png``,

@@ -245,6 +245,17 @@ def wait_web_workers(svc: Gunicorn, count: int, timeout: float = 20.0, exclude: 
         [p for p in svc.worker_pids() if p not in exclude]), timeout, message=f"{count} web worker(s)")
 
 
+def peer_ports(pid: int, port: int) -> set[int]:
+    """The client ports of the established connections to ``port`` that process ``pid``
+    holds: which clients a web worker has accepted."""
+    try:
+        conns = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return set()
+    return {c.raddr.port for c in conns
+            if c.laddr and c.laddr.port == port and c.raddr and c.status == psutil.CONN_ESTABLISHED}
+
+
 def kill_service_tree(svc: Gunicorn) -> None:
     """SIGKILL the master and every worker (a crash of the whole service), and wait until they are gone."""
     assert svc.proc is not None

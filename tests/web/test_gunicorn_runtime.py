@@ -16,6 +16,7 @@ import requests
 from tests.support.content import sha256, text_blob
 from tests.support.corpus import ROOT
 from tests.support.http import upload
+from tests.support.store import temp_entries
 from tests.support.wait import wait_for
 
 _DUMP = """
@@ -87,7 +88,8 @@ def test_sigterm_lets_a_running_upload_finish_then_the_master_exits_cleanly(fres
     thread = threading.Thread(target=lambda: result.update(resp=upload(svc, slow_body())))
     thread.start()
     assert first_sent.wait(10)
-    time.sleep(0.3)  # the request is inside the worker now
+    # The request is inside the worker: its body is being written to the store's temp dir.
+    wait_for(lambda: temp_entries(svc.files), 10, 0.01, "the upload to reach the worker")
     master = svc.proc
     children = svc._children()  # web worker and job supervisor
     assert len(children) >= 2

@@ -10,7 +10,7 @@ import requests
 
 from tests.support.content import sha256, text_blob
 from tests.support.http import upload, upload_head
-from tests.support.service import wait_web_workers
+from tests.support.service import peer_ports, wait_web_workers
 from tests.support.store import temp_entries
 from tests.support.wait import wait_for
 
@@ -21,9 +21,13 @@ def _connect(svc) -> socket.socket:
     return sock
 
 
+def _clients(socks: list[socket.socket]) -> set[int]:
+    return {sock.getsockname()[1] for sock in socks}
+
+
 def test_stalled_connections_do_not_block_other_clients(fresh_service):
     svc = fresh_service(WEB_WORKERS="1", WEB_THREADS="4", WORKER_TIMEOUT="30")
-    wait_web_workers(svc, 1)
+    (worker,) = wait_web_workers(svc, 1)
     stop = threading.Event()
     socks: list[socket.socket] = []
     try:
@@ -51,9 +55,11 @@ def test_stalled_connections_do_not_block_other_clients(fresh_service):
         stalled_body.sendall(upload_head(1_000_000, name="stalled.txt") + text_blob("stalled", 20_000))
         socks.append(stalled_body)
 
-        # The stalled upload has started (its temp dir exists): the worker is really busy with it.
+        # The stalled upload has started (its temp dir exists): the worker is really busy with it;
+        # and the worker holds all three connections (not a sleep that hopes it does).
         wait_for(lambda: temp_entries(svc.files), 5, message="the stalled upload to start")
-        time.sleep(0.5)
+        wait_for(lambda: _clients(socks) <= peer_ports(worker, svc.port), 5, 0.01,
+                 "the worker to hold the three stalled connections")
 
         # Meanwhile a normal client is served promptly.
         data = text_blob("normal-client", 100_000)
@@ -87,14 +93,15 @@ def test_stalled_clients_are_timed_out_so_they_cannot_exhaust_the_threads(fresh_
     timeout = 5  # the smallest WORKER_TIMEOUT allowed
     # CLIENT_TIMEOUT is not a setting yet: set too in case the fix adds a knob of its own.
     svc = fresh_service(WEB_WORKERS="1", WEB_THREADS="2", WORKER_TIMEOUT=str(timeout), CLIENT_TIMEOUT=str(timeout))
-    wait_web_workers(svc, 1)
+    (worker,) = wait_web_workers(svc, 1)
     socks = []
     try:
         for n in range(3):
             sock = _connect(svc)
             sock.sendall(b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nx-filename: s.txt\r\n")  # ... and stall
             socks.append(sock)
-        time.sleep(0.3)
+        wait_for(lambda: _clients(socks) <= peer_ports(worker, svc.port), 5, 0.01,
+                 "the worker to hold the three stalled connections")
         started = time.monotonic()
         try:
             health = requests.get(svc.url + "/health", timeout=2 * timeout)
