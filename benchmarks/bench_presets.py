@@ -65,7 +65,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _common as common  # noqa: E402
-from _common import ROOT  # noqa: E402
 
 import numpy as np  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
@@ -78,9 +77,9 @@ from falconproc.services.ingest import IngestService, UploadRequest  # noqa: E40
 from falconproc.services.presets import DEFAULT_PRESETS  # noqa: E402
 from falconproc.store import create_store  # noqa: E402
 from falconproc.store.cache import DerivedCache  # noqa: E402
+from tests.support.corpus import IMAGES_DIR  # noqa: E402
 
 TARGET_VS_LIBVIPS = 0.67  # ours total <= 0.67 x libvips total (1.5x faster)
-IMAGES_DIR = ROOT / "tests" / "data" / "images"
 PRESETS = list(DEFAULT_PRESETS)
 TARGETS = [Target(p.name, p.max_width, p.max_height, p.pil_format, p.quality) for p in PRESETS]
 UNBOUNDED = 10_000_000  # libvips thumbnail: height defaults to width, so "no limit" is a huge box

@@ -1,11 +1,11 @@
 """The test harness: everything the test folders share, in one place.
 
-- ``service``: the launcher. ``Gunicorn`` (any gunicorn master on a free port),
-  ``Service`` (``falconproc serve`` with its data under one directory) and ``Launcher``
-  (what tests/conftest.py's ``launcher`` fixture hands out); ``make_service``,
-  ``service_env``, ``subprocess_env``, ``free_port``, ``kill_service_tree``,
-  ``wait_web_workers``, ``peer_ports``, ``run_cli``. Tests never start a service
-  directly: they request a fixture of tests/conftest.py (``service``,
+- ``service``: the launcher. ``Gunicorn`` (any gunicorn master on a free port; the
+  benchmarks' GunicornService is one), ``Service`` (``falconproc serve`` with its data
+  under one directory) and ``Launcher`` (what tests/conftest.py's ``launcher`` fixture
+  hands out); ``make_service``, ``service_env``, ``subprocess_env``, ``free_port``,
+  ``kill_service_tree``, ``wait_web_workers``, ``peer_ports``, ``run_cli``. Tests never
+  start a service directly: they request a fixture of tests/conftest.py (``service``,
   ``module_service``, ``fresh_service``) or one of their own built on its ``launcher``
   fixture, which is how every such test gets the ``blackbox`` marker (see
   tests/conftest.py).
