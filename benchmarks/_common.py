@@ -12,19 +12,24 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as `python benchmarks/bench_x.py`, only benchmarks/ is on sys.path: the repository
+# root goes first, for falconproc and for the launcher the tests use (tests/support/).
+if sys.path[:1] != [str(ROOT)]:
+    sys.path.insert(0, str(ROOT))
+
+# free_port is the benchmarks' (common.free_port()); settings_env_names feeds clean_env().
+from tests.support.service import Gunicorn, free_port, settings_env_names  # noqa: E402,F401
+
 BENCH_DIR = ROOT / "benchmarks"
 RESULTS_DIR = BENCH_DIR / "results"
 MB = 1_000_000  # benchmark sizes and rates are decimal: 100 MB = 100 * 10**6 bytes
@@ -32,23 +37,6 @@ MIB = 1024 * 1024
 
 
 # --------------------------------------------------------------------------- environment
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def settings_env_names() -> list[str]:
-    """Every variable falconproc's config reads (from its declarations)."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    from dataclasses import fields
-
-    from falconproc.config import Settings
-
-    return [f.metadata["env"] for f in fields(Settings)]
 
 
 def clean_env(*also_drop: str) -> dict[str, str]:
@@ -157,81 +145,22 @@ def machine_info(extra_tools: dict[str, list[str]] | None = None) -> dict[str, A
 # --------------------------------------------------------------------------- processes
 
 
-@dataclass
-class GunicornService:
-    """A gunicorn master started by a benchmark: its log, port and worker processes."""
+class GunicornService(Gunicorn):
+    """A gunicorn master started by a benchmark: tests/support/service.py's launcher (the
+    one the black-box tests use: start until the health URL answers and every web worker
+    exists, not counting falconproc's job supervisor), with a name for its log
+    (``cwd/<name>.log``) and a ``start()`` that returns the health body when it is JSON."""
 
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    cwd: Path
-    port: int
-    workers: int = 1
-    proc: subprocess.Popen | None = None
-    log_path: Path = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.log_path = self.cwd / f"{self.name}.log"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], cwd: Path, port: int, workers: int = 1):
+        super().__init__(argv, env, cwd, port=port, workers=workers, name=name)
 
     def start(self, health_path: str = "/health", timeout: float = 60.0) -> dict[str, Any] | None:
-        """Start it and wait until ``health_path`` answers 200 and every worker exists.
-
-        Returns the health body when it is JSON."""
-        import urllib.error
-        import urllib.request
-
-        self.cwd.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=log,
-                                     stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + health_path, timeout=2) as resp:
-                    body = resp.read()
-                    if resp.status == 200 and len(self.worker_pids()) >= self.workers:
-                        try:
-                            return json.loads(body)
-                        except ValueError:
-                            return None
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.name} did not become healthy:\n{self.log_tail()}")
-
-    def worker_pids(self) -> list[int]:
-        import psutil
-
-        if not self.proc:
-            return []
-        try:
-            return [c.pid for c in psutil.Process(self.proc.pid).children()]
-        except psutil.NoSuchProcess:
-            return []
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        self.health_path = health_path
+        super().start(timeout)
+        return self.health_body
 
     def log_tail(self, chars: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
+        return self.log(chars)
 
 
 class RssSampler:

@@ -57,9 +57,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common  # noqa: E402
-from _common import ROOT, GunicornService  # noqa: E402
+from _common import GunicornService  # noqa: E402
+from tests.support.corpus import IMAGES_DIR  # noqa: E402  (_common put the repository on sys.path)
 
-DEFAULT_IMAGE = ROOT / "tests" / "data" / "images" / "garden-2560x1600.jpg"
+DEFAULT_IMAGE = IMAGES_DIR / "garden-2560x1600.jpg"
 NAMES = ("ours", "bareconf", "bare", "nginx")
 COLORS = {"ours": "#2e9d57", "bareconf": "#f3b27a", "bare": "#ef8a3c", "nginx": "#9e9e9e"}
 

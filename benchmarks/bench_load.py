@@ -20,7 +20,7 @@ container is charged) and RSS (shared pages counted once per process: an upper b
 At the end every upload answered 2xx is read back and hash-checked, every upload refused
 (503/429) must have left nothing behind, and the answers are tallied by status. The
 pass marks of reliability.md: tree PSS below the limit, no 5xx but 503 (each with
-Retry-After), no connection errors. ``tests/reliability/test_load.py`` runs this script
+Retry-After), no connection errors. ``tests/observability/test_load.py`` runs this script
 briefly and asserts exactly those marks from its JSON.
 """
 from __future__ import annotations
@@ -54,8 +54,8 @@ from _common import (  # noqa: E402
     timestamp,
     write_json,
 )
+from tests.support.corpus import DATA  # noqa: E402  (_common put the repository on sys.path)
 
-DATA = ROOT / "tests" / "data"
 PRESETS = ("thumbnail", "preview", "ai-chat", "ai-vision")
 OPERATIONS = {"upload_image": 0.25, "upload_document": 0.20, "read_preset": 0.40, "read_text": 0.15}
 DEFAULT_LIMIT = 1_342_177_280  # the service's MEMORY_LIMIT_BYTES default (1280 MiB)

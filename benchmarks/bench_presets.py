@@ -1,8 +1,8 @@
 """Presets benchmark: the four default presets of each image, ours vs libvips vs naive Pillow.
 
 Side by side in one run, on one machine (see docs/performance.md and issue 4, section 5).
-For every image of ``--images`` (default tests/data/images, the project's copy of the
-shared corpus) each variant makes ai-chat (max width 1920, JPEG q85), ai-vision
+For every image of ``--images`` (default tests/data/images, the same files as
+../shared/corpus/images) each variant makes ai-chat (max width 1920, JPEG q85), ai-vision
 (2048, JPEG q90), thumbnail (fit 200x200, WebP q80) and preview (800, JPEG q85), from the
 encoded bytes, upright (EXIF orientation applied), metadata-free, alpha flattened on white
 for JPEG:
@@ -65,7 +65,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _common as common  # noqa: E402
-from _common import ROOT  # noqa: E402
 
 import numpy as np  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
@@ -77,9 +76,9 @@ from falconproc.images.pipeline import Target, decode_for, encode, open_checked,
 from falconproc.ingest.service import IngestService, UploadRequest  # noqa: E402
 from falconproc.images.presets import DEFAULT_PRESETS  # noqa: E402
 from falconproc.wiring import Components  # noqa: E402
+from tests.support.corpus import IMAGES_DIR  # noqa: E402
 
 TARGET_VS_LIBVIPS = 0.67  # ours total <= 0.67 x libvips total (1.5x faster)
-IMAGES_DIR = ROOT / "tests" / "data" / "images"
 PRESETS = list(DEFAULT_PRESETS)
 TARGETS = [Target(p.name, p.max_width, p.max_height, p.pil_format, p.quality) for p in PRESETS]
 UNBOUNDED = 10_000_000  # libvips thumbnail: height defaults to width, so "no limit" is a huge box

@@ -57,10 +57,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _common as common  # noqa: E402
-from _common import ROOT  # noqa: E402
+from tests.support.corpus import IMAGES_DIR  # noqa: E402  (_common put the repository on sys.path)
 
 TARGET_VS_THUMBOR = 1.5  # ours at least 1.5x thumbor's req/s
-DEFAULT_IMAGE = ROOT / "tests" / "data" / "images" / "garden-2560x1600.jpg"
+DEFAULT_IMAGE = IMAGES_DIR / "garden-2560x1600.jpg"
 DEFAULT_THUMBOR = Path("/tmp/thumbor-venv/bin/thumbor")
 BOX = 512
 COLORS = {"ours": "#2e9d57", "thumbor": "#ef8a3c", "thumbor-multi": "#d9622b", "thumbor-multi-baseline": "#f3b27a"}

@@ -63,11 +63,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common  # noqa: E402
 from _common import ROOT, GunicornService  # noqa: E402
+from tests.support.corpus import DOCS, OCR_PNG, OCR_TRUTH  # noqa: E402  (_common put the repository on sys.path)
 
 GNUPLOT_PDF = Path("/usr/share/doc/gnuplot/gnuplot.pdf")
-OCR_PNG = ROOT / "tests" / "data" / "ocr" / "outline-p2-200dpi.png"
-OCR_TRUTH = ROOT / "tests" / "data" / "ocr" / "outline-p2.truth.txt"
-FALLBACK_SOURCE = ROOT / "tests" / "data" / "docs" / "pdflatex-outline.pdf"
+FALLBACK_SOURCE = DOCS / "pdflatex-outline.pdf"
 
 TARGET_PDF_SPEEDUP = 1.7  # ours at least 1.7x faster than single-process pypdf (2 cores)
 TARGET_OCR_RATIO = 1.1  # ours within 1.1x of the tesseract CLI's time

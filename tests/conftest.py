@@ -1,33 +1,61 @@
-"""Shared fixtures: the real service under gunicorn, upload helpers, corpus paths."""
+"""The running services every folder shares, and the rule that marks tests ``blackbox``.
+
+The rule: a test is black-box when it starts service processes, and it can only start
+them through the ``launcher`` fixture below: ``service`` (one shared by the whole
+session), ``module_service`` (one per module, pristine store), ``fresh_service(**env)``
+(private, per test), a folder's or module's own fixture built on ``launcher``, or
+``launcher`` itself. pytest's fixture closure is transitive, so
+``pytest_collection_modifyitems`` finds every such test by looking for ``launcher`` in
+its fixture names, however deep, and adds the ``blackbox`` marker (selected by
+``-m blackbox``, skipped by ``-m "not blackbox"``). A test that starts a service some
+other way (``make_service(...).start()`` in its body) is not found at collection, so
+the launcher checks again when it starts: while a test runs, a start for a test without
+the marker fails (``tests.support.service.LAUNCH_GUARD``). tests/test_harness.py checks
+both halves.
+"""
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import pytest
-import requests
 
-from tests.service import DATA, Service, make_service
+from tests.support import service as launch
+from tests.support.service import Launcher, Service
 
-CORPUS_FILES = sorted(p for p in DATA.rglob("*") if p.is_file() and p.name != "SOURCES.md")
+LAUNCHER_FIXTURE = "launcher"
 
 
 @pytest.fixture(scope="session")
-def service(tmp_path_factory) -> Service:
-    """One running service for the read-mostly black-box tests."""
-    svc = make_service(tmp_path_factory.mktemp("svc")).start()
+def launcher():
+    """The one way tests start service processes (see the module docstring)."""
+    launcher = Launcher()
+    yield launcher
+    launcher.stop_all()
+
+
+@pytest.fixture(scope="session")
+def service(launcher, tmp_path_factory) -> Service:
+    """One running service for the read-mostly black-box tests of every folder."""
+    svc = launcher.start(tmp_path_factory.mktemp("svc"))
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="module")
+def module_service(launcher, tmp_path_factory) -> Service:
+    """A private service with a pristine store, shared by the tests of one module."""
+    svc = launcher.start(tmp_path_factory.mktemp("modsvc"))
     yield svc
     svc.stop()
 
 
 @pytest.fixture
-def fresh_service(tmp_path):
-    """A private service for tests that kill processes or need special settings."""
+def fresh_service(launcher, tmp_path):
+    """``fresh_service(**env)``: a private service for tests that kill processes or need
+    special settings; stopped at the end of the test."""
     started: list[Service] = []
 
     def start(**env: str) -> Service:
-        svc = make_service(tmp_path / f"svc{len(started)}", **env)
-        started.append(svc)  # registered first: stopped even if start() fails half-way
+        svc = launcher.make(tmp_path / f"svc{len(started)}", **env)
+        started.append(svc)
         return svc.start()
 
     yield start
@@ -35,21 +63,22 @@ def fresh_service(tmp_path):
         svc.stop()
 
 
-def upload(svc: Service, data, *, name: str = "file.bin", drive: str = "drive-1", user: str = "user-1",
-           headers: dict[str, str] | None = None, **kwargs) -> requests.Response:
-    all_headers = {"x-filename": name, "x-drive-id": drive, "x-user-id": user}
-    all_headers.update(headers or {})
-    return requests.post(svc.url + "/upload", data=data, headers=all_headers, timeout=60, **kwargs)
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items):
+    blackbox = pytest.mark.blackbox
+    for item in items:
+        if LAUNCHER_FIXTURE in getattr(item, "fixturenames", ()) and item.get_closest_marker("blackbox") is None:
+            item.add_marker(blackbox)
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    def guard() -> None:
+        if item.get_closest_marker("blackbox") is None:
+            raise RuntimeError(
+                f"{item.nodeid} starts service processes but is not marked blackbox: start them "
+                f"through a fixture built on `{LAUNCHER_FIXTURE}` (tests/conftest.py), which marks it")
 
-
-def stored_entries(root: Path) -> list[str]:
-    return sorted(p.name for p in root.iterdir() if p.name != ".tmp") if root.exists() else []
-
-
-def temp_entries(root: Path) -> list[str]:
-    tmp = root / ".tmp"
-    return sorted(p.name for p in tmp.iterdir()) if tmp.exists() else []
+    launch.LAUNCH_GUARD = guard
+    yield
+    launch.LAUNCH_GUARD = None

@@ -1,6 +1,6 @@
 """The job-queue interface every backend implements (flat files now, Redis later).
 
-Semantics every backend keeps (tests/queue/ is the contract suite):
+Semantics every backend keeps (tests/jobs/test_contract.py is the contract suite):
 - ``enqueue`` is idempotent per work key (type + content hash + variant) while that
   work is queued or running: it returns the existing job.
 - ``claim`` hands a job to exactly one caller, highest priority first, FIFO within a

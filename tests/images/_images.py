@@ -19,9 +19,9 @@ from PIL import Image, ImageCms, ImageOps
 
 from falconproc.native.resize import fit_box
 from falconproc.images.presets import DEFAULT_PRESETS, Preset
+from tests.support.corpus import IMAGE_CORPUS
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "images"
-CORPUS = sorted(p for p in DATA.iterdir() if p.is_file())
+CORPUS = IMAGE_CORPUS  # tests/data/images
 PRESETS = {p.name: p for p in DEFAULT_PRESETS}
 SNIFFED = {"JPEG": ("jpeg", "image/jpeg", "jpg"), "WEBP": ("webp", "image/webp", "webp"),
            "PNG": ("png", "image/png", "png")}

@@ -1,98 +1,30 @@
 """Fixtures for the image tests.
 
 Black-box: the real service (``falconproc serve`` under gunicorn, 2 web workers).
-``service`` (default settings, job supervisor on) and
-``ondemand_service`` (RUN_SUPERVISOR=0: nothing renders a preset before a GET asks) are
-shared by the whole package; tests/conftest.py's ``fresh_service(**env)`` starts a private one.
+``ondemand_service`` (RUN_SUPERVISOR=0: nothing renders a preset before a GET asks) is
+shared by the whole package; tests/conftest.py's ``service`` (default settings, job
+supervisor on, shared by the session), ``module_service`` (pristine, per module) and
+``fresh_service(**env)`` (private) are the others.
 
 In-process: ``imaging`` builds a store, the ingest path (the same native header probe) and
-an ImageService over temp dirs, no HTTP.
+an ImageService over temp dirs, no HTTP (tests/support/inprocess.py).
 """
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
-from pathlib import Path
-
 import pytest
 
-from falconproc.config import Settings
-from falconproc.images.service import ImageService
-from falconproc.ingest.service import IngestService, UploadRequest
-from falconproc.store import DerivedCache
-from falconproc.wiring import Components
-from tests.service import make_service
+from tests.support.inprocess import Imaging, build_imaging
 
 
 @pytest.fixture(scope="package")
-def service(tmp_path_factory):
-    svc = make_service(tmp_path_factory.mktemp("imgsvc")).start()
-    yield svc
-    svc.stop()
-
-
-@pytest.fixture(scope="package")
-def ondemand_service(tmp_path_factory):
+def ondemand_service(launcher, tmp_path_factory):
     # A gthread worker accepts up to worker_connections (default 1000) and queues them for
     # its threads, so one worker could take all of a burst; capped at 5 here, a burst of 10
     # connections must reach both workers (the render-once test relies on it).
-    svc = make_service(tmp_path_factory.mktemp("imgondemand"), RUN_SUPERVISOR="0",
-                       GUNICORN_CMD_ARGS="--worker-connections 5").start()
+    svc = launcher.start(tmp_path_factory.mktemp("imgondemand"), RUN_SUPERVISOR="0",
+                         GUNICORN_CMD_ARGS="--worker-connections 5")
     yield svc
     svc.stop()
-
-
-@dataclass
-class Imaging:
-    """The image pipeline in-process: put() stores bytes the way an upload does."""
-
-    components: Components
-    ingest: IngestService
-    images: ImageService
-
-    @property
-    def settings(self) -> Settings:
-        return self.components.settings
-
-    @property
-    def store(self):
-        return self.components.store
-
-    @property
-    def cache(self) -> DerivedCache:
-        return self.components.cache
-
-    def original_bytes(self, content_hash: str) -> bytes:
-        with self.store.open(content_hash) as fh:
-            return fh.read()
-
-    def preset_path(self, content_hash: str, name: str):
-        """Make the preset if missing (as a GET does) and return it with its cached file."""
-        preset = self.images.preset(name)
-        self.images.ensure_preset(content_hash, preset)
-        return preset, self.cache.path(content_hash, preset.filename)
-
-    def put(self, data: bytes, name: str = "image.bin") -> str:
-        outcome = self.ingest.ingest(UploadRequest(name, "drive-1", "user-1", None, len(data)), io.BytesIO(data))
-        return outcome.content_hash
-
-    def with_settings(self, **changes) -> "Imaging":
-        """Another ImageService over the same store and cache, with other settings."""
-        settings = self.settings.replace(**changes)
-        components = Components(settings)
-        components.store, components.cache = self.store, self.cache  # the same store and cache
-        return Imaging(components, self.ingest, ImageService(settings, self.store, self.cache))
-
-    def cached(self, content_hash: str, filename: str) -> Path:
-        return self.cache.path(content_hash, filename)
-
-
-def build_imaging(base: Path, **changes) -> Imaging:
-    values = {"file_storage_path": base / "files", "cache_path": base / "cache", "queue_path": base / "queue",
-              "storage_reserve_bytes": 0, "fsync": False}
-    values.update(changes)
-    components = Components(Settings(**values))
-    return Imaging(components, IngestService(components.settings, components.store), components.images)
 
 
 @pytest.fixture

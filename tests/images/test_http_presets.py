@@ -14,8 +14,7 @@ import psutil
 import pytest
 import requests
 
-from tests.blackbox._util import IMMUTABLE, assert_error, unique_text
-from tests.images._http import cache_metadata, get_preset, image_job, upload_ok, wait_job
+from tests.images._http import get_preset, image_job, upload_ok
 from tests.images._images import (
     CORPUS,
     MIN_PSNR,
@@ -31,10 +30,11 @@ from tests.images._images import (
     upright_source,
     with_trailer,
 )
+from tests.support.content import unique_text
+from tests.support.corpus import DOCS
+from tests.support.http import IMMUTABLE, assert_error, cache_metadata, wait_job
+from tests.support.wait import wait_for
 
-pytestmark = pytest.mark.blackbox
-
-DOCS = Path(__file__).resolve().parents[1] / "data" / "docs"
 _uploaded: dict[tuple[str, str], str] = {}
 
 
@@ -175,6 +175,7 @@ def test_concurrent_requests_render_once_across_workers(ondemand_service):
     inodes: set[int] = set()
     serving: set[int] = set()
     stop = threading.Event()
+    sweeps = [0]  # watch() loops done
 
     def watch():
         while not stop.is_set():
@@ -189,6 +190,7 @@ def test_concurrent_requests_render_once_across_workers(ondemand_service):
                         serving.add(pid)
                 except psutil.Error:
                     pass
+            sweeps[0] += 1
             time.sleep(0.002)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -204,7 +206,10 @@ def test_concurrent_requests_render_once_across_workers(ondemand_service):
         with ThreadPoolExecutor(10) as pool:
             answers = list(pool.map(one, range(10)))
         first_processed = json.loads(cache_file(svc, content_hash, "metadata.json").read_text())
-        time.sleep(0.2)
+        # Every answer is in, so every publish is done: wait until the watcher has looked
+        # at the file once more after that (a whole sweep begun now), rather than sleeping.
+        seen = sweeps[0]
+        wait_for(lambda: sweeps[0] >= seen + 2, 10, 0.002, "the watcher to look again after the answers")
     finally:
         stop.set()
         watcher.join()

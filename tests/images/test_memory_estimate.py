@@ -25,10 +25,9 @@ from falconproc.images.presets import PresetCatalog
 from falconproc.native import resize as native_resize
 from falconproc.native import webp as native_webp
 from falconproc.wiring import load_job_types
-from tests.images.conftest import build_imaging
+from tests.support.corpus import IMAGES_DIR, ROOT
+from tests.support.inprocess import build_imaging
 
-REPO = Path(__file__).resolve().parents[2]
-IMAGES_DIR = REPO / "tests" / "data" / "images"
 
 # Run in a fresh interpreter, so that no other test's memory (freed but still mapped)
 # hides or inflates the growth. Pillow allocates pixels outside Python's allocator:
@@ -82,9 +81,9 @@ def _measure(tmp_path: Path, name: str) -> dict:
     warm = tmp_path / ("warm" + source.suffix)
     with Image.open(source) as im:
         im.convert("RGB").resize((64, 40)).save(warm, im.format)
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = subprocess.run([sys.executable, "-c", _MEASURE, str(tmp_path / "svc"), str(source), str(warm)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -6,11 +6,10 @@ import base64
 
 import pytest
 
-from tests.blackbox._util import assert_error, unique_text
 from tests.images._http import optimize, upload_ok
 from tests.images._images import CORPUS, assert_no_metadata, encode, open_output, rgba_image
-
-pytestmark = pytest.mark.blackbox
+from tests.support.content import unique_text
+from tests.support.http import assert_error
 
 
 def corpus(name: str):

@@ -324,7 +324,7 @@ def test_other_formats_render(imaging, fmt, kwargs):
 
 
 def test_operator_presets_and_eager_subset(tmp_path):
-    from tests.images.conftest import build_imaging
+    from tests.support.inprocess import build_imaging
 
     imaging = build_imaging(tmp_path, extra_presets="square:512x512:webp:80; wide:1000x0:png:100",
                             eager_presets=("square", "thumbnail"))
@@ -354,7 +354,7 @@ def test_bad_preset_settings_refused(raw):
 
 
 def test_unknown_eager_preset_refused(tmp_path):
-    from tests.images.conftest import build_imaging
+    from tests.support.inprocess import build_imaging
 
     with pytest.raises(SettingsError):
         build_imaging(tmp_path, eager_presets=("nope",))
@@ -446,7 +446,7 @@ def test_image_job_estimate_is_the_plan_of_the_eager_presets(tmp_path):
     (an operator's large eager preset raises it: no JPEG draft is possible any more)."""
     from falconproc.jobs import registry
     from falconproc.queue import Job
-    from tests.images.conftest import build_imaging
+    from tests.support.inprocess import build_imaging
 
     settings = build_imaging(tmp_path).settings
     load_job_types(settings)
@@ -472,7 +472,7 @@ def test_image_job_dead_letters_images_it_can_never_render(tmp_path, case):
     from falconproc.jobs.registry import PermanentJobError
     from falconproc.queue import Job
     from tests.images._images import gif_oversized_frame
-    from tests.images.conftest import build_imaging
+    from tests.support.inprocess import build_imaging
 
     if case == "limits-lowered":
         imaging = build_imaging(tmp_path)
@@ -496,7 +496,7 @@ def test_a_get_during_the_eager_job_waits_for_it(tmp_path, monkeypatch):
 
     from falconproc.jobs import registry
     from falconproc.queue import Job
-    from tests.images.conftest import build_imaging
+    from tests.support.inprocess import build_imaging
 
     imaging = build_imaging(tmp_path)
     load_job_types(imaging.settings)
@@ -528,7 +528,7 @@ def test_the_image_job_uses_no_more_threads_than_its_cpu_budget(tmp_path, monkey
     from falconproc.jobs import registry
     from falconproc.queue import Job
     from falconproc.images import service as image_service
-    from tests.images.conftest import build_imaging
+    from tests.support.inprocess import build_imaging
 
     imaging = build_imaging(tmp_path, image_threads=2)
     content_hash = imaging.put(encode(noise_rgb(1200, 900, seed=3), "JPEG"))
@@ -543,7 +543,7 @@ def test_the_image_job_uses_no_more_threads_than_its_cpu_budget(tmp_path, monkey
 
 def test_on_demand_renders_use_both_cores_only_when_the_other_slot_is_idle(tmp_path, monkeypatch):
     from falconproc.images import service as image_service
-    from tests.images.conftest import build_imaging
+    from tests.support.inprocess import build_imaging
 
     imaging = build_imaging(tmp_path, image_threads=2)
     imaging.images.cpus = 2

@@ -10,7 +10,8 @@ from PIL import Image
 
 from falconproc.config import Settings
 from falconproc.images.pipeline import ImageUnreadable, Target, decode_for, open_checked, render
-from tests.images._images import DATA, animated_webp, encode, noise_rgb, psnr, rgba_image
+from tests.images._images import animated_webp, encode, noise_rgb, psnr, rgba_image
+from tests.support.corpus import IMAGES_DIR
 
 THUMB = [Target("thumbnail", 200, 200, "WEBP", 80)]
 
@@ -22,12 +23,12 @@ def _decode(data: bytes, targets=THUMB):
 
 def test_large_webp_is_decoded_at_the_planned_scale():
     targets = [Target("ai-vision", 2048, 0, "JPEG", 90), Target("thumbnail", 200, 200, "WEBP", 80)]
-    decoded = _decode((DATA / "wood-d.webp").read_bytes(), targets)
+    decoded = _decode((IMAGES_DIR / "wood-d.webp").read_bytes(), targets)
     # 1/2 is exactly ai-vision; libwebp fills the whole scaled image (no partial edge)
     assert decoded.plan.draft_scale == 2
     assert decoded.image.size == (2048, 2048) and decoded.box == (0.0, 0.0, 2048.0, 2048.0)
     ai_vision, thumb = render(decoded, targets)
-    with Image.open(DATA / "wood-d.webp") as im:
+    with Image.open(IMAGES_DIR / "wood-d.webp") as im:
         full = im.convert("RGB")
     for out in (ai_vision, thumb):
         ref = full.resize(out.size, Image.Resampling.LANCZOS)

@@ -19,9 +19,9 @@ from falconproc import native
 from falconproc.errors import UploadTooLarge
 from falconproc.native.types import ProbeResult
 from falconproc.native import ingest as native_ingest
+from tests.support.corpus import CORPUS_FILES, IMAGES_DIR
 
-DATA = Path(__file__).resolve().parents[1] / "data"
-CORPUS = sorted(p for p in DATA.glob("*/*") if p.is_file() and p.name != "SOURCES.md")
+CORPUS = CORPUS_FILES
 IMAGES = [p for p in CORPUS if p.parent.name in ("images", "ocr") and p.suffix in (".jpg", ".png", ".webp")]
 CHUNK_SIZES = (1, 2, 3, 7, 13, 64, 1000, 4096, 65536, 65537, 1 << 20)
 
@@ -140,7 +140,7 @@ def test_sha256_matches_hashlib_for_every_chunk_size(probe_cls, path):
 
 
 def test_buffer_types_and_empty_chunks(probe_cls):
-    data = blob(DATA / "images" / "spring.png")
+    data = blob(IMAGES_DIR / "spring.png")
     p = probe_cls(len(data))
     p.feed(b"")
     p.feed(bytearray(data[:100]))
@@ -234,7 +234,7 @@ def test_feed_after_finish_and_double_finish(probe_cls):
 
 @pytest.mark.parametrize("chunk", [1, 4096, 1 << 20])
 def test_write_to_file_gives_identical_bytes(probe_cls, tmp_path, chunk):
-    data = blob(DATA / "images" / "storm-1920x1280.jpg")
+    data = blob(IMAGES_DIR / "storm-1920x1280.jpg")
     if chunk == 1:
         data = data[:20000]
     path = tmp_path / "spill"

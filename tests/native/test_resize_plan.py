@@ -27,9 +27,9 @@ from PIL import Image
 from falconproc import native
 from falconproc.native.types import DECODED, ResizePlan, ResizeStep, draft_request
 from falconproc.native import resize as native_resize
+from tests.support.corpus import IMAGE_CORPUS, IMAGES_DIR
 
-IMAGES_DIR = Path(__file__).resolve().parents[1] / "data" / "images"
-IMAGES = sorted(p for p in IMAGES_DIR.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+IMAGES = [p for p in IMAGE_CORPUS if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")]
 
 DEFAULT_BOXES = [(1920, 0), (2048, 0), (200, 200), (800, 0)]  # ai-chat, ai-vision, thumbnail, preview
 AI_CHAT, AI_VISION, THUMB, PREVIEW = range(4)

@@ -20,11 +20,8 @@ from pathlib import Path
 
 import requests
 
-DATA = Path(__file__).resolve().parent.parent / "data"
-DOCS = DATA / "docs"
-OCR_PNG = DATA / "ocr" / "outline-p2-200dpi.png"
-OCR_TRUTH = DATA / "ocr" / "outline-p2.truth.txt"
-DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+from tests.support.corpus import DOCS
+
 W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 
 

@@ -7,7 +7,8 @@ import pytest
 from falconproc.config import Settings
 from falconproc.text.docx import extract_docx
 from falconproc.text.extraction import ExtractionError, extract
-from tests.text._docs import DOCS, DOCX_TYPE
+from tests.support.content import DOCX_TYPE
+from tests.support.corpus import DOCS
 
 S = Settings()
 

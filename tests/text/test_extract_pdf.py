@@ -11,8 +11,9 @@ from falconproc.config import Settings
 from falconproc.text import pdf as text_mod
 from falconproc.text.extraction import ExtractionError, extract
 from falconproc.text.pdf import extract_pdf
+from tests.support.corpus import DOCS
 from tests.text import _docs
-from tests.text._docs import DOCS, repeated_pdf, text_pdf
+from tests.text._docs import repeated_pdf, text_pdf
 
 S = Settings()
 

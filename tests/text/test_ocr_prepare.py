@@ -7,7 +7,8 @@ from PIL import Image
 
 from falconproc.config import Settings
 from falconproc.text.ocr import prepare, run_tesseract, skew_angle, usable_as_is
-from tests.text._docs import OCR_PNG, OCR_TRUTH, word_recall
+from tests.support.corpus import IMAGES_DIR, OCR_PNG, OCR_TRUTH
+from tests.text._docs import word_recall
 
 S = Settings()
 
@@ -34,13 +35,11 @@ def test_a_straight_page_is_used_as_is(page):
 
 
 def test_blank_pages_noise_and_photos_have_no_skew():
-    from tests.images._images import DATA
-
     assert skew_angle(Image.new("L", (1200, 1600), 255)) == 0.0
     assert skew_angle(Image.new("L", (1200, 1600), 0)) == 0.0
     assert skew_angle(Image.effect_noise((1200, 1600), 60)) == 0.0
     for name in ("garden-2560x1600.jpg", "meadow-1280x1024.jpg", "storm-1920x1280.jpg", "silk.png"):
-        with Image.open(DATA / name) as photo:  # no text lines: never turned (storm's profile once said -15.4)
+        with Image.open(IMAGES_DIR / name) as photo:  # no text lines: never turned (storm's profile once said -15.4)
             assert skew_angle(photo.convert("L")) == 0.0, name
 
 

@@ -6,14 +6,13 @@ import threading
 import time
 
 import psutil
-import pytest
 import requests
 
-from tests.conftest import upload
+from tests.support.content import DOCX_TYPE
+from tests.support.corpus import DOCS, OCR_PNG
+from tests.support.http import upload
 from tests.text import _docs
-from tests.text._docs import DOCS, poll_text
-
-pytestmark = pytest.mark.blackbox
+from tests.text._docs import poll_text
 
 TEXT_TIMEOUT = 10.0
 
@@ -81,7 +80,7 @@ def test_hostile_documents_end_in_clear_errors_while_others_flow(fresh_service):
         hung_at = time.monotonic()
         uploaded = {name: (_upload(svc, data, name), code) for name, (data, code) in HOSTILE.items()}
         for name, (body, _) in uploaded.items():
-            expected = _docs.DOCX_TYPE if name.endswith(".docx") else "application/pdf"
+            expected = DOCX_TYPE if name.endswith(".docx") else "application/pdf"
             assert body["mimeType"] == expected, (name, body["mimeType"])
         # While the hung job holds one text slot, a normal PDF still gets its text promptly.
         normal = _upload(svc, (DOCS / "pdflatex-outline.pdf").read_bytes(), "normal.pdf")
@@ -125,7 +124,7 @@ def test_failed_ocr_of_pdf_pages_keeps_the_extracted_text(fresh_service):
     wall clock), the document's text — already extracted and served — must stay served, with the OCR
     failure recorded beside it, not replaced by a 422."""
     svc = fresh_service(JOB_TIMEOUTS="text=10,ocr=0.3", JOB_MAX_ATTEMPTS="1")
-    body = _upload(svc, _docs.image_pdf(_docs.OCR_PNG, with_text_page=True), "scan.pdf")
+    body = _upload(svc, _docs.image_pdf(OCR_PNG, with_text_page=True), "scan.pdf")
     h = body["contentHash"]
     first = poll_text(svc, h, deadline=20)
     assert first.status_code == 200, first.text[:300]

@@ -15,11 +15,10 @@ from PIL import Image
 from falconproc.config import Settings
 from falconproc.text.docx import extract_docx
 from falconproc.text.pdf import extract_pdf
-from tests.conftest import sha256, upload
-from tests.text._docs import (DOCS, DOCX_TYPE, OCR_PNG, OCR_TRUTH, image_pdf, poll_text, repeated_pdf, slow_pdf,
-                              word_recall)
-
-pytestmark = pytest.mark.blackbox
+from tests.support.content import DOCX_TYPE, sha256
+from tests.support.corpus import DOCS, OCR_PNG, OCR_TRUTH
+from tests.support.http import upload
+from tests.text._docs import image_pdf, poll_text, repeated_pdf, slow_pdf, word_recall
 
 PDFS = ["hello-world.pdf", "pdflatex-outline.pdf", "two-different-pages.pdf", "attachment.pdf",
         "imagemagick-images.pdf"]

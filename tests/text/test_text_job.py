@@ -7,8 +7,8 @@ from falconproc.jobs import registry
 from falconproc.queue import Job
 from falconproc.text import service as text_service
 from falconproc.wiring import load_job_types
-from tests.images.conftest import build_imaging
-from tests.text._docs import DOCS
+from tests.support.corpus import DOCS
+from tests.support.inprocess import build_imaging
 
 
 @pytest.mark.parametrize("budget, expected", [(1, 1), (2, 2), (8, 2)])
