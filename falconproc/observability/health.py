@@ -11,12 +11,12 @@ from falconproc.store import ContentStore
 
 
 class HealthService:
-    def __init__(self, settings: Settings, store: ContentStore,
-                 queue_stats: Callable[[], dict[str, int]] | None = None, governor: MemoryGovernor | None = None):
+    def __init__(self, settings: Settings, store: ContentStore, queue_stats: Callable[[], dict[str, int]],
+                 governor: MemoryGovernor):
         self.settings = settings
         self.store = store
-        self.queue_stats = queue_stats or (lambda: {"pending": 0, "processing": 0, "failed": 0})
-        self.governor = governor or MemoryGovernor(settings)
+        self.queue_stats = queue_stats
+        self.governor = governor
 
     def report(self) -> dict[str, Any]:
         memory = self.governor.reading()
