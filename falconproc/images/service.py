@@ -23,6 +23,7 @@ from falconproc.images.pipeline import (
     render,
     shared_pool,
 )
+from falconproc.images.placeholder import blurhash_of
 from falconproc.images.presets import Preset, PresetCatalog
 from falconproc.locks import SlotSemaphore
 from falconproc.mediatypes import is_renderable_image
@@ -159,7 +160,13 @@ class ImageService:
             else:  # a format variant: beside the preset's own entry, which stays as it was
                 variants.setdefault(preset.name, {})[preset.format] = entry
 
+        placeholder = None
+        if "blurhash" not in self.cache.metadata(content_hash).get("image", {}):
+            placeholder = blurhash_of(min(outputs, key=lambda o: o.width * o.height))
+
         def record(meta: dict[str, Any]) -> None:
+            if placeholder is not None:
+                meta.setdefault("image", {})["blurhash"] = placeholder
             meta.setdefault("presets", {}).update(entries)
             for name, by_format in variants.items():
                 meta.setdefault("variants", {}).setdefault(name, {}).update(by_format)
@@ -188,7 +195,7 @@ class ImageService:
 
     def processing_state(self, content_hash: str) -> dict[str, Any]:
         meta = self.cache.metadata(content_hash)
-        return {key: meta[key] for key in ("presets", "variants", "imageError", "text") if key in meta}
+        return {key: meta[key] for key in ("presets", "variants", "image", "imageError", "text") if key in meta}
 
 
 __all__ = ["ImageService", "UnknownPreset", "ImageTooLarge", "ImageUnreadable", "NotRenderable"]
