@@ -27,6 +27,7 @@ benchmarks/README.md).
 """
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -46,8 +47,8 @@ from falconproc.native.resize import draft_request, plan_resize
 
 log = logging.getLogger(__name__)
 
-# Only these decoders may ever see client bytes.
-PIL_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+# Only these decoders may ever see client bytes (HEIF: pillow-heif's, registered on first use).
+PIL_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "HEIF", "AVIF")
 AVIF_SPEED = 8
 # Orientation tag value -> transpose to apply (EXIF 2.3, tag 0x0112).
 _ORIENTATION = {
@@ -100,8 +101,19 @@ def check_dimensions(width: int | None, height: int | None, settings: Settings) 
         raise ImageTooLarge(width, height, settings.max_image_pixels, settings.max_image_side)
 
 
+@functools.cache
+def _register_heif() -> None:
+    """pillow-heif's HEIC/HEIF decoder (libheif + libde265). It decodes the primary image of a
+    multi-image file, applies the file's rotation/mirror (and reports EXIF orientation 1,
+    so nothing is turned twice) and gives 8-bit RGB(A) for 10/12-bit files."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener(thumbnails=False)
+
+
 def open_checked(source: Path | BinaryIO, settings: Settings) -> Image.Image:
     """Parse the header only, refuse bombs, then hand back the lazily-decoding image."""
+    _register_heif()
     try:
         im = Image.open(source, formats=PIL_FORMATS)
     except (Image.DecompressionBombError, ImageTooLarge):
