@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Protocol
 
 from falconproc.clock import iso_utc
@@ -42,7 +42,13 @@ class UploadRequest:
     drive_id: str
     user_id: str
     expected_sha256: str | None
-    content_length: int | None  # None for chunked transfer
+    content_length: int | None  # of the bytes to store; None when unknown (chunked, or a form's file part)
+    # What admission judges size and free space by, when not content_length (a form's envelope).
+    admission_length: int | None = None
+
+    @property
+    def declared_length(self) -> int | None:
+        return self.admission_length if self.admission_length is not None else self.content_length
 
 
 @dataclass
@@ -105,10 +111,15 @@ class IngestService:
         if self.store.free_space() - needed < self.settings.storage_reserve_bytes:
             raise InsufficientStorage(errno.ENOSPC, "not enough free storage space for this upload")
 
-    def ingest(self, request: UploadRequest, body: BinaryIO) -> IngestOutcome:
+    def ingest(self, request: UploadRequest, body: BinaryIO,
+               open_body: Callable[[], str | None] | None = None) -> IngestOutcome:
+        """Store ``body``. ``open_body``, called once admitted and before the content is
+        read, positions the body at the content (a form's file part) and may return the
+        file name (when the request had none)."""
         if request.expected_sha256 and self.store.exists(request.expected_sha256):
-            return self._ingest_known(request, body)
-        self.check_admission(request.content_length, request.user_id)
+            return self._ingest_known(request, body, open_body)
+        self.check_admission(request.declared_length, request.user_id)
+        request = _opened(request, open_body)
         pending = self.store.begin_upload()
         try:
             result = self._stream(request, body, pending.fileno())
@@ -136,11 +147,13 @@ class IngestService:
         jobs = self.scheduler.jobs_for(result.sha256, metadata, is_new)
         return IngestOutcome(result.sha256, metadata, is_new, jobs)
 
-    def _ingest_known(self, request: UploadRequest, body: BinaryIO) -> IngestOutcome:
+    def _ingest_known(self, request: UploadRequest, body: BinaryIO,
+                      open_body: Callable[[], str | None] | None) -> IngestOutcome:
         """The client's x-content-sha256 names bytes already stored: the body is hashed to
         prove it and nothing is written (no disk, no free-space reserve, no jobs), so a
         duplicate goes through even on a nearly full disk or a full queue."""
-        self.check_admission(request.content_length, request.user_id, writes=False)
+        self.check_admission(request.declared_length, request.user_id, writes=False)
+        request = _opened(request, open_body)
         result = self._stream(request, body, -1)  # HashMismatch unless the bytes are the ones named
         record = UploadRecord(request.drive_id, request.user_id, request.filename, iso_utc())
         metadata = self.store.add_upload(result.sha256, record)
@@ -182,6 +195,13 @@ class IngestService:
         if request.expected_sha256 and request.expected_sha256 != result.sha256:
             raise HashMismatch(request.expected_sha256, result.sha256)
         return result
+
+
+def _opened(request: UploadRequest, open_body: Callable[[], str | None] | None) -> UploadRequest:
+    if open_body is None:
+        return request
+    name = open_body()
+    return replace(request, filename=name) if name is not None else request
 
 
 def build_metadata(result: ProbeResult, mime_type: str, record: UploadRecord) -> dict[str, Any]:

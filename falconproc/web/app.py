@@ -22,6 +22,7 @@ from falconproc.errors import (
 )
 from falconproc.images.pipeline import ImageTooLarge, ImageUnreadable, NotRenderable
 from falconproc.images.service import UnknownPreset
+from falconproc.ingest.multipart import MultipartError
 from falconproc.observability.metrics import MetricsMiddleware, MetricsResource, ServiceStateCollector
 from falconproc.web.resources.content import MetadataResource, OriginalResource, require_hash
 from falconproc.web.resources.errors import ApiError, error_body
@@ -120,6 +121,7 @@ def create_app(components: Components | None = None) -> falcon.App:
     app.add_error_handler(HashMismatch, _map(falcon.HTTP_400, "hash_mismatch",
                                              extra=lambda e: {"expected": e.expected, "actual": e.actual}))
     app.add_error_handler(EmptyUpload, _map(falcon.HTTP_400, "empty_body"))
+    app.add_error_handler(MultipartError, _map(falcon.HTTP_400, "invalid_form"))
     app.add_error_handler(IncompleteUpload, _map(falcon.HTTP_400, "incomplete_body"))
     app.add_error_handler(InsufficientStorage, _map(falcon.HTTP_507, "insufficient_storage"))
     app.add_error_handler(ContentNotFound, _map(falcon.HTTP_404, "not_found",
