@@ -211,6 +211,13 @@ class Settings:
                                "seconds a web worker may hang before gunicorn kills and replaces it")
     client_timeout: int = knob("CLIENT_TIMEOUT", 30, _int_range(1, 3600),
                                "seconds a client may stall mid-request (no bytes at all) before it is dropped")
+    linger_seconds: float = knob("LINGER_SECONDS", 10.0, _float_range(0, 300),
+                                 "after refusing an upload whose body was not read (401, 413, 429, 503, 507), "
+                                 "seconds the rest of the body is read and discarded so that the client still "
+                                 "sending can read the answer (nginx's lingering close; 0: close at once)")
+    linger_max_bytes: int = knob("LINGER_MAX_BYTES", 256 * 1024 * 1024, _int_range(0),
+                                 "at most this many unread body bytes are discarded after a refusal before the "
+                                 "connection is closed")
     keepalive: int = knob("KEEPALIVE", 5, _int_range(0, 300), "seconds an idle keep-alive connection is held")
     # A backstop against slow leaks only (WEB_WORKER_MAX_RSS guards memory): at 5,000 a
     # worker serving cached thumbnails was replaced every 7-10 s, re-importing everything.

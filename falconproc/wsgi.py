@@ -3,5 +3,8 @@ from __future__ import annotations
 
 from falconproc.web.app import create_app
 from falconproc.web.keepalive import CloseUnreadBodies
+from falconproc.wiring import Components
 
-app = CloseUnreadBodies(create_app())
+_components = Components()
+app = CloseUnreadBodies(create_app(_components), linger_seconds=_components.settings.linger_seconds,
+                        linger_max_bytes=_components.settings.linger_max_bytes)
