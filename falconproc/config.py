@@ -178,6 +178,18 @@ class Settings:
     host: str = knob("HOST", "127.0.0.1", _host, "listen address (the Docker image sets 0.0.0.0)")
     file_storage_path: Path = knob("FILE_STORAGE_PATH", _data_path("files"), _path,
                                    "originals + metadata.json, one directory per content hash", factory=True)
+    uploads_path: Path = knob("UPLOADS_PATH", _data_path("uploads"), _path,
+                              "partial resumable (tus) uploads; share it between instances to resume anywhere",
+                              factory=True)
+    upload_expiry_seconds: int = knob("UPLOAD_EXPIRY_SECONDS", 86400, _int_range(1),
+                                      "a resumable upload not finished this long after its creation is "
+                                      "deleted (its Upload-Expires)")
+    uploads_reserve_bytes: int = knob("UPLOADS_RESERVE_BYTES", 256 * 1024 * 1024, _int_range(0),
+                                      "a resumable upload that would leave less free space than this on "
+                                      "UPLOADS_PATH's filesystem gets 507")
+    uploads_max_bytes: int = knob("UPLOADS_MAX_BYTES", 10 * 1024 * 1024 * 1024, _int_range(0),
+                                  "the declared sizes of all unfinished resumable uploads together may not pass "
+                                  "this (507 beyond; 0: no limit)")
     cache_path: Path = knob("CACHE_PATH", _data_path("cache"), _path,
                             "derived files (presets, text) + cache metadata.json", factory=True)
     storage_backend: str = knob("STORAGE_BACKEND", "local", _backend_name,

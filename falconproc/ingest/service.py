@@ -58,6 +58,18 @@ class IngestOutcome:
     is_new: bool
     jobs: list[dict[str, Any]] = field(default_factory=list)
 
+    def to_json(self, filename: str) -> dict[str, Any]:
+        """The answer of POST /upload (and of a finished resumable upload)."""
+        return {
+            "contentHash": self.content_hash,
+            "originalName": filename,
+            "size": self.metadata["size"],
+            "mimeType": self.metadata["mimeType"],
+            "isNew": self.is_new,
+            "metadata": self.metadata,
+            "jobs": self.jobs,
+        }
+
 
 class JobScheduler(Protocol):
     """The seam for processing: given stored content, enqueue its jobs."""
@@ -92,13 +104,18 @@ class IngestService:
         self.probe_factory = probe_factory or IngestProbe
         self.allowed = allowed_types(settings.allowed_types)
 
-    def check_admission(self, content_length: int | None, user_id: str, *, writes: bool = True) -> None:
+    def check_pressure(self) -> None:
+        """Memory pressure: 503 before reading more of any upload (a resumable one's chunks too)."""
+        self.governor.check_upload()
+
+    def check_admission(self, content_length: int | None, user_id: str, *, writes: bool = True,
+                        rate_limited: bool = True) -> None:
         """Refuse before reading a byte: too large, this user too fast, memory or queue
         pressure, disk full (the last two only for an upload that will store something)."""
         limit = self.settings.max_upload_bytes
         if content_length is not None and content_length > limit:
             raise UploadTooLarge(limit)
-        if self.rate_limiter is not None:
+        if self.rate_limiter is not None and rate_limited:
             self.rate_limiter.check(user_id)
         self.governor.check_upload()
         if not writes:
@@ -112,13 +129,14 @@ class IngestService:
             raise InsufficientStorage(errno.ENOSPC, "not enough free storage space for this upload")
 
     def ingest(self, request: UploadRequest, body: BinaryIO,
-               open_body: Callable[[], str | None] | None = None) -> IngestOutcome:
+               open_body: Callable[[], str | None] | None = None, *, rate_limited: bool = True) -> IngestOutcome:
         """Store ``body``. ``open_body``, called once admitted and before the content is
         read, positions the body at the content (a form's file part) and may return the
-        file name (when the request had none)."""
+        file name (when the request had none). ``rate_limited=False``: the upload was
+        counted already (a resumable upload, at its creation)."""
         if request.expected_sha256 and self.store.exists(request.expected_sha256):
             return self._ingest_known(request, body, open_body)
-        self.check_admission(request.declared_length, request.user_id)
+        self.check_admission(request.declared_length, request.user_id, rate_limited=rate_limited)
         request = _opened(request, open_body)
         pending = self.store.begin_upload()
         try:

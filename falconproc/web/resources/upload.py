@@ -84,14 +84,5 @@ class UploadResource:
             # With a Content-Length the service reads exactly that many bytes; without one
             # (chunked transfer) the server's input stream ends at the last chunk.
             outcome = self.ingest.ingest(upload, req.stream)
-        meta = outcome.metadata
         resp.status = falcon.HTTP_201 if outcome.is_new else falcon.HTTP_200
-        resp.media = {
-            "contentHash": outcome.content_hash,
-            "originalName": filename,
-            "size": meta["size"],
-            "mimeType": meta["mimeType"],
-            "isNew": outcome.is_new,
-            "metadata": meta,
-            "jobs": outcome.jobs,
-        }
+        resp.media = outcome.to_json(filename)
