@@ -217,8 +217,14 @@ class Settings:
                        "fsync files and directories before answering (turn off only for throwaway stores)")
     web_workers: int = knob("WEB_WORKERS", _default_workers, _int_range(1, 64),
                             "gunicorn web worker processes (default: 2 per core, 2..8)", factory=True)
-    web_threads: int = knob("WEB_THREADS", 4, _int_range(1, 64),
+    # Threads blocked in recv() cost a little memory and no CPU: enough of them that slow
+    # uploads (UPLOAD_SLOTS of them at most) leave threads for reads (issue 11).
+    web_threads: int = knob("WEB_THREADS", 32, _int_range(1, 256),
                             "threads per web worker (gthread): a slow client ties up a thread, not a process")
+    upload_slots: int = knob("UPLOAD_SLOTS", 0, _int_range(0, 1024),
+                             "uploads (bodies being read) a web worker takes at once; one more gets 503 + "
+                             "Retry-After at once, so the other threads stay free for reads "
+                             "(0: three quarters of WEB_THREADS)")
     worker_timeout: int = knob("WORKER_TIMEOUT", 120, _int_range(5, 3600),
                                "seconds a web worker may hang before gunicorn kills and replaces it")
     client_timeout: int = knob("CLIENT_TIMEOUT", 30, _int_range(1, 3600),

@@ -6,5 +6,6 @@ from falconproc.web.keepalive import CloseUnreadBodies
 from falconproc.wiring import Components
 
 _components = Components()
-app = CloseUnreadBodies(create_app(_components), linger_seconds=_components.settings.linger_seconds,
-                        linger_max_bytes=_components.settings.linger_max_bytes)
+_settings = _components.settings
+app = CloseUnreadBodies(create_app(_components), linger_seconds=_settings.linger_seconds,
+                        linger_max_bytes=_settings.linger_max_bytes, max_lingering=_settings.web_threads // 8)

@@ -215,7 +215,8 @@ class ResumableUploads:
             if content_length is not None and offset + content_length > upload.length:
                 raise UploadTooLarge(upload.length)
             self.ingest.check_pressure()
-            upload.offset = self._write_chunk(fd, upload, body, content_length, checksum)
+            with self.ingest.upload_slot():
+                upload.offset = self._write_chunk(fd, upload, body, content_length, checksum)
         finally:
             os.close(fd)  # releases the lock
         if upload.offset == upload.length:

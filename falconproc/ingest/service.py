@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Protocol
 
@@ -103,6 +105,21 @@ class IngestService:
         self.rate_limiter = rate_limiter
         self.probe_factory = probe_factory or IngestProbe
         self.allowed = allowed_types(settings.allowed_types)
+        self.slots = settings.upload_slots or max(1, settings.web_threads * 3 // 4)
+        self._slots = threading.BoundedSemaphore(self.slots)
+
+    @contextmanager
+    def upload_slot(self) -> Iterator[None]:
+        """One of this process's upload slots while a body is read: slow clients can hold
+        at most UPLOAD_SLOTS threads, the others stay free for reads. None free: 503 now
+        (not a queue that would hold the thread)."""
+        if not self._slots.acquire(blocking=False):
+            raise ServiceOverloaded("every upload slot of this worker is busy (slow uploads); retry shortly",
+                                    retry_after=2)
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     def check_pressure(self) -> None:
         """Memory pressure: 503 before reading more of any upload (a resumable one's chunks too)."""
@@ -137,7 +154,10 @@ class IngestService:
         if request.expected_sha256 and self.store.exists(request.expected_sha256):
             return self._ingest_known(request, body, open_body)
         self.check_admission(request.declared_length, request.user_id, rate_limited=rate_limited)
-        request = _opened(request, open_body)
+        with self.upload_slot():
+            return self._ingest_new(_opened(request, open_body), body)
+
+    def _ingest_new(self, request: UploadRequest, body: BinaryIO) -> IngestOutcome:
         pending = self.store.begin_upload()
         try:
             result = self._stream(request, body, pending.fileno())
@@ -171,8 +191,9 @@ class IngestService:
         prove it and nothing is written (no disk, no free-space reserve, no jobs), so a
         duplicate goes through even on a nearly full disk or a full queue."""
         self.check_admission(request.declared_length, request.user_id, writes=False)
-        request = _opened(request, open_body)
-        result = self._stream(request, body, -1)  # HashMismatch unless the bytes are the ones named
+        with self.upload_slot():
+            request = _opened(request, open_body)
+            result = self._stream(request, body, -1)  # HashMismatch unless the bytes are the ones named
         record = UploadRecord(request.drive_id, request.user_id, request.filename, iso_utc())
         metadata = self.store.add_upload(result.sha256, record)
         metrics.record_upload(result.size, False)

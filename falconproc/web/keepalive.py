@@ -7,7 +7,8 @@ leftover body and then closes; the kernel answers the rest of the client's data 
 reset, and the client sees ``EPIPE``/``ECONNRESET`` instead of the 413 it was sent. So, as
 nginx's lingering close does, after the answer is sent (Connection: close) this wrapper
 half-closes the socket and keeps reading and discarding the unread body, for at most
-``LINGER_SECONDS`` and ``LINGER_MAX_BYTES``, before gunicorn closes the connection.
+``LINGER_SECONDS`` and ``LINGER_MAX_BYTES``, before gunicorn closes the connection; at most
+WEB_THREADS/8 connections linger at once per worker (each holds a thread).
 
 ``Expect: 100-continue``: gunicorn writes ``100 Continue`` itself before the application
 runs, so a client waiting for it would send the whole body to be refused. The
@@ -114,10 +115,14 @@ class _Lingering:
 
 
 class CloseUnreadBodies:
-    def __init__(self, app: Callable, *, linger_seconds: float = 10.0, linger_max_bytes: int = 256 * 1024 * 1024):
+    def __init__(self, app: Callable, *, linger_seconds: float = 10.0, linger_max_bytes: int = 256 * 1024 * 1024,
+                 max_lingering: int = 4):
         self.app = app
         self.linger_seconds = linger_seconds
         self.linger_max_bytes = linger_max_bytes
+        # A lingering read holds a thread: only this many at once, so that refused slow
+        # clients cannot take the threads kept for reads (the rest are closed at once).
+        self._lingering = threading.BoundedSemaphore(max(1, max_lingering))
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         continue_pending = getattr(_deferred, "pending", False)
@@ -149,9 +154,23 @@ class CloseUnreadBodies:
     def _discard(self, sock: socket.socket, body: _TrackedInput) -> None:
         """Half-close (the answer is complete), then read and drop the body's rest within
         the bounds, so the close that follows is not a reset under a client still sending."""
-        if self.linger_seconds <= 0:
-            return
         body.continue_pending = False  # the client was answered: no go-ahead now
+        try:
+            if self.linger_seconds > 0 and self._lingering.acquire(blocking=False):
+                try:
+                    self._discard_within_bounds(sock, body)
+                finally:
+                    self._lingering.release()
+        finally:
+            # Done here, in the request's thread: gunicorn's own graceful close drains (up to
+            # 2 s) in the worker's main loop, which a client still trickling would stall for
+            # every connection of the worker. With the read side shut, it closes at once.
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _discard_within_bounds(self, sock: socket.socket, body: _TrackedInput) -> None:
         try:
             sock.shutdown(socket.SHUT_WR)
         except OSError:
