@@ -3,8 +3,9 @@
 ``FilePartReader`` sits between the socket and the ingest loop. It skips text fields,
 stops at the headers of the file part (so its filename is known before a byte of content
 is stored), then hands out that part's content in blocks: the boundary is found with
-``bytes.find`` over each block plus a tail the length of the delimiter, so the cost is a
-C scan and one slice per block, and nothing but a block and that tail is ever held.
+``bytes.find`` over each block (plus the few bytes kept from the previous one when they
+could start a delimiter), so the cost is a C scan per block, usually without a copy, and
+nothing but a block and that tail is ever held.
 
 At the end of the file part the rest of the body is read before the stream says "end":
 a second file part, a truncated body or a missing close delimiter raises there, inside
@@ -200,9 +201,15 @@ class FilePartReader:
                 if piece:
                     yield piece
                 return
-            keep = dlen - 1  # a delimiter may straddle this block and the next
-            if len(self._buf) > keep:
-                piece, self._buf = self._buf[:-keep], self._buf[-keep:]
+            # A delimiter may straddle this block and the next: keep from the last CR of the
+            # final dlen-1 bytes (the boundary has no CR, so only a delimiter's start is one).
+            # Usually there is none and the block goes on whole, without a copy.
+            cut = self._buf.rfind(b"\r", max(0, len(self._buf) - dlen + 1))
+            if cut < 0:
+                piece, self._buf = self._buf, b""
+            else:
+                piece, self._buf = self._buf[:cut], self._buf[cut:]
+            if piece:
                 yield piece
             if not self._fill():
                 raise self._truncated()

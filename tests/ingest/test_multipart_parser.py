@@ -93,3 +93,14 @@ def test_body_shorter_than_content_length_is_an_error():
     body = form(('form-data; name="f"; filename="a"', b"abc"))
     with pytest.raises(MultipartError, match="Content-Length"):
         read_all(body, 16, len(body) + 10)
+
+
+def test_random_contents_full_of_delimiter_fragments_come_out_whole():
+    import random
+
+    rng = random.Random(11)
+    fragments = [b"\r", b"\n", b"\r\n", b"--", b"\r\n--", B.encode()[:5], B.encode()[:-1], b"x"]
+    for _ in range(200):
+        content = b"".join(rng.choice(fragments) for _ in range(rng.randrange(0, 300)))
+        body = form(('form-data; name="f"; filename="r.bin"', content), ('form-data; name="t"', b"\r\n--"))
+        assert read_all(body, rng.randrange(1, 120)) == ("r.bin", content)
