@@ -235,3 +235,18 @@ def test_auth_rate_limit_and_pressure_apply(launcher, tmp_path):
     assert_error(limited, 429, "rate_limited")
     assert int(limited.headers["Retry-After"]) > 0
     svc.stop()
+
+
+def test_an_upload_begun_on_one_instance_is_finished_on_another(launcher, tmp_path):
+    shared = tmp_path / "shared-uploads"
+    data = unique_text(200)[:9000]
+    one = launcher.start(tmp_path / "one", WEB_WORKERS="1", UPLOADS_PATH=str(shared))
+    two = launcher.start(tmp_path / "two", WEB_WORKERS="1", UPLOADS_PATH=str(shared),
+                         FILE_STORAGE_PATH=str(one.files))  # one store, as with shared storage
+    path = create(one, len(data)).split(one.url, 1)[1]
+    assert patch(one.url + path, 0, data[:4000]).status_code == 204
+    assert offset_of(two.url + path) == 4000
+    assert patch(two.url + path, 4000, data[4000:]).status_code == 204
+    assert requests.get(one.url + path, headers=TUS, timeout=10).json()["contentHash"] == sha256(data)
+    one.stop()
+    two.stop()
