@@ -60,6 +60,7 @@ ENV HOST=0.0.0.0 \
     FILE_STORAGE_PATH=/data/files \
     CACHE_PATH=/data/cache \
     QUEUE_PATH=/data/queue \
+    UPLOADS_PATH=/data/uploads \
     METRICS_DIR=/dev/shm \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -67,7 +68,7 @@ ENV HOST=0.0.0.0 \
 # The data directories exist and belong to the runtime user before VOLUME is declared:
 # a new named volume is initialised from them (ownership included), and changes made
 # under /data after the VOLUME line would be discarded.
-RUN mkdir -p /data/files /data/cache /data/queue \
+RUN mkdir -p /data/files /data/cache /data/queue /data/uploads \
  && chown -R falconproc:falconproc /data \
  && chmod 0750 /data
 

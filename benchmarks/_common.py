@@ -55,6 +55,7 @@ def falconproc_env(base: Path, port: int, **settings: str) -> dict[str, str]:
         "FILE_STORAGE_PATH": str(base / "files"),
         "CACHE_PATH": str(base / "cache"),
         "QUEUE_PATH": str(base / "queue"),
+        "UPLOADS_PATH": str(base / "uploads"),
         "LOG_LEVEL": "warning",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     })

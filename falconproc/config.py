@@ -178,6 +178,18 @@ class Settings:
     host: str = knob("HOST", "127.0.0.1", _host, "listen address (the Docker image sets 0.0.0.0)")
     file_storage_path: Path = knob("FILE_STORAGE_PATH", _data_path("files"), _path,
                                    "originals + metadata.json, one directory per content hash", factory=True)
+    uploads_path: Path = knob("UPLOADS_PATH", _data_path("uploads"), _path,
+                              "partial resumable (tus) uploads; share it between instances to resume anywhere",
+                              factory=True)
+    upload_expiry_seconds: int = knob("UPLOAD_EXPIRY_SECONDS", 86400, _int_range(1),
+                                      "a resumable upload not finished this long after its creation is "
+                                      "deleted (its Upload-Expires)")
+    uploads_reserve_bytes: int = knob("UPLOADS_RESERVE_BYTES", 256 * 1024 * 1024, _int_range(0),
+                                      "a resumable upload that would leave less free space than this on "
+                                      "UPLOADS_PATH's filesystem gets 507")
+    uploads_max_bytes: int = knob("UPLOADS_MAX_BYTES", 10 * 1024 * 1024 * 1024, _int_range(0),
+                                  "the declared sizes of all unfinished resumable uploads together may not pass "
+                                  "this (507 beyond; 0: no limit)")
     cache_path: Path = knob("CACHE_PATH", _data_path("cache"), _path,
                             "derived files (presets, text) + cache metadata.json", factory=True)
     storage_backend: str = knob("STORAGE_BACKEND", "local", _backend_name,
@@ -205,12 +217,25 @@ class Settings:
                        "fsync files and directories before answering (turn off only for throwaway stores)")
     web_workers: int = knob("WEB_WORKERS", _default_workers, _int_range(1, 64),
                             "gunicorn web worker processes (default: 2 per core, 2..8)", factory=True)
-    web_threads: int = knob("WEB_THREADS", 4, _int_range(1, 64),
+    # Threads blocked in recv() cost a little memory and no CPU: enough of them that slow
+    # uploads (UPLOAD_SLOTS of them at most) leave threads for reads (issue 11).
+    web_threads: int = knob("WEB_THREADS", 32, _int_range(1, 256),
                             "threads per web worker (gthread): a slow client ties up a thread, not a process")
+    upload_slots: int = knob("UPLOAD_SLOTS", 0, _int_range(0, 1024),
+                             "uploads (bodies being read) a web worker takes at once; one more gets 503 + "
+                             "Retry-After at once, so the other threads stay free for reads "
+                             "(0: three quarters of WEB_THREADS)")
     worker_timeout: int = knob("WORKER_TIMEOUT", 120, _int_range(5, 3600),
                                "seconds a web worker may hang before gunicorn kills and replaces it")
     client_timeout: int = knob("CLIENT_TIMEOUT", 30, _int_range(1, 3600),
                                "seconds a client may stall mid-request (no bytes at all) before it is dropped")
+    linger_seconds: float = knob("LINGER_SECONDS", 10.0, _float_range(0, 300),
+                                 "after refusing an upload whose body was not read (401, 413, 429, 503, 507), "
+                                 "seconds the rest of the body is read and discarded so that the client still "
+                                 "sending can read the answer (nginx's lingering close; 0: close at once)")
+    linger_max_bytes: int = knob("LINGER_MAX_BYTES", 256 * 1024 * 1024, _int_range(0),
+                                 "at most this many unread body bytes are discarded after a refusal before the "
+                                 "connection is closed")
     keepalive: int = knob("KEEPALIVE", 5, _int_range(0, 300), "seconds an idle keep-alive connection is held")
     # A backstop against slow leaks only (WEB_WORKER_MAX_RSS guards memory): at 5,000 a
     # worker serving cached thumbnails was replaced every 7-10 s, re-importing everything.

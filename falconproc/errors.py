@@ -63,3 +63,24 @@ class RateLimited(FalconprocError, RuntimeError):
         super().__init__(message)
         self.limit = limit
         self.retry_after = retry_after
+
+
+class UploadNotFound(FalconprocError, LookupError):
+    """No resumable upload under this id (never created, terminated or expired)."""
+
+
+class UploadOffsetMismatch(FalconprocError, ValueError):
+    """A resumable upload's chunk does not start where the stored bytes end."""
+
+    def __init__(self, offset: int, given: int):
+        super().__init__(f"Upload-Offset {given} does not match the {offset} bytes received; HEAD the upload "
+                         "and resume from its Upload-Offset")
+        self.offset = offset
+
+
+class UploadLocked(FalconprocError, RuntimeError):
+    """Another request is writing to this resumable upload right now."""
+
+
+class ChecksumMismatch(FalconprocError, ValueError):
+    """A chunk's Upload-Checksum does not match its bytes; the chunk was discarded."""

@@ -15,6 +15,7 @@ import tempfile
 
 from falconproc.jobs.keeper import SupervisorKeeper
 from falconproc.observability.runtime import mark_service_root
+from falconproc.web.keepalive import defer_100_continue
 from falconproc.wiring import Components
 
 _components = Components()  # builds nothing yet: the master only ever needs the store
@@ -71,6 +72,10 @@ def when_ready(server) -> None:
         listener.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeout)
     if _settings.run_supervisor:
         _keeper.start()
+
+
+# Expect: 100-continue is answered by the app's first body read, not before it runs.
+pre_request = defer_100_continue
 
 
 def post_request(worker, req, environ, resp) -> None:

@@ -23,6 +23,7 @@ from falconproc.store import ContentStore, DerivedCache
 
 if TYPE_CHECKING:  # the services are imported when first built (the gunicorn master needs none)
     from falconproc.images.service import ImageService
+    from falconproc.ingest.resumable import ResumableUploads
     from falconproc.ingest.service import IngestService
     from falconproc.observability.health import HealthService
     from falconproc.text.service import TextService
@@ -134,6 +135,12 @@ class Components:
         limiter = UploadRateLimiter(self.settings.upload_rate_limit, self.settings.rate_limit_storage_uri)
         return IngestService(self.settings, self.store, scheduler=self.scheduler, governor=self.governor,
                              rate_limiter=limiter)
+
+    @cached_property
+    def resumable(self) -> ResumableUploads:
+        from falconproc.ingest.resumable import ResumableUploads
+
+        return ResumableUploads(self.settings, self.ingest)
 
     @cached_property
     def images(self) -> ImageService:

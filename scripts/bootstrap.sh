@@ -3,7 +3,8 @@
 #   scripts/bootstrap.sh          the service
 #   scripts/bootstrap.sh --test   the service + test tools
 # System packages: a C toolchain and OpenSSL headers (the Cython hot path links
-# libcrypto), tesseract for OCR; with --test also redis-server. Uses sudo when not root.
+# libcrypto), tesseract for OCR; with --test also redis-server, curl, and node/npm (the
+# resumable-upload tests run tus-js-client) when missing. Uses sudo when not root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,12 @@ SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 packages="build-essential libssl-dev libwebp-dev python3-dev python3-venv tesseract-ocr tesseract-ocr-eng"
 # The tests run the Redis rate-limit storage against a real redis-server.
-[ -n "$extra" ] && packages="$packages redis-server"
+[ -n "$extra" ] && packages="$packages redis-server curl"
+# tus-js-client (installed from npm by the tests into a temp dir) needs node and npm; a
+# node already on the PATH (nvm, nodesource) is used as it is.
+if [ -n "$extra" ] && ! { command -v node >/dev/null && command -v npm >/dev/null; }; then
+  packages="$packages nodejs npm"
+fi
 if command -v apt-get >/dev/null; then
   missing=$(for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
   if [ -n "$missing" ]; then

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Protocol
 
 from falconproc.clock import iso_utc
@@ -42,7 +44,13 @@ class UploadRequest:
     drive_id: str
     user_id: str
     expected_sha256: str | None
-    content_length: int | None  # None for chunked transfer
+    content_length: int | None  # of the bytes to store; None when unknown (chunked, or a form's file part)
+    # What admission judges size and free space by, when not content_length (a form's envelope).
+    admission_length: int | None = None
+
+    @property
+    def declared_length(self) -> int | None:
+        return self.admission_length if self.admission_length is not None else self.content_length
 
 
 @dataclass
@@ -51,6 +59,18 @@ class IngestOutcome:
     metadata: dict[str, Any]
     is_new: bool
     jobs: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self, filename: str) -> dict[str, Any]:
+        """The answer of POST /upload (and of a finished resumable upload)."""
+        return {
+            "contentHash": self.content_hash,
+            "originalName": filename,
+            "size": self.metadata["size"],
+            "mimeType": self.metadata["mimeType"],
+            "isNew": self.is_new,
+            "metadata": self.metadata,
+            "jobs": self.jobs,
+        }
 
 
 class JobScheduler(Protocol):
@@ -85,14 +105,34 @@ class IngestService:
         self.rate_limiter = rate_limiter
         self.probe_factory = probe_factory or IngestProbe
         self.allowed = allowed_types(settings.allowed_types)
+        self.slots = settings.upload_slots or max(1, settings.web_threads * 3 // 4)
+        self._slots = threading.BoundedSemaphore(self.slots)
 
-    def check_admission(self, content_length: int | None, user_id: str, *, writes: bool = True) -> None:
+    @contextmanager
+    def upload_slot(self) -> Iterator[None]:
+        """One of this process's upload slots while a body is read: slow clients can hold
+        at most UPLOAD_SLOTS threads, the others stay free for reads. None free: 503 now
+        (not a queue that would hold the thread)."""
+        if not self._slots.acquire(blocking=False):
+            raise ServiceOverloaded("every upload slot of this worker is busy (slow uploads); retry shortly",
+                                    retry_after=2)
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    def check_pressure(self) -> None:
+        """Memory pressure: 503 before reading more of any upload (a resumable one's chunks too)."""
+        self.governor.check_upload()
+
+    def check_admission(self, content_length: int | None, user_id: str, *, writes: bool = True,
+                        rate_limited: bool = True) -> None:
         """Refuse before reading a byte: too large, this user too fast, memory or queue
         pressure, disk full (the last two only for an upload that will store something)."""
         limit = self.settings.max_upload_bytes
         if content_length is not None and content_length > limit:
             raise UploadTooLarge(limit)
-        if self.rate_limiter is not None:
+        if self.rate_limiter is not None and rate_limited:
             self.rate_limiter.check(user_id)
         self.governor.check_upload()
         if not writes:
@@ -105,10 +145,19 @@ class IngestService:
         if self.store.free_space() - needed < self.settings.storage_reserve_bytes:
             raise InsufficientStorage(errno.ENOSPC, "not enough free storage space for this upload")
 
-    def ingest(self, request: UploadRequest, body: BinaryIO) -> IngestOutcome:
+    def ingest(self, request: UploadRequest, body: BinaryIO,
+               open_body: Callable[[], str | None] | None = None, *, rate_limited: bool = True) -> IngestOutcome:
+        """Store ``body``. ``open_body``, called once admitted and before the content is
+        read, positions the body at the content (a form's file part) and may return the
+        file name (when the request had none). ``rate_limited=False``: the upload was
+        counted already (a resumable upload, at its creation)."""
         if request.expected_sha256 and self.store.exists(request.expected_sha256):
-            return self._ingest_known(request, body)
-        self.check_admission(request.content_length, request.user_id)
+            return self._ingest_known(request, body, open_body)
+        self.check_admission(request.declared_length, request.user_id, rate_limited=rate_limited)
+        with self.upload_slot():
+            return self._ingest_new(_opened(request, open_body), body)
+
+    def _ingest_new(self, request: UploadRequest, body: BinaryIO) -> IngestOutcome:
         pending = self.store.begin_upload()
         try:
             result = self._stream(request, body, pending.fileno())
@@ -136,12 +185,15 @@ class IngestService:
         jobs = self.scheduler.jobs_for(result.sha256, metadata, is_new)
         return IngestOutcome(result.sha256, metadata, is_new, jobs)
 
-    def _ingest_known(self, request: UploadRequest, body: BinaryIO) -> IngestOutcome:
+    def _ingest_known(self, request: UploadRequest, body: BinaryIO,
+                      open_body: Callable[[], str | None] | None) -> IngestOutcome:
         """The client's x-content-sha256 names bytes already stored: the body is hashed to
         prove it and nothing is written (no disk, no free-space reserve, no jobs), so a
         duplicate goes through even on a nearly full disk or a full queue."""
-        self.check_admission(request.content_length, request.user_id, writes=False)
-        result = self._stream(request, body, -1)  # HashMismatch unless the bytes are the ones named
+        self.check_admission(request.declared_length, request.user_id, writes=False)
+        with self.upload_slot():
+            request = _opened(request, open_body)
+            result = self._stream(request, body, -1)  # HashMismatch unless the bytes are the ones named
         record = UploadRecord(request.drive_id, request.user_id, request.filename, iso_utc())
         metadata = self.store.add_upload(result.sha256, record)
         metrics.record_upload(result.size, False)
@@ -182,6 +234,13 @@ class IngestService:
         if request.expected_sha256 and request.expected_sha256 != result.sha256:
             raise HashMismatch(request.expected_sha256, result.sha256)
         return result
+
+
+def _opened(request: UploadRequest, open_body: Callable[[], str | None] | None) -> UploadRequest:
+    if open_body is None:
+        return request
+    name = open_body()
+    return replace(request, filename=name) if name is not None else request
 
 
 def build_metadata(result: ProbeResult, mime_type: str, record: UploadRecord) -> dict[str, Any]:

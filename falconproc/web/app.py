@@ -10,6 +10,7 @@ import falcon
 from PIL import Image
 
 from falconproc.errors import (
+    ChecksumMismatch,
     ContentNotFound,
     EmptyUpload,
     HashMismatch,
@@ -18,10 +19,14 @@ from falconproc.errors import (
     RateLimited,
     ServiceOverloaded,
     UnsupportedType,
+    UploadLocked,
+    UploadNotFound,
+    UploadOffsetMismatch,
     UploadTooLarge,
 )
 from falconproc.images.pipeline import ImageTooLarge, ImageUnreadable, NotRenderable
 from falconproc.images.service import UnknownPreset
+from falconproc.ingest.multipart import MultipartError
 from falconproc.observability.metrics import MetricsMiddleware, MetricsResource, ServiceStateCollector
 from falconproc.web.resources.content import MetadataResource, OriginalResource, require_hash
 from falconproc.web.resources.errors import ApiError, error_body
@@ -29,6 +34,7 @@ from falconproc.web.resources.health import HealthResource
 from falconproc.web.resources.images import OptimizeResource, PresetResource
 from falconproc.web.resources.jobs import JobResource
 from falconproc.web.resources.text import TextResource
+from falconproc.web.resources.tus import TusHeaders, UploadResource as TusUploadResource, UploadsResource
 from falconproc.web.resources.upload import UploadResource
 from falconproc.wiring import Components
 
@@ -95,11 +101,14 @@ def create_app(components: Components | None = None) -> falcon.App:
     middleware: list[Any] = [MetricsMiddleware()]
     if settings.auth_token:
         middleware.append(BearerAuth(settings.auth_token))
+    middleware.append(TusHeaders())
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(_serialize_error)
 
     app.add_route("/upload", UploadResource(components.ingest))
+    app.add_route("/uploads", UploadsResource(components.resumable, settings.max_upload_bytes))
+    app.add_route("/uploads/{upload_id}", TusUploadResource(components.resumable))
     app.add_route("/cache/{content_hash}/original", OriginalResource(store))
     app.add_route("/cache/{content_hash}/metadata", MetadataResource(store, images.processing_state))
     app.add_route("/cache/{content_hash}/text", TextResource(store, components.text, queue))
@@ -120,6 +129,7 @@ def create_app(components: Components | None = None) -> falcon.App:
     app.add_error_handler(HashMismatch, _map(falcon.HTTP_400, "hash_mismatch",
                                              extra=lambda e: {"expected": e.expected, "actual": e.actual}))
     app.add_error_handler(EmptyUpload, _map(falcon.HTTP_400, "empty_body"))
+    app.add_error_handler(MultipartError, _map(falcon.HTTP_400, "invalid_form"))
     app.add_error_handler(IncompleteUpload, _map(falcon.HTTP_400, "incomplete_body"))
     app.add_error_handler(InsufficientStorage, _map(falcon.HTTP_507, "insufficient_storage"))
     app.add_error_handler(ContentNotFound, _map(falcon.HTTP_404, "not_found",
@@ -134,4 +144,9 @@ def create_app(components: Components | None = None) -> falcon.App:
     app.add_error_handler(ServiceOverloaded, _map(falcon.HTTP_503, "overloaded", retry_after=True))
     app.add_error_handler(RateLimited, _map(falcon.HTTP_429, "rate_limited", retry_after=True,
                                             extra=lambda e: {"limit": e.limit, "retryAfter": e.retry_after}))
+    app.add_error_handler(UploadNotFound, _map(falcon.HTTP_404, "upload_not_found"))
+    app.add_error_handler(UploadOffsetMismatch, _map(falcon.HTTP_409, "offset_mismatch",
+                                                     extra=lambda e: {"offset": e.offset}))
+    app.add_error_handler(UploadLocked, _map(falcon.HTTP_423, "upload_locked"))
+    app.add_error_handler(ChecksumMismatch, _map("460 Checksum Mismatch", "checksum_mismatch"))
     return app

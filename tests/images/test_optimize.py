@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
+import requests
 
 from tests.images._http import optimize, upload_ok
 from tests.images._images import CORPUS, assert_no_metadata, encode, open_output, rgba_image
@@ -90,6 +92,16 @@ def test_bad_hash_or_shape_400(service, payload):
                                         (b'{"contentHash": "x"}', "text/plain")])
 def test_non_json_body_400(service, data, ctype):
     assert_error(optimize(service, data=data, headers={"Content-Type": ctype}), 400)
+
+
+@pytest.mark.parametrize("ctype", [None, "application/x-www-form-urlencoded", "text/plain"])
+def test_json_without_json_content_type_says_so(service, garden_hash, ctype):
+    # curl -d sends form-urlencoded: the message names the header, not a missing contentHash.
+    headers = {"Content-Type": ctype} if ctype else {}
+    data = json.dumps({"contentHash": garden_hash}).encode()
+    resp = requests.post(f"{service.url}/optimize-for-ai", data=data, headers=headers, timeout=30)
+    body = assert_error(resp, 400, "invalid_content_type")
+    assert body["message"] == "Content-Type must be application/json"
 
 
 def test_unknown_hash_404(service):

@@ -24,7 +24,8 @@ def blob(i: int) -> bytes:
 
 
 def test_sigkill_workers_and_master_during_uploads_then_restart_and_verify(fresh_service):
-    svc = fresh_service(WEB_WORKERS="2", WEB_THREADS="8", READ_CHUNK_BYTES="16384")
+    # Every thread may read an upload (no 503 for busy upload slots): this test is about crashes.
+    svc = fresh_service(WEB_WORKERS="2", WEB_THREADS="8", UPLOAD_SLOTS="8", READ_CHUNK_BYTES="16384")
     wait_web_workers(svc, 2)
     halt = threading.Event()  # ends the test's bodies (after the crash)
     crashing = threading.Event()  # no new uploads once the crash starts

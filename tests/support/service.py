@@ -163,15 +163,17 @@ def service_env(base: Path, **overrides: str) -> dict[str, str]:
     """The environment of a service with its data under ``base``, on a free port: this
     process's environment (so FALCONPROC_NO_EXTENSIONS carries over) with the test
     defaults and ``overrides``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FILE_STORAGE", "CACHE_PATH", "QUEUE_PATH"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FILE_STORAGE", "CACHE_PATH", "QUEUE_PATH", "UPLOADS_PATH"))}
     env.update({
         "PORT": str(free_port()),
         "HOST": "127.0.0.1",
         "FILE_STORAGE_PATH": str(base / "files"),
         "CACHE_PATH": str(base / "cache"),
         "QUEUE_PATH": str(base / "queue"),
+        "UPLOADS_PATH": str(base / "uploads"),
         "WEB_WORKERS": "2",
         "STORAGE_RESERVE_BYTES": "0",
+        "UPLOADS_RESERVE_BYTES": "0",
         "LOG_LEVEL": "warning",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
     })

@@ -169,6 +169,7 @@ def test_pending_text_is_202_with_its_job(service):
     body = resp.json()
     assert body["status"] == "pending" and body["job"]["type"] == "text" and body["job"]["contentHash"] == h
     assert resp.headers["Cache-Control"] == "no-cache"
+    assert int(resp.headers["Retry-After"]) > 0
     assert poll_text(service, h).status_code == 200
 
 

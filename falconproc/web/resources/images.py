@@ -37,6 +37,13 @@ class OptimizeResource:
         self.images = images
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        # Checked first: falcon would parse a form-encoded body as a form and its JSON
+        # would look like a body without contentHash.
+        media_type = (req.content_type or "").partition(";")[0].strip().lower()
+        if media_type != "application/json" and not media_type.endswith("+json"):
+            # 400, not 415: on this route the contract's 415 means "not an image".
+            raise ApiError(falcon.HTTP_400, "invalid_content_type", "Content-Type must be application/json",
+                           contentType=req.content_type)
         try:
             body = req.get_media()
         except falcon.MediaNotFoundError:

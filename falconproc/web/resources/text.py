@@ -9,6 +9,8 @@ from falconproc.web.resources.errors import ApiError
 from falconproc.text.service import TextService, has_text, needs_ocr
 from falconproc.store import ContentStore
 
+PENDING_RETRY_AFTER = "2"  # seconds: most text and OCR jobs finish within a few
+
 
 class TextResource:
     def __init__(self, store: ContentStore, text: TextService, queue: JobQueue):
@@ -42,4 +44,5 @@ class TextResource:
                 raise ApiError(falcon.HTTP_503, "overloaded", "the job queue is full; retry shortly",
                                headers={"Retry-After": "10"}) from None
         resp.status = falcon.HTTP_202
+        resp.set_header("Retry-After", PENDING_RETRY_AFTER)  # when polling again is worth it
         resp.media = {"status": "pending", "job": job.public()}
