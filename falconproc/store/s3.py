@@ -247,11 +247,32 @@ class S3ContentStore(ContentStore):
 
     def metadata(self, content_hash: str) -> dict[str, Any]:
         self._check(content_hash)
-        got = self.s3.get_bytes(self.s3.key(content_hash, "metadata.json"))
-        if got is None:
-            raise ContentNotFound(content_hash)
-        metadata = json.loads(got[0])
-        uploads = metadata.setdefault("uploads", [])
+        local = f"m/{content_hash}.json"
+        try:
+            got = self.s3.get_bytes(self.s3.key(content_hash, "metadata.json"))
+            if got is None:
+                raise ContentNotFound(content_hash)
+            metadata = json.loads(got[0])
+            uploads = self._uploads(content_hash, metadata.get("uploads", []))
+        except Exception as exc:
+            # The object store does not answer: what this host has a copy of is still
+            # served (its uploader list as last seen).
+            fh = self.copy.open(local) if _is_unavailable(exc) else None
+            if fh is None:
+                raise
+            with fh:
+                return json.loads(fh.read())
+        metadata["uploads"] = uploads
+        if not self.copy.path(local).exists():  # once: the fallback above, not a write per read
+            body = json.dumps(metadata, ensure_ascii=False).encode()
+            try:
+                self.copy.fill(local, lambda fh: fh.write(body))
+            except OSError:
+                pass
+        return metadata
+
+    def _uploads(self, content_hash: str, uploads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        uploads = list(uploads)
         seen = {(u["driveId"], u["userId"]) for u in uploads}
         extra = []
         for key in self.s3.list_keys(self.s3.key(content_hash, "uploads") + "/"):
@@ -262,7 +283,7 @@ class S3ContentStore(ContentStore):
             if (upload["driveId"], upload["userId"]) not in seen:
                 seen.add((upload["driveId"], upload["userId"]))
                 uploads.append(upload)
-        return metadata
+        return uploads
 
     def stat(self, content_hash: str) -> StoredObject:
         meta = self.metadata(content_hash)
