@@ -175,13 +175,21 @@ def _key_prefix(raw: str) -> str:
     return prefix + "/" if prefix else ""
 
 
+def _redis_url(raw: str) -> str | None:
+    if not raw:
+        return None
+    if not re.fullmatch(r"(redis|rediss|unix)://\S+", raw):
+        raise SettingsError(f"expected redis://host:port/db, got {raw!r}")
+    return raw
+
+
 def _instance_id(raw: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_.:\-]{1,100}", raw):
         raise SettingsError(f"expected 1-100 letters, digits and _.:- , got {raw!r}")
     return raw
 
 
-def _default_instance_id() -> str:
+def default_instance_id() -> str:
     """Hostname + boot id: two containers with the same hostname still differ."""
     import socket
 
@@ -239,12 +247,15 @@ class Settings:
                                   "with `s3`: local read-through copy (under CACHE_PATH) of the originals and "
                                   "derived files that jobs and serving need as files, least recently used "
                                   "evicted past this")
-    instance_id: str = knob("INSTANCE_ID", lambda: _default_instance_id(), _instance_id,
+    instance_id: str = knob("INSTANCE_ID", lambda: default_instance_id(), _instance_id,
                             "unique per running instance sharing a bucket or queue "
                             "(default: hostname + boot id)", factory=True)
     queue_path: Path = knob("QUEUE_PATH", _data_path("queue"), _path, "the flat-file job queue", factory=True)
     queue_backend: str = knob("QUEUE_BACKEND", "flatfile", _backend_name,
-                              "the job queue: `flatfile` (QUEUE_PATH)")
+                              "the job queue: `flatfile` (QUEUE_PATH) or `redis` (REDIS_URL, shared by "
+                              "every instance)")
+    redis_url: str | None = knob("REDIS_URL", None, _redis_url,
+                                 "`redis://host:port/db` of the job queue with `QUEUE_BACKEND=redis`")
     max_upload_bytes: int = knob("MAX_UPLOAD_BYTES", 104857600, _int_range(1),
                                  "larger bodies get 413 (decided from Content-Length before reading; "
                                  "a streamed body is cut off at the limit)")

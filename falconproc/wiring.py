@@ -92,6 +92,20 @@ def _flatfile_queue(settings: Settings) -> JobQueue:
                          fsync=settings.fsync)
 
 
+def _redis_queue(settings: Settings) -> JobQueue:
+    import redis
+
+    from falconproc.queue.redis import RedisQueue
+
+    if not settings.redis_url:
+        raise SettingsError("REDIS_URL: required with QUEUE_BACKEND=redis")
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10,
+                                  health_check_interval=30, retry_on_timeout=True)
+    return RedisQueue(client, max_pending=settings.max_queue_size, max_attempts=settings.job_max_attempts,
+                      backoff_base=settings.job_backoff_base, backoff_cap=settings.job_backoff_cap,
+                      priorities=settings.job_priorities)
+
+
 # STORAGE_BACKEND -> (originals, derived files); QUEUE_BACKEND -> queue.
 STORAGE_BACKENDS: dict[str, tuple[Callable[[Settings], ContentStore], Callable[[Settings], DerivedCache]]] = {
     "local": (_local_store, _local_cache),
@@ -99,6 +113,7 @@ STORAGE_BACKENDS: dict[str, tuple[Callable[[Settings], ContentStore], Callable[[
 }
 QUEUE_BACKENDS: dict[str, Callable[[Settings], JobQueue]] = {
     "flatfile": _flatfile_queue,
+    "redis": _redis_queue,
 }
 
 
@@ -110,6 +125,8 @@ def check_backends(settings: Settings) -> None:
             raise SettingsError(f"{variable}: unknown backend {name!r} (one of: {', '.join(sorted(known))})")
     if settings.storage_backend == "s3" and not settings.s3_bucket:
         raise SettingsError("S3_BUCKET: required with STORAGE_BACKEND=s3")
+    if settings.queue_backend == "redis" and not settings.redis_url:
+        raise SettingsError("REDIS_URL: required with QUEUE_BACKEND=redis")
 
 
 def load_job_types(settings: Settings) -> None:

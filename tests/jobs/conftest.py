@@ -20,7 +20,6 @@ import pytest
 
 from falconproc.queue import JobQueue
 from falconproc.queue.flatfile import FlatFileQueue
-from tests.support.servers import start_redis_server
 
 DEFAULTS: dict[str, Any] = {
     "max_pending": 10_000,
@@ -73,14 +72,6 @@ class RedisFactory:
 
 
 BACKENDS = ["flatfile", "redis"]
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory):
-    """A real redis-server for the session (missing: the tests fail, never skip)."""
-    server = start_redis_server(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=BACKENDS)

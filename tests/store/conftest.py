@@ -1,5 +1,5 @@
 """The store backends every contract test runs on: ``local`` and ``s3`` (a real Ceph RGW
-started once per session by ``s3_server``; it failing to start fails the tests)."""
+started once per session by ``s3_server`` of tests/conftest.py; it failing to start fails the tests)."""
 from __future__ import annotations
 
 import uuid
@@ -9,21 +9,8 @@ import pytest
 
 from falconproc.config import Settings
 from falconproc.wiring import Components
-from tests.support.servers import S3Server, start_s3_server
 
 STORE_BACKENDS = ["local", "s3"]
-
-
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory) -> S3Server:
-    server = start_s3_server(tmp_path_factory.mktemp("s3server"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def s3_bucket(s3_server) -> str:
-    return s3_server.new_bucket()
 
 
 @pytest.fixture(params=STORE_BACKENDS)

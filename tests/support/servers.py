@@ -67,6 +67,7 @@ class RedisServer:
     port: int
     proc: subprocess.Popen
     url: str
+    state_dir: Path
 
     def client(self):
         import redis
@@ -74,20 +75,25 @@ class RedisServer:
         return redis.Redis(port=self.port)
 
     def stop(self) -> None:
-        self.proc.kill()
+        self.proc.terminate()  # redis flushes its append-only file on SIGTERM
         self.proc.wait()
 
+    def restart(self) -> None:
+        """Stop and start again on the same port and data (clients must reconnect)."""
+        self.stop()
+        self.proc = _spawn_redis(self.port, self.state_dir)
+        _wait_pings(self)
 
-def start_redis_server(state_dir: Path) -> RedisServer:
+
+def _spawn_redis(port: int, state_dir: Path) -> subprocess.Popen:
     binary = shutil.which("redis-server")
     assert binary, "redis-server is not installed (scripts/bootstrap.sh --test installs it)"
-    port = free_port()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(state_dir)],
+    return subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(state_dir)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    server = RedisServer(port, proc, f"redis://127.0.0.1:{port}/0")
 
+
+def _wait_pings(server: RedisServer) -> None:
     def pings() -> bool:
         try:
             return bool(server.client().ping())
@@ -95,6 +101,13 @@ def start_redis_server(state_dir: Path) -> RedisServer:
             return False
 
     wait_for(pings, 10, message="redis-server to answer")
+
+
+def start_redis_server(state_dir: Path) -> RedisServer:
+    port = free_port()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    server = RedisServer(port, _spawn_redis(port, state_dir), f"redis://127.0.0.1:{port}/0", state_dir)
+    _wait_pings(server)
     return server
 
 
