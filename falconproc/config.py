@@ -243,6 +243,10 @@ class Settings:
                                         "(AWS_* variables, files, instance roles)")
     s3_secret_access_key: str | None = knob("S3_SECRET_ACCESS_KEY", None, _optional_str,
                                             "the secret of S3_ACCESS_KEY_ID")
+    s3_presigned_redirect: bool = knob("S3_PRESIGNED_REDIRECT", False, _bool,
+                                       "with `s3`: GET of an original answers 307 to a SigV4 presigned URL "
+                                       "(5 minutes) instead of streaming it, except HTML/SVG (served here, "
+                                       "sandboxed); clients must reach S3_ENDPOINT_URL")
     local_cache_bytes: int = knob("LOCAL_CACHE_BYTES", 2 * 1024 ** 3, _int_range(16 * 1024 * 1024),
                                   "with `s3`: local read-through copy (under CACHE_PATH) of the originals and "
                                   "derived files that jobs and serving need as files, least recently used "

@@ -74,7 +74,7 @@ def _s3_store(settings: Settings) -> ContentStore:
     from falconproc.store.s3 import S3ContentStore
 
     return S3ContentStore(_s3_bucket(settings), settings.file_storage_path, _s3_copy(settings),
-                          instance_id=settings.instance_id)
+                          instance_id=settings.instance_id, presigned_redirect=settings.s3_presigned_redirect)
 
 
 def _s3_cache(settings: Settings) -> DerivedCache:

@@ -142,11 +142,18 @@ class ReadThroughCopy:
         return removed
 
 
+# Access times are refreshed at most this often: a write per cache hit would cost the
+# serving hot path, and LRU needs no finer clock than this.
+_TOUCH_GRANULARITY_NS = 60 * 10 ** 9
+
+
 def _touch(fd: int) -> None:
     """Mark a file used now (atime drives LRU; relatime mounts would not update it)."""
     try:
         st = os.fstat(fd)
-        os.utime(fd, ns=(max(st.st_atime_ns, _now_ns()), st.st_mtime_ns))
+        now = _now_ns()
+        if now - st.st_atime_ns > _TOUCH_GRANULARITY_NS:
+            os.utime(fd, ns=(now, st.st_mtime_ns))
     except OSError:
         pass
 

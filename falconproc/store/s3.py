@@ -41,6 +41,8 @@ from falconproc.store.readthrough import ReadThroughCopy
 
 # Multipart uploads older than this were left by a crashed writer (no upload here takes an hour).
 STALE_MULTIPART_SECONDS = 3600
+# How long a presigned redirect stays valid (S3_PRESIGNED_REDIRECT).
+PRESIGNED_SECONDS = 300
 # Seconds a client is told to wait when the object store does not answer.
 UNAVAILABLE_RETRY_AFTER = 10
 _MISSING = ("404", "NoSuchKey", "NotFound")
@@ -170,8 +172,10 @@ class S3Bucket:
 
 
 class S3ContentStore(ContentStore):
-    def __init__(self, bucket: S3Bucket, spool_root: Path, copy: ReadThroughCopy, *, instance_id: str):
+    def __init__(self, bucket: S3Bucket, spool_root: Path, copy: ReadThroughCopy, *, instance_id: str,
+                 presigned_redirect: bool = False):
         self.s3 = bucket
+        self.presigned_redirect = presigned_redirect
         # The spool (and its sweep) is the local backend's: flock-held directories.
         self._spool = LocalContentStore(spool_root, fsync=False)
         self.copy = copy
@@ -285,6 +289,16 @@ class S3ContentStore(ContentStore):
                 uploads.append(upload)
         return uploads
 
+    def redirect_url(self, content_hash: str, *, content_type: str, disposition: str) -> str | None:
+        if not self.presigned_redirect:
+            return None
+        self._check(content_hash)
+        return self.s3.client.generate_presigned_url(
+            "get_object", ExpiresIn=PRESIGNED_SECONDS,
+            Params={"Bucket": self.s3.bucket, "Key": self.s3.key(content_hash, "original"),
+                    "ResponseContentType": content_type, "ResponseContentDisposition": disposition,
+                    "ResponseCacheControl": "private, max-age=300"})
+
     def stat(self, content_hash: str) -> StoredObject:
         meta = self.metadata(content_hash)
         return StoredObject(content_hash, int(meta["size"]), meta["mimeType"],
@@ -382,9 +396,10 @@ class S3DerivedCache(DerivedCache):
         return fh, os.fstat(fh.fileno()).st_size
 
     def exists(self, content_hash: str, name: str) -> bool:
+        key = self._key(content_hash, name)  # validates the hash before any path is built
         if self.copy.path(f"d/{content_hash}/{name}").exists():
             return True
-        return self.s3.head(self._key(content_hash, name)) is not None
+        return self.s3.head(key) is not None
 
     def write_file(self, content_hash: str, name: str, writer: Callable[[BinaryIO], None]) -> int:
         key = self._key(content_hash, name)

@@ -201,3 +201,12 @@ def test_usage_counts_what_was_stored(backend_components):
     assert files - before[0] == 3
     assert total - before[1] == sum(map(len, blobs))
     assert store.free_space() > 0
+
+
+def test_derived_cache_refuses_hostile_hashes(backend_components):
+    cache = backend_components().cache
+    for hostile in ("../" * 10 + "etc", "A" * 64, sha256(b"x")[:63]):
+        for call in (lambda h: cache.exists(h, "text.txt"), lambda h: cache.open(h, "text.txt"),
+                     lambda h: cache.update_metadata(h, lambda meta: None)):
+            with pytest.raises(ValueError):
+                call(hostile)

@@ -75,3 +75,27 @@ def test_object_store_outage_refuses_uploads_with_503_keeps_local_reads_and_reco
     assert get_original(svc, sha256(stored)).content == stored
     wait_for(lambda: health(svc)["status"] == "ok", 30, message="health ok again")
     proxy.stop()
+
+
+def test_presigned_redirect_serves_the_original_from_the_bucket_with_a_real_signature(fresh_service, shared_env):
+    svc = fresh_service(**shared_env, S3_PRESIGNED_REDIRECT="1", WEB_WORKERS="1")
+    data = unique_text(100)
+    assert upload(svc, data, name="notes.txt").status_code == 201
+    resp = get_original(svc, sha256(data), allow_redirects=False)
+    assert resp.status_code == 307, resp.text
+    location = resp.headers["Location"]
+    assert location.startswith(shared_env["S3_ENDPOINT_URL"]) and "X-Amz-Algorithm=AWS4-HMAC-SHA256" in location
+    direct = requests.get(location, timeout=30)
+    assert direct.status_code == 200 and direct.content == data
+    assert direct.headers["Content-Type"].startswith("text/plain")
+    assert "notes.txt" in direct.headers["Content-Disposition"]
+    # The object store checks the signature: a forged one is refused.
+    forged = location.replace("X-Amz-Signature=", "X-Amz-Signature=0")
+    assert requests.get(forged, timeout=30).status_code == 403
+    assert get_original(svc, sha256(data), headers={"If-None-Match": f'"{sha256(data)}"'},
+                        allow_redirects=False).status_code == 304
+    # Markup is never redirected: only falconproc's own answer carries the CSP sandbox.
+    page = b"<!doctype html><html><body><script>alert(1)</script></body></html>" + unique_text(2)
+    assert upload(svc, page, name="page.html").status_code == 201
+    own = get_original(svc, sha256(page), allow_redirects=False)
+    assert own.status_code == 200 and own.headers["Content-Security-Policy"] == "sandbox"
