@@ -233,6 +233,9 @@ class S3ContentStore(ContentStore):
     def _count(self, files: int, size: int) -> None:
         """Publish this writer's totals: /health sums a few such objects, never the bucket."""
         with self._stats_lock:
+            if not self._writer.startswith(f"{os.getpid()}-"):  # a forked child counts on its own
+                self._writer = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                self._stats = [0, 0]
             self._stats[0] += files
             self._stats[1] += size
             body = json.dumps({"files": self._stats[0], "bytes": self._stats[1]}).encode()
