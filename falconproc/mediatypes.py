@@ -21,8 +21,8 @@ OCTET_STREAM = "application/octet-stream"
 
 # Images the probe recognises (and reads dimensions of, for the bomb limits).
 IMAGE_TYPES = (JPEG, PNG, GIF, WEBP, BMP, TIFF, HEIC, AVIF)
-# Images the preset pipeline and OCR decode (Pillow's decoders for these only).
-RENDERABLE_IMAGE_TYPES = frozenset({JPEG, PNG, GIF, WEBP, BMP, TIFF})
+# Images the preset pipeline and OCR decode (Pillow's decoders, pillow-heif's for HEIC).
+RENDERABLE_IMAGE_TYPES = frozenset({JPEG, PNG, GIF, WEBP, BMP, TIFF, HEIC, AVIF})
 DOCUMENT_TYPES = (PDF, DOCX, XLSX, PPTX, ZIP)
 PLAIN_TEXT_TYPES = ("text/plain", "text/markdown", "text/csv", "application/json")
 # Served only as attachments under a sandboxing CSP: a browser must never run them.

@@ -1,13 +1,21 @@
-"""Image presets: the four defaults of the contract plus operator-defined ones."""
+"""Image presets: the four defaults of the contract plus operator-defined ones, and the
+format variants (AVIF, WebP) that content negotiation serves in their place."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
 from falconproc.config import Settings, SettingsError
 
 FORMATS = {"jpeg": ("JPEG", "image/jpeg", "jpg"), "webp": ("WEBP", "image/webp", "webp"),
-           "png": ("PNG", "image/png", "png")}
+           "png": ("PNG", "image/png", "png"), "avif": ("AVIF", "image/avif", "avif")}
+# Formats a preset may be configured in (PRESETS); any preset can be served in any of FORMATS.
+PRESET_FORMATS = ("jpeg", "webp", "png")
+# AVIF reaches a JPEG's PSNR at a lower quality setting: at speed 8 the median over the
+# corpus photos was 70 for JPEG q85 (benchmarks/bench_avif.py), so an AVIF variant uses the
+# preset's quality minus this.
+AVIF_QUALITY_OFFSET = 15
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,13 @@ class Preset:
     @property
     def box(self) -> tuple[int, int]:
         return self.max_width, self.max_height
+
+    def variant(self, fmt: str) -> Preset:
+        """This preset's box in another format (its own file, e.g. ``preview.avif``)."""
+        if fmt == self.format:
+            return self
+        quality = max(1, self.quality - AVIF_QUALITY_OFFSET) if fmt == "avif" else self.quality
+        return dataclasses.replace(self, format=fmt, quality=quality)
 
 
 DEFAULT_PRESETS = (

@@ -23,6 +23,7 @@ from falconproc.images.pipeline import (
     render,
     shared_pool,
 )
+from falconproc.images.placeholder import blurhash_of
 from falconproc.images.presets import Preset, PresetCatalog
 from falconproc.locks import SlotSemaphore
 from falconproc.mediatypes import is_renderable_image
@@ -87,10 +88,13 @@ class ImageService:
                 with self.slots.acquire(timeout) as busy:
                     self.generate(content_hash, [preset], self._threads(busy))
 
-    def open_preset(self, content_hash: str, name: str) -> tuple[Preset, BinaryIO, int]:
-        """The preset's file opened for serving, with its size. A cached preset is one
-        open + fstat (the hot path of every chat thumbnail); a missing one is made first."""
+    def open_preset(self, content_hash: str, name: str, fmt: str | None = None) -> tuple[Preset, BinaryIO, int]:
+        """The preset's file opened for serving, with its size, in ``fmt`` (default: the
+        preset's own format). A cached preset is one open + fstat (the hot path of every
+        chat thumbnail); a missing one, or a variant in another format, is made first."""
         preset = self.preset(name)
+        if fmt is not None:
+            preset = preset.variant(fmt)
         try:
             return (preset, *self.cache.open(content_hash, preset.filename))
         except FileNotFoundError:
@@ -147,11 +151,28 @@ class ImageService:
         finally:  # never leave an encode running into a file nobody waits for
             sizes = {i: w.result() if isinstance(w, Future) else w for i, w in writes.items()}
         entries: dict[str, Any] = {}
+        variants: dict[str, dict[str, Any]] = {}
         for i, (preset, out) in enumerate(zip(presets, outputs)):
-            entries[preset.name] = {"size": sizes[i], "format": preset.format, "mimeType": preset.mime_type,
-                                    "width": out.width, "height": out.height, "processedAt": iso_utc()}
-        self.cache.update_metadata(content_hash, lambda m: m.setdefault("presets", {}).update(entries))
-        return entries
+            entry = {"size": sizes[i], "format": preset.format, "mimeType": preset.mime_type,
+                     "width": out.width, "height": out.height, "processedAt": iso_utc()}
+            if self.catalog.get(preset.name) == preset:
+                entries[preset.name] = entry
+            else:  # a format variant: beside the preset's own entry, which stays as it was
+                variants.setdefault(preset.name, {})[preset.format] = entry
+
+        placeholder = None
+        if "blurhash" not in self.cache.metadata(content_hash).get("image", {}):
+            placeholder = blurhash_of(min(outputs, key=lambda o: o.width * o.height))
+
+        def record(meta: dict[str, Any]) -> None:
+            if placeholder is not None:
+                meta.setdefault("image", {})["blurhash"] = placeholder
+            meta.setdefault("presets", {}).update(entries)
+            for name, by_format in variants.items():
+                meta.setdefault("variants", {}).setdefault(name, {}).update(by_format)
+
+        self.cache.update_metadata(content_hash, record)
+        return {**entries, **{f"{n}.{f}": e for n, v in variants.items() for f, e in v.items()}}
 
     # -- optimize-for-ai -----------------------------------------------------------
 
@@ -174,7 +195,7 @@ class ImageService:
 
     def processing_state(self, content_hash: str) -> dict[str, Any]:
         meta = self.cache.metadata(content_hash)
-        return {key: meta[key] for key in ("presets", "imageError", "text") if key in meta}
+        return {key: meta[key] for key in ("presets", "variants", "image", "imageError", "text") if key in meta}
 
 
 __all__ = ["ImageService", "UnknownPreset", "ImageTooLarge", "ImageUnreadable", "NotRenderable"]

@@ -42,7 +42,7 @@ NATIVE = "falconproc.native"
 # Where reach-ins are looked for (directories under the root; missing ones are skipped).
 SCANNED = ("falconproc", "tests", "benchmarks")
 # Constructors/factories of the content store, the derived cache and the job queue.
-CONSTRUCTORS = ("create_store", "create_queue", "LocalContentStore", "FlatFileQueue", "DerivedCache")
+CONSTRUCTORS = ("create_store", "create_queue", "LocalContentStore", "LocalDerivedCache", "FlatFileQueue", "DerivedCache")
 ROOT = Path(__file__).resolve().parents[2]
 
 

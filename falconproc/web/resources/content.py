@@ -64,6 +64,9 @@ class MetadataResource:
         require_hash(content_hash)
         meta = self.store.metadata(content_hash)
         if self.processing_state is not None:
-            meta.update(self.processing_state(content_hash))
+            for key, value in self.processing_state(content_hash).items():
+                # e.g. image: the header's {width, height, frames} plus the derived blurhash
+                both_dicts = isinstance(value, dict) and isinstance(meta.get(key), dict)
+                meta[key] = {**meta[key], **value} if both_dicts else value
         resp.set_header("Cache-Control", "no-cache")
         resp.media = meta

@@ -6,6 +6,7 @@ import falcon
 from falconproc.web.resources.content import require_hash
 from falconproc.web.resources.errors import ApiError
 from falconproc.web.resources.serving import serve_file
+from falconproc.images.negotiation import UnknownFormat, choose_format
 from falconproc.images.service import ImageService
 
 
@@ -15,8 +16,17 @@ class PresetResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, content_hash: str, preset: str) -> None:
         require_hash(content_hash)
-        spec, fileobj, size = self.images.open_preset(content_hash, preset)
-        serve_file(req, resp, fileobj, size=size, etag=f'"{content_hash}-{spec.name}"',
+        own = self.images.preset(preset)
+        try:
+            fmt = choose_format(own.format, req.get_header("Accept"), req.get_param("format"))
+        except UnknownFormat as exc:
+            raise ApiError(falcon.HTTP_400, "invalid_format", str(exc), formats=exc.known) from None
+        spec, fileobj, size = self.images.open_preset(content_hash, preset, fmt)
+        # The answer depends on Accept; each format has its own ETag (the own format's
+        # is unchanged, so caches keep what they hold).
+        resp.vary = ("Accept",)
+        suffix = "" if spec.format == own.format else f".{spec.format}"
+        serve_file(req, resp, fileobj, size=size, etag=f'"{content_hash}-{spec.name}{suffix}"',
                    content_type=spec.mime_type)
 
     on_head = on_get
