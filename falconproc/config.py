@@ -152,6 +152,55 @@ def _bool(raw: str) -> bool:
     raise SettingsError(f"expected a boolean (1/0, true/false), got {raw!r}")
 
 
+def _optional_url(raw: str) -> str | None:
+    if not raw:
+        return None
+    if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+(/\S*)?", raw):
+        raise SettingsError(f"expected an http(s):// URL, got {raw!r}")
+    return raw
+
+
+def _bucket_name(raw: str) -> str | None:
+    if not raw:
+        return None
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", raw):
+        raise SettingsError(f"expected an S3 bucket name, got {raw!r}")
+    return raw
+
+
+def _key_prefix(raw: str) -> str:
+    prefix = raw.strip("/")
+    if prefix and not re.fullmatch(r"[A-Za-z0-9!_.*'()/\-]+", prefix):
+        raise SettingsError(f"expected a key prefix of letters, digits and !_.*'()/-, got {raw!r}")
+    return prefix + "/" if prefix else ""
+
+
+def _redis_url(raw: str) -> str | None:
+    if not raw:
+        return None
+    if not re.fullmatch(r"(redis|rediss|unix)://\S+", raw):
+        raise SettingsError(f"expected redis://host:port/db, got {raw!r}")
+    return raw
+
+
+def _instance_id(raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.:\-]{1,100}", raw):
+        raise SettingsError(f"expected 1-100 letters, digits and _.:- , got {raw!r}")
+    return raw
+
+
+def default_instance_id() -> str:
+    """Hostname + boot id: two containers with the same hostname still differ."""
+    import socket
+
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            boot = fh.read().strip().replace("-", "")[:12]
+    except OSError:
+        boot = "noboot"
+    return re.sub(r"[^A-Za-z0-9_.\-]", "-", socket.gethostname())[:80] + ":" + boot
+
+
 def _default_workers() -> int:
     # Two web workers per core, capped: each is ~40 MB and the container has 1.25 GB
     # to share with job processes.
@@ -193,10 +242,36 @@ class Settings:
     cache_path: Path = knob("CACHE_PATH", _data_path("cache"), _path,
                             "derived files (presets, text) + cache metadata.json", factory=True)
     storage_backend: str = knob("STORAGE_BACKEND", "local", _backend_name,
-                                "where originals and derived files live: `local` (FILE_STORAGE_PATH, CACHE_PATH)")
+                                "where originals and derived files live: `local` (FILE_STORAGE_PATH, CACHE_PATH) or `s3` "
+                                "(S3_BUCKET; FILE_STORAGE_PATH then holds only upload spools)")
+    s3_endpoint_url: str | None = knob("S3_ENDPOINT_URL", None, _optional_url,
+                                       "S3-compatible endpoint for `STORAGE_BACKEND=s3` (unset: AWS); "
+                                       "path-style addressing, SigV4")
+    s3_bucket: str | None = knob("S3_BUCKET", None, _bucket_name, "bucket (must exist; required with `s3`)")
+    s3_prefix: str = knob("S3_PREFIX", "", _key_prefix, "key prefix inside the bucket (a trailing / is added)")
+    s3_region: str = knob("S3_REGION", "us-east-1", _host, "region the requests are signed for")
+    s3_access_key_id: str | None = knob("S3_ACCESS_KEY_ID", None, _optional_str,
+                                        "S3 credentials; when unset boto3's usual chain applies "
+                                        "(AWS_* variables, files, instance roles)")
+    s3_secret_access_key: str | None = knob("S3_SECRET_ACCESS_KEY", None, _optional_str,
+                                            "the secret of S3_ACCESS_KEY_ID")
+    s3_presigned_redirect: bool = knob("S3_PRESIGNED_REDIRECT", False, _bool,
+                                       "with `s3`: GET of an original answers 307 to a SigV4 presigned URL "
+                                       "(5 minutes) instead of streaming it, except HTML/SVG (served here, "
+                                       "sandboxed); clients must reach S3_ENDPOINT_URL")
+    local_cache_bytes: int = knob("LOCAL_CACHE_BYTES", 2 * 1024 ** 3, _int_range(16 * 1024 * 1024),
+                                  "with `s3`: local read-through copy (under CACHE_PATH) of the originals and "
+                                  "derived files that jobs and serving need as files, least recently used "
+                                  "evicted past this")
+    instance_id: str = knob("INSTANCE_ID", lambda: default_instance_id(), _instance_id,
+                            "unique per running instance sharing a bucket or queue "
+                            "(default: hostname + boot id)", factory=True)
     queue_path: Path = knob("QUEUE_PATH", _data_path("queue"), _path, "the flat-file job queue", factory=True)
     queue_backend: str = knob("QUEUE_BACKEND", "flatfile", _backend_name,
-                              "the job queue: `flatfile` (QUEUE_PATH)")
+                              "the job queue: `flatfile` (QUEUE_PATH) or `redis` (REDIS_URL, shared by "
+                              "every instance)")
+    redis_url: str | None = knob("REDIS_URL", None, _redis_url,
+                                 "`redis://host:port/db` of the job queue with `QUEUE_BACKEND=redis`")
     max_upload_bytes: int = knob("MAX_UPLOAD_BYTES", 104857600, _int_range(1),
                                  "larger bodies get 413 (decided from Content-Length before reading; "
                                  "a streamed body is cut off at the limit)")
@@ -356,6 +431,8 @@ def settings_markdown() -> str:
             default = f.default
         elif f.default_factory is _default_workers:
             default = "2 per core (2..8)"
+        elif f.metadata["env"] == "INSTANCE_ID":
+            default = "hostname:boot id"
         else:
             default = f.default_factory()
         if isinstance(default, Path):

@@ -44,6 +44,46 @@ def _local_cache(settings: Settings) -> DerivedCache:
     return LocalDerivedCache(settings.cache_path, fsync=settings.fsync)
 
 
+def _s3_bucket(settings: Settings):  # noqa: ANN202 (boto3 types stay out of the import graph)
+    import boto3
+    from botocore.config import Config
+
+    from falconproc.store.s3 import S3Bucket
+
+    if not settings.s3_bucket:
+        raise SettingsError("S3_BUCKET: required with STORAGE_BACKEND=s3")
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key_id, aws_secret_access_key=settings.s3_secret_access_key,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                      # S3-compatible servers (Ceph RGW, older MinIO) reject the default
+                      # trailing CRC checksums of boto3 >= 1.36.
+                      request_checksum_calculation="when_required",
+                      response_checksum_validation="when_required",
+                      connect_timeout=3, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"},
+                      max_pool_connections=32))
+    return S3Bucket(client, settings.s3_bucket, settings.s3_prefix)
+
+
+def _s3_copy(settings: Settings):  # noqa: ANN202
+    from falconproc.store.readthrough import ReadThroughCopy
+
+    return ReadThroughCopy(settings.cache_path / "s3-copy", settings.local_cache_bytes)
+
+
+def _s3_store(settings: Settings) -> ContentStore:
+    from falconproc.store.s3 import S3ContentStore
+
+    return S3ContentStore(_s3_bucket(settings), settings.file_storage_path, _s3_copy(settings),
+                          instance_id=settings.instance_id, presigned_redirect=settings.s3_presigned_redirect)
+
+
+def _s3_cache(settings: Settings) -> DerivedCache:
+    from falconproc.store.s3 import S3DerivedCache
+
+    return S3DerivedCache(_s3_bucket(settings), _s3_copy(settings), settings.cache_path / "locks")
+
+
 def _flatfile_queue(settings: Settings) -> JobQueue:
     from falconproc.queue.flatfile import FlatFileQueue
 
@@ -53,12 +93,28 @@ def _flatfile_queue(settings: Settings) -> JobQueue:
                          fsync=settings.fsync)
 
 
+def _redis_queue(settings: Settings) -> JobQueue:
+    import redis
+
+    from falconproc.queue.redis import RedisQueue
+
+    if not settings.redis_url:
+        raise SettingsError("REDIS_URL: required with QUEUE_BACKEND=redis")
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10,
+                                  health_check_interval=30, retry_on_timeout=True)
+    return RedisQueue(client, max_pending=settings.max_queue_size, max_attempts=settings.job_max_attempts,
+                      backoff_base=settings.job_backoff_base, backoff_cap=settings.job_backoff_cap,
+                      priorities=settings.job_priorities)
+
+
 # STORAGE_BACKEND -> (originals, derived files); QUEUE_BACKEND -> queue.
 STORAGE_BACKENDS: dict[str, tuple[Callable[[Settings], ContentStore], Callable[[Settings], DerivedCache]]] = {
     "local": (_local_store, _local_cache),
+    "s3": (_s3_store, _s3_cache),
 }
 QUEUE_BACKENDS: dict[str, Callable[[Settings], JobQueue]] = {
     "flatfile": _flatfile_queue,
+    "redis": _redis_queue,
 }
 
 
@@ -68,6 +124,10 @@ def check_backends(settings: Settings) -> None:
                                   ("QUEUE_BACKEND", settings.queue_backend, QUEUE_BACKENDS)):
         if name not in known:
             raise SettingsError(f"{variable}: unknown backend {name!r} (one of: {', '.join(sorted(known))})")
+    if settings.storage_backend == "s3" and not settings.s3_bucket:
+        raise SettingsError("S3_BUCKET: required with STORAGE_BACKEND=s3")
+    if settings.queue_backend == "redis" and not settings.redis_url:
+        raise SettingsError("REDIS_URL: required with QUEUE_BACKEND=redis")
 
 
 def load_job_types(settings: Settings) -> None:

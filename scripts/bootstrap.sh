@@ -3,8 +3,9 @@
 #   scripts/bootstrap.sh          the service
 #   scripts/bootstrap.sh --test   the service + test tools
 # System packages: a C toolchain and OpenSSL headers (the Cython hot path links
-# libcrypto), tesseract for OCR; with --test also redis-server, curl, and node/npm (the
-# resumable-upload tests run tus-js-client) when missing. Uses sudo when not root.
+# libcrypto), tesseract for OCR; with --test also redis-server, Ceph RGW (the S3 server the
+# store tests start through scripts/s3_server.sh), curl, and node/npm (the resumable-upload
+# tests run tus-js-client) when missing. Uses sudo when not root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,4 +38,8 @@ PYTHON=${PYTHON:-python3}
 # native build is an error here, not a silent fallback.
 FALCONPROC_REQUIRE_EXTENSIONS=1 .venv/bin/python -m pip install -q -e ".${extra}"
 .venv/bin/falconproc doctor --require-native >/dev/null
+if [ -n "$extra" ]; then
+  # Ceph's monitor, OSD and RGW from Debian's packages; boto3 is already in .venv.
+  $SUDO env VENV="$PWD/.venv" ./scripts/s3_server.sh install
+fi
 echo "falconproc installed in .venv ($(.venv/bin/python -c 'import falconproc.native.ingest as n; print(n.IMPLEMENTATION)') hot path)"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support import service as launch
+from tests.support.servers import S3Server, start_redis_server, start_s3_server
 from tests.support.service import Launcher, Service
 
 LAUNCHER_FIXTURE = "launcher"
@@ -82,3 +83,27 @@ def pytest_runtest_protocol(item, nextitem):
     launch.LAUNCH_GUARD = guard
     yield
     launch.LAUNCH_GUARD = None
+
+
+# -- real backing servers (scripts/bootstrap.sh --test installs them; missing ones fail) --
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> S3Server:
+    """A Ceph RGW on 127.0.0.1 for the session (scripts/s3_server.sh)."""
+    server = start_s3_server(tmp_path_factory.mktemp("s3server"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(s3_server) -> str:
+    return s3_server.new_bucket()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real redis-server for the session."""
+    server = start_redis_server(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()

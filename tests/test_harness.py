@@ -14,9 +14,12 @@ from tests.support.service import Launcher, make_service, service_env
 # alone): `-m blackbox` must select tests of each, and of no other module. A new module
 # that starts the service belongs here.
 STARTS_THE_SERVICE = {
+    "tests/images/test_heic_avif.py",
     "tests/images/test_hostile.py",
     "tests/images/test_http_presets.py",
+    "tests/images/test_negotiation.py",
     "tests/images/test_optimize.py",
+    "tests/images/test_placeholder.py",
     "tests/ingest/test_admission.py",
     "tests/ingest/test_concurrency.py",
     "tests/ingest/test_kill_during_uploads.py",
@@ -26,6 +29,7 @@ STARTS_THE_SERVICE = {
     "tests/ingest/test_types.py",
     "tests/jobs/test_blackbox_jobs.py",
     "tests/jobs/test_crash_mixed.py",
+    "tests/jobs/test_scale_out.py",
     "tests/jobs/test_supervisor_lifecycle.py",
     "tests/jobs/test_supervisor_orphans.py",
     "tests/observability/test_backpressure.py",
@@ -34,6 +38,7 @@ STARTS_THE_SERVICE = {
     "tests/serving/test_filenames.py",
     "tests/serving/test_serving.py",
     "tests/store/test_enospc.py",
+    "tests/store/test_s3_instances.py",
     "tests/text/test_service_hostile.py",
     "tests/text/test_service_text.py",
     "tests/web/test_errors.py",

@@ -24,7 +24,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import socket
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -241,7 +240,9 @@ class Supervisor:
         # Builds a job's JobContext in its job process (after the fork) from the
         # composition root's objects; the dead-letter hooks here get one too.
         self.make_context = make_context
-        self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        # INSTANCE_ID, not the hostname: two containers may share a hostname (and pid
+        # numbers), and must never take each other's live claims for dead ones.
+        self.identity = f"{settings.instance_id}/{os.getpid()}"
         self.running: list[Running] = []
         self.idle: dict[str, list[JobProcess]] = {}
         self.stopping = False
@@ -479,11 +480,10 @@ class Supervisor:
         if job.status == DEAD:
             registry.run_on_dead(job, self.make_context(1))
 
-    @staticmethod
-    def _claimer_alive(claimed_by: str) -> bool:
-        host, _, pid = claimed_by.rpartition(":")
-        if host != socket.gethostname() or not pid.isdigit():
-            return True  # another machine's claim: only its lease can tell
+    def _claimer_alive(self, claimed_by: str) -> bool:
+        instance, _, pid = claimed_by.rpartition("/")
+        if instance != self.settings.instance_id or not pid.isdigit():
+            return True  # another instance's claim: only its lease can tell
         return psutil.pid_exists(int(pid))
 
     def drain(self) -> None:

@@ -22,10 +22,16 @@ class HealthService:
         memory = self.governor.reading()
         limit = self.governor.limit_of(memory)
         high_water = self.governor.high_water_of(memory)
-        files, total = self.store.usage()
+        degraded = []
+        storage: dict[str, Any] = {}
+        try:
+            files, total = self.store.usage()
+        except Exception as exc:  # a remote store that does not answer: say so, keep answering
+            degraded.append("storage_unavailable")
+            files = total = None
+            storage["error"] = f"{type(exc).__name__}: {exc}"[:300]
         available = self.store.free_space()
         queue = self.queue_stats()
-        degraded = []
         if available < self.settings.storage_reserve_bytes:
             degraded.append("storage_low")
         if memory.used > high_water:
@@ -48,6 +54,6 @@ class HealthService:
                 "cgroupMax": memory.cgroup_max,
                 "cgroupInactiveFile": memory.cgroup_inactive_file,
             },
-            "storage": {"files": files, "totalSize": total, "availableSpace": available},
+            "storage": {"files": files, "totalSize": total, "availableSpace": available, **storage},
             "queue": {"pending": queue["pending"], "processing": queue["processing"], "failed": queue["failed"]},
         }

@@ -68,9 +68,13 @@ class ServiceStateCollector:
         yield GaugeMetricFamily("falconproc_memory_limit_bytes",
                                 "MEMORY_LIMIT_BYTES, or the cgroup's memory.max when smaller",
                                 value=self.governor.limit_of(reading))
-        files, total = self.store.usage()
-        yield GaugeMetricFamily("falconproc_stored_files", "Originals in the store", value=files)
-        yield GaugeMetricFamily("falconproc_stored_bytes", "Bytes of originals in the store", value=total)
+        try:
+            files, total = self.store.usage()
+        except Exception:  # a remote store that does not answer: /health says why; skip the figures
+            files = total = None
+        if files is not None:
+            yield GaugeMetricFamily("falconproc_stored_files", "Originals in the store", value=files)
+            yield GaugeMetricFamily("falconproc_stored_bytes", "Bytes of originals in the store", value=total)
         yield GaugeMetricFamily("falconproc_storage_available_bytes", "Free space for the store",
                                 value=self.store.free_space())
 

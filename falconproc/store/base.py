@@ -104,6 +104,11 @@ class ContentStore(ABC):
         valid inside the ``with`` block (a remote backend provides it from a local
         read-through copy that it will not evict meanwhile). Raise ContentNotFound."""
 
+    def redirect_url(self, content_hash: str, *, content_type: str, disposition: str) -> str | None:
+        """A URL the client may fetch the original from directly (a presigned object-store
+        URL answering with these headers), or None: serve it here."""
+        return None
+
     @abstractmethod
     def metadata(self, content_hash: str) -> dict[str, Any]:
         """The stored metadata.json. Raise ContentNotFound."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import threading
 import time
@@ -25,6 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import psutil
 
 from falconproc.errors import ContentNotFound
 from falconproc.fsutil import atomic_write_json, fsync_dir, read_json
@@ -220,8 +223,9 @@ class LocalContentStore(ContentStore):
             return files, total
 
     def sweep_temp(self, *, at_startup: bool = False) -> int:
-        """Remove what dead uploads left. At start-up no writer is alive, so every loose
-        temp file goes; later only files past STALE_TEMP_FILE_SECONDS."""
+        """Remove what dead uploads left: upload directories nobody holds, and loose temp
+        files past STALE_TEMP_FILE_SECONDS. At start-up also the loose files of processes
+        that are gone; never another live instance's (their writer's pid is in the name)."""
         removed = 0
         now = time.time()
         with os.scandir(self.tmp_root) as entries:
@@ -241,12 +245,24 @@ class LocalContentStore(ContentStore):
                         lock.release()
                 else:
                     try:
-                        if at_startup or now - entry.stat().st_mtime > STALE_TEMP_FILE_SECONDS:
+                        if (now - entry.stat().st_mtime > STALE_TEMP_FILE_SECONDS
+                                or (at_startup and not _writer_alive(entry.name))):
                             os.unlink(path)
                             removed += 1
                     except FileNotFoundError:
                         continue
         return removed
+
+
+_TEMP_PID_RE = re.compile(r"-(\d+)-[0-9a-f]{32}\.tmp$")
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the process that writes this temp file (fsutil.temp_name) still runs here."""
+    match = _TEMP_PID_RE.search(name)
+    if not match:
+        return False
+    return psutil.pid_exists(int(match.group(1)))
 
 
 __all__ = ["LocalContentStore", "LocalPendingUpload"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +45,41 @@ class FlatFileFactory:
         return FlatFileQueue(self.root, **{**self.options, **overrides})
 
 
-# A Redis backend adds e.g. pytest.param("redis", marks=pytest.mark.redis) here and a branch below.
-BACKENDS = ["flatfile"]
+class RedisFactory:
+    """Each test gets its own key namespace on the session's redis-server."""
+
+    name = "redis"
+
+    def __init__(self, server):
+        import redis
+
+        self.client = redis.Redis(port=server.port)
+        self.namespace = f"test:{uuid.uuid4().hex[:12]}"
+        self.options: dict[str, Any] = {}
+
+    def __call__(self, **options: Any) -> JobQueue:
+        self.options = {**DEFAULTS, **options}
+        return self.reopen()
+
+    def reopen(self, **overrides: Any) -> JobQueue:
+        import redis
+
+        from falconproc.queue.redis import RedisQueue
+
+        # A new connection pool: the clients of forked processes must not share sockets.
+        client = redis.Redis(port=self.client.connection_pool.connection_kwargs["port"])
+        return RedisQueue(client, namespace=self.namespace, **{**self.options, **overrides})
+
+
+BACKENDS = ["flatfile", "redis"]
 
 
 @pytest.fixture(params=BACKENDS)
 def queue_factory(request, tmp_path):
     if request.param == "flatfile":
         yield FlatFileFactory(tmp_path)
-    else:  # pragma: no cover - no other backend yet
-        raise NotImplementedError(request.param)
+    else:
+        yield RedisFactory(request.getfixturevalue("redis_server"))
 
 
 

@@ -4,12 +4,12 @@ none. Jobs are the test types of tests.support.jobs_plugin plus real uploads."""
 from __future__ import annotations
 
 import signal
-import socket
 from pathlib import Path
 
 import psutil
 import requests
 
+from falconproc.config import default_instance_id
 from falconproc.queue import DONE, QUEUED
 from tests.jobs._helpers import (
     JOB_ENV,
@@ -52,7 +52,8 @@ def wait_long_jobs_running(root: Path, long, spawn) -> list[psutil.Process]:
 
 
 def identity(pid: int) -> str:
-    return f"{socket.gethostname()}:{pid}"
+    """A supervisor's claims are keyed by INSTANCE_ID (the test services keep its default)."""
+    return f"{default_instance_id()}/{pid}"
 
 
 def assert_all_done_once(queue, root: Path, long, spawn, quick) -> None:

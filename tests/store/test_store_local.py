@@ -274,3 +274,16 @@ def test_begin_upload_survives_a_sweep_between_mkdir_and_lock(store, monkeypatch
     os.write(pending.fd, data)
     meta, is_new = store.commit(pending, sha256(data), metadata_for(data, rec), rec)
     assert is_new and (store.root / sha256(data) / "original").read_bytes() == data
+
+
+def test_startup_sweep_keeps_a_live_writers_temp_file_and_removes_a_dead_ones(store):
+    # Another instance on this host is writing metadata right now: its temp file stays.
+    live = store.tmp_root / f".meta-{os.getpid()}-{'a' * 32}.tmp"
+    live.write_text("in flight")
+    proc = FORK.Process(target=lambda: None)
+    proc.start()
+    proc.join()
+    dead = store.tmp_root / f".meta-{proc.pid}-{'b' * 32}.tmp"
+    dead.write_text("left by a crash")
+    assert store.sweep_temp(at_startup=True) == 1
+    assert live.exists() and not dead.exists()

@@ -24,15 +24,29 @@ class OriginalResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response, content_hash: str) -> None:
         require_hash(content_hash)
         meta = self.store.metadata(content_hash)
-        fileobj = self.store.open(content_hash)
         mime_type = meta["mimeType"]
         markup = is_markup(mime_type)
+        disposition = content_disposition(meta.get("originalName", "file"), attachment=markup)
+        # Markup is always served here: only this response can carry the CSP sandbox.
+        url = None if markup else self.store.redirect_url(content_hash, content_type=mime_type,
+                                                          disposition=disposition)
+        if url is not None:
+            etag = f'"{content_hash}"'
+            if etag in (req.get_header("If-None-Match") or ""):
+                resp.status = falcon.HTTP_304  # the client has it: no redirect needed
+                resp.set_header("ETag", etag)
+                return
+            resp.status = falcon.HTTP_307
+            resp.location = url
+            resp.set_header("Cache-Control", "no-store")  # the URL expires
+            return
+        fileobj = self.store.open(content_hash)
         serve_file(
             req, resp, fileobj,
             size=meta["size"],
             etag=f'"{content_hash}"',
             content_type=mime_type,
-            disposition=content_disposition(meta.get("originalName", "file"), attachment=markup),
+            disposition=disposition,
             # A stored page or SVG must never run script in the app's origin.
             extra_headers={"Content-Security-Policy": "sandbox"} if markup else None,
         )

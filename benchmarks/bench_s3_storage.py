@@ -1,0 +1,145 @@
+"""STORAGE_BACKEND=s3 against local, same run, same machine: 100 MB ingest and cached-preset serving.
+
+* local  ``falconproc serve`` with its default settings (local store);
+* s3     the same with ``STORAGE_BACKEND=s3`` against a Ceph RGW on 127.0.0.1 (started
+         here by scripts/s3_server.sh, memstore OSD: the object store's own disk is not
+         measured, only what falconproc does with it).
+
+Ingest: ``--rounds`` uploads of ``--size`` new random bytes (100 MB; admitted with
+ALLOWED_TYPES=application/octet-stream,image/jpeg on both) to each, order
+alternating; wall time from the first byte sent to the answer, and the service tree's CPU
+per upload (the RGW's own CPU is shown apart for s3). Serving: a corpus JPEG uploaded and
+its presets made, its thumbnail fetched once (the s3 service keeps it in its read-through
+copy), then ``wrk -t2 -c32 -d10s`` against each, order alternating, ``--rounds`` rounds.
+Targets (issue 10): ingest s3/local <= 1.5 (time), serving local/s3 <= 1.2 (req/s).
+
+    python benchmarks/bench_s3_storage.py [--rounds 3] [--size 100000000] [--seconds 10]
+
+Prints Markdown tables; writes benchmarks/results/s3-storage-<timestamp>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as common  # noqa: E402
+
+from tests.support.corpus import MEADOW  # noqa: E402
+from tests.support.servers import start_s3_server  # noqa: E402
+
+
+def _upload_file(url: str, path: Path) -> float:
+    import requests
+
+    with open(path, "rb") as fh:
+        start = time.perf_counter()
+        resp = requests.post(url + "/upload", data=fh, timeout=600,
+                             headers={"x-filename": "big.bin", "x-drive-id": "bench", "x-user-id": "bench",
+                                      "Content-Length": str(path.stat().st_size)})
+        elapsed = time.perf_counter() - start
+    resp.raise_for_status()
+    assert resp.json()["isNew"] is True, resp.text
+    return elapsed
+
+
+def _rgw_pids(state_dir: Path) -> list[int]:
+    pids = []
+    for pid_file in (state_dir / "run").glob("*.pid"):
+        try:
+            pids.append(int(pid_file.read_text().strip()))
+        except ValueError:
+            pass
+    return pids
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--size", type=int, default=100_000_000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="bench-s3-"))
+    server = start_s3_server(work / "s3server")
+    try:
+        bucket = server.new_bucket()
+        # Random bytes sniff as application/octet-stream: admitted here, nothing else changes.
+        settings = {"UPLOAD_RATE_LIMIT": "off", "ALLOWED_TYPES": "application/octet-stream,image/jpeg"}
+        services = {
+            "local": common.start_falconproc_with(work, MEADOW, "local", settings),
+            "s3": common.start_falconproc_with(work, MEADOW, "s3", {**settings, **server.service_env(bucket)}),
+        }
+        payload = work / "payload.bin"
+        ingest: dict[str, dict[str, list[float]]] = {n: {"seconds": [], "cpu": [], "rgwCpu": []} for n in services}
+        for rnd in range(args.rounds):
+            order = list(services) if rnd % 2 == 0 else list(reversed(services))
+            for name in order:
+                common.random_payload(payload, args.size)
+                svc = services[name][0]
+                cpu0, rgw0 = common.tree_cpu([svc.proc.pid]), common.tree_cpu(_rgw_pids(server.state_dir))
+                ingest[name]["seconds"].append(_upload_file(svc.url, payload))
+                ingest[name]["cpu"].append(common.tree_cpu([svc.proc.pid]) - cpu0)
+                ingest[name]["rgwCpu"].append(common.tree_cpu(_rgw_pids(server.state_dir)) - rgw0)
+        serving: dict[str, dict[str, list[float]]] = {n: {"rps": [], "cpuPerRequest": [], "p99": []}
+                                                       for n in services}
+        for name, (svc, content_hash) in services.items():
+            import requests
+
+            resp = requests.get(f"{svc.url}/cache/{content_hash}/thumbnail", timeout=30)
+            resp.raise_for_status()
+        for rnd in range(args.rounds):
+            order = list(services) if rnd % 2 == 0 else list(reversed(services))
+            for name in order:
+                svc, content_hash = services[name]
+                cpu0 = common.tree_cpu([svc.proc.pid])
+                out = subprocess.run(["wrk", "-t2", f"-c{args.connections}", f"-d{args.seconds}s", "--latency",
+                                      f"{svc.url}/cache/{content_hash}/thumbnail"],
+                                     capture_output=True, text=True, check=True).stdout
+                result = common.parse_wrk(out)
+                assert result["non2xx"] == 0, out
+                serving[name]["rps"].append(result["rps"])
+                serving[name]["p99"].append(result["latency"].get("p99", 0.0))
+                serving[name]["cpuPerRequest"].append((common.tree_cpu([svc.proc.pid]) - cpu0) / result["requests"])
+        for svc, _ in services.values():
+            svc.stop()
+    finally:
+        server.stop()
+
+    med = statistics.median
+    rows = [[name, f"{med(d['seconds']):.2f} s ({min(d['seconds']):.2f}-{max(d['seconds']):.2f})",
+             f"{args.size / med(d['seconds']) / 1e6:.0f} MB/s", f"{med(d['cpu']):.2f} s",
+             f"{med(d['rgwCpu']):.2f} s" if name == "s3" else "-"] for name, d in ingest.items()]
+    print(f"### Ingest of {args.size / 1e6:.0f} MB (median of {args.rounds})\n")
+    print(common.format_table(["backend", "time", "throughput", "service CPU", "RGW CPU"], rows))
+    ingest_ratio = med(ingest["s3"]["seconds"]) / med(ingest["local"]["seconds"])
+    print(f"\ns3 / local time: {ingest_ratio:.2f} (target <= 1.5)\n")
+    rows = [[name, f"{med(d['rps']):.0f} ({min(d['rps']):.0f}-{max(d['rps']):.0f})",
+             f"{med(d['p99']) * 1000:.1f} ms", f"{med(d['cpuPerRequest']) * 1e6:.0f} us"]
+            for name, d in serving.items()]
+    print(f"### Cached thumbnail serving, wrk -c{args.connections} (median of {args.rounds})\n")
+    print(common.format_table(["backend", "req/s", "p99", "CPU per request"], rows))
+    serving_ratio = med(serving["local"]["rps"]) / med(serving["s3"]["rps"])
+    print(f"\nlocal / s3 req/s: {serving_ratio:.2f} (target <= 1.2)")
+    results = {"ingest": ingest, "serving": serving, "ingestRatio": ingest_ratio, "servingRatio": serving_ratio,
+               "args": vars(args), "machine": common.machine_info()}
+    out_dir = common.RESULTS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"s3-storage-{common.timestamp()}.json"
+    path.write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nwrote {common.shown(path)}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

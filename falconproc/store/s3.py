@@ -1,0 +1,459 @@
+"""Content store and derived cache in one S3 bucket (STORAGE_BACKEND=s3).
+
+Keys under S3_PREFIX::
+
+    {hash}/original                   the uploaded bytes
+    {hash}/metadata.json              written once, with If-None-Match: * (its presence
+                                      makes the entry visible)
+    {hash}/uploads/{who}.json         one object per further drive/user (no read-modify-write)
+    {hash}/derived/{name}             presets, text.txt, text.json
+    {hash}/derived/metadata.json      processing state, updated with If-Match (optimistic)
+    .stats/{instance}/{writer}.json   per writer process: entries and bytes it stored
+
+An upload is spooled to a local file (the native probe writes into it), then
+``commit`` uploads the original (multipart above a threshold; s3transfer aborts a
+failed multipart upload) and only then creates metadata.json conditionally: of N
+concurrent uploads of the same new bytes, on any number of instances, exactly one
+creates it and reports ``isNew``. A crash before that leaves an original without
+metadata, which is invisible and overwritten by the next upload of the same bytes
+(content-addressed, so the same bytes). Reads that need a file go through a local
+read-through copy bounded by LOCAL_CACHE_BYTES.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from falconproc.errors import ContentNotFound, ServiceOverloaded
+from falconproc.locks import file_lock
+from falconproc.store.base import ContentStore, PendingUpload, StoredObject, UploadRecord, is_content_hash
+from falconproc.store.cache import DerivedCache
+from falconproc.store.local import LocalContentStore, LocalPendingUpload
+from falconproc.store.readthrough import ReadThroughCopy
+
+# Multipart uploads older than this were left by a crashed writer (no upload here takes an hour).
+STALE_MULTIPART_SECONDS = 3600
+# How long a presigned redirect stays valid (S3_PRESIGNED_REDIRECT).
+PRESIGNED_SECONDS = 300
+# Seconds a client is told to wait when the object store does not answer.
+UNAVAILABLE_RETRY_AFTER = 10
+_MISSING = ("404", "NoSuchKey", "NotFound")
+_CONFLICT = ("412", "PreconditionFailed", "409", "ConditionalRequestConflict")
+
+
+def _code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """The object store did not answer (network, timeout, 5xx): retry later, nothing lost."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return status >= 500 or _code(exc) in ("SlowDown", "ServiceUnavailable", "InternalError")
+    return isinstance(exc, BotoCoreError)
+
+
+@contextmanager
+def _unavailable_as_503() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        if _is_unavailable(exc):
+            raise ServiceOverloaded(f"object storage unavailable: {type(exc).__name__}",
+                                    retry_after=UNAVAILABLE_RETRY_AFTER) from exc
+        raise
+
+
+class S3Bucket:
+    """The bucket under a prefix, with the few operations both classes need."""
+
+    def __init__(self, client: Any, bucket: str, prefix: str, *, multipart_threshold: int = 16 << 20):
+        from boto3.s3.transfer import TransferConfig
+
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix
+        self.transfer = TransferConfig(multipart_threshold=multipart_threshold,
+                                       multipart_chunksize=max(8 << 20, multipart_threshold // 2),
+                                       max_concurrency=4)
+        self.healthy_reason: str | None = None
+
+    def key(self, *parts: str) -> str:
+        return self.prefix + "/".join(parts)
+
+    def get_bytes(self, key: str) -> tuple[bytes, str] | None:
+        """(body, etag), or None when absent."""
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=key)
+        except self.client.exceptions.ClientError as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise
+        return resp["Body"].read(), resp["ETag"]
+
+    def head(self, key: str) -> dict[str, Any] | None:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=key)
+        except self.client.exceptions.ClientError as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise
+
+    def download(self, key: str, fh: BinaryIO) -> None:
+        """Copy ``key`` into ``fh``; FileNotFoundError when absent."""
+        try:
+            self.client.download_fileobj(self.bucket, key, fh, Config=self.transfer)
+        except self.client.exceptions.ClientError as exc:
+            if _code(exc) in _MISSING:
+                raise FileNotFoundError(key) from None
+            raise
+
+    def upload_file(self, path: Path, key: str) -> None:
+        self.client.upload_file(str(path), self.bucket, key, Config=self.transfer)
+
+    def create(self, key: str, body: bytes) -> bool:
+        """Create ``key`` unless it exists (If-None-Match: *): True when this call created it."""
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*",
+                                   ContentType="application/json")
+        except self.client.exceptions.ClientError as exc:
+            if _code(exc) in _CONFLICT:
+                return False
+            raise
+        return True
+
+    def replace(self, key: str, body: bytes, etag: str) -> bool:
+        """Overwrite ``key`` only if it still has ``etag``. Ceph RGW compares the bare
+        value and AWS the quoted one, so a mismatch tries the other spelling once."""
+        for spelling in (etag.strip('"'), f'"{etag.strip(chr(34))}"'):
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfMatch=spelling,
+                                       ContentType="application/json")
+                return True
+            except self.client.exceptions.ClientError as exc:
+                if _code(exc) not in _CONFLICT:
+                    raise
+        return False
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", ()):
+                yield item["Key"]
+
+    def list_prefixes(self) -> Iterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"):
+            for item in page.get("CommonPrefixes", ()):
+                yield item["Prefix"][len(self.prefix):].rstrip("/")
+
+    def abort_stale_multipart(self, older_than: float) -> int:
+        """Abort multipart uploads a crashed writer left (their parts cost storage)."""
+        aborted = 0
+        cutoff = time.time() - older_than
+        resp = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=self.prefix)
+        for upload in resp.get("Uploads", ()):
+            if upload["Initiated"].timestamp() < cutoff:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                   UploadId=upload["UploadId"])
+                aborted += 1
+        return aborted
+
+
+class S3ContentStore(ContentStore):
+    def __init__(self, bucket: S3Bucket, spool_root: Path, copy: ReadThroughCopy, *, instance_id: str,
+                 presigned_redirect: bool = False):
+        self.s3 = bucket
+        self.presigned_redirect = presigned_redirect
+        # The spool (and its sweep) is the local backend's: flock-held directories.
+        self._spool = LocalContentStore(spool_root, fsync=False)
+        self.copy = copy
+        self.instance_id = instance_id
+        self._writer = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._stats_lock = threading.Lock()
+        self._stats = [0, 0]  # entries and bytes this process stored
+        self._usage_cache: tuple[float, tuple[int, int]] | None = None
+
+    def _check(self, content_hash: str) -> None:
+        if not is_content_hash(content_hash):
+            raise ValueError("content hash must be 64 lowercase hex characters")
+
+    # -- writing -----------------------------------------------------------------
+
+    def begin_upload(self) -> LocalPendingUpload:
+        return self._spool.begin_upload()
+
+    def commit(self, pending: PendingUpload, content_hash: str, metadata: dict[str, Any],
+               record: UploadRecord) -> tuple[dict[str, Any], bool]:
+        assert isinstance(pending, LocalPendingUpload)
+        self._check(content_hash)
+        try:
+            pending.close_fd()
+            with _unavailable_as_503():
+                if self.s3.head(self.s3.key(content_hash, "metadata.json")) is not None:
+                    return self.add_upload(content_hash, record), False
+                self.s3.upload_file(pending.path, self.s3.key(content_hash, "original"))
+                body = json.dumps(metadata, ensure_ascii=False).encode()
+                if not self.s3.create(self.s3.key(content_hash, "metadata.json"), body):
+                    return self.add_upload(content_hash, record), False
+            size = pending.path.stat().st_size
+            try:  # the spooled bytes become the local copy: serving them needs no download
+                self.copy.publish(f"o/{content_hash}", pending.path)
+            except OSError:
+                pass
+            self._count(1, size)
+            return metadata, True
+        finally:
+            pending.abort()
+
+    def add_upload(self, content_hash: str, record: UploadRecord) -> dict[str, Any]:
+        with _unavailable_as_503():
+            metadata = self.metadata(content_hash)
+            uploads = metadata.setdefault("uploads", [])
+            if not any(u["driveId"] == record.drive_id and u["userId"] == record.user_id for u in uploads):
+                # One object per drive/user: concurrent uploaders never overwrite each other,
+                # and the first record of a drive/user is the one kept.
+                who = hashlib.sha256(json.dumps([record.drive_id, record.user_id]).encode()).hexdigest()[:32]
+                self.s3.create(self.s3.key(content_hash, "uploads", f"{who}.json"),
+                               json.dumps(record.to_json(), ensure_ascii=False).encode())
+                metadata = self.metadata(content_hash)
+        return metadata
+
+    def _count(self, files: int, size: int) -> None:
+        """Publish this writer's totals: /health sums a few such objects, never the bucket."""
+        with self._stats_lock:
+            if not self._writer.startswith(f"{os.getpid()}-"):  # a forked child counts on its own
+                self._writer = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                self._stats = [0, 0]
+            self._stats[0] += files
+            self._stats[1] += size
+            body = json.dumps({"files": self._stats[0], "bytes": self._stats[1]}).encode()
+        try:
+            self.s3.client.put_object(Bucket=self.s3.bucket, Body=body,
+                                      Key=self.s3.key(".stats", self.instance_id, f"{self._writer}.json"))
+        except Exception:  # figures for /health only: never fail an upload that was stored
+            pass
+        self._usage_cache = None
+
+    # -- reading -----------------------------------------------------------------
+
+    def exists(self, content_hash: str) -> bool:
+        self._check(content_hash)
+        return self.s3.head(self.s3.key(content_hash, "metadata.json")) is not None
+
+    def metadata(self, content_hash: str) -> dict[str, Any]:
+        self._check(content_hash)
+        local = f"m/{content_hash}.json"
+        try:
+            got = self.s3.get_bytes(self.s3.key(content_hash, "metadata.json"))
+            if got is None:
+                raise ContentNotFound(content_hash)
+            metadata = json.loads(got[0])
+            uploads = self._uploads(content_hash, metadata.get("uploads", []))
+        except Exception as exc:
+            # The object store does not answer: what this host has a copy of is still
+            # served (its uploader list as last seen).
+            fh = self.copy.open(local) if _is_unavailable(exc) else None
+            if fh is None:
+                raise
+            with fh:
+                return json.loads(fh.read())
+        metadata["uploads"] = uploads
+        if not self.copy.path(local).exists():  # once: the fallback above, not a write per read
+            body = json.dumps(metadata, ensure_ascii=False).encode()
+            try:
+                self.copy.fill(local, lambda fh: fh.write(body))
+            except OSError:
+                pass
+        return metadata
+
+    def _uploads(self, content_hash: str, uploads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        uploads = list(uploads)
+        seen = {(u["driveId"], u["userId"]) for u in uploads}
+        extra = []
+        for key in self.s3.list_keys(self.s3.key(content_hash, "uploads") + "/"):
+            item = self.s3.get_bytes(key)
+            if item is not None:
+                extra.append(json.loads(item[0]))
+        for upload in sorted(extra, key=lambda u: u.get("uploadedAt", "")):
+            if (upload["driveId"], upload["userId"]) not in seen:
+                seen.add((upload["driveId"], upload["userId"]))
+                uploads.append(upload)
+        return uploads
+
+    def redirect_url(self, content_hash: str, *, content_type: str, disposition: str) -> str | None:
+        if not self.presigned_redirect:
+            return None
+        self._check(content_hash)
+        return self.s3.client.generate_presigned_url(
+            "get_object", ExpiresIn=PRESIGNED_SECONDS,
+            Params={"Bucket": self.s3.bucket, "Key": self.s3.key(content_hash, "original"),
+                    "ResponseContentType": content_type, "ResponseContentDisposition": disposition,
+                    "ResponseCacheControl": "private, max-age=300"})
+
+    def stat(self, content_hash: str) -> StoredObject:
+        meta = self.metadata(content_hash)
+        return StoredObject(content_hash, int(meta["size"]), meta["mimeType"],
+                            _iso_to_epoch(meta.get("uploadedAt")))
+
+    def _fetch_original(self, content_hash: str) -> Callable[[BinaryIO], None]:
+        def fetch(fh: BinaryIO) -> None:
+            if not self.exists(content_hash):
+                raise ContentNotFound(content_hash)
+            try:
+                self.s3.download(self.s3.key(content_hash, "original"), fh)
+            except FileNotFoundError:
+                raise ContentNotFound(content_hash) from None
+
+        return fetch
+
+    def open(self, content_hash: str) -> BinaryIO:
+        self._check(content_hash)
+        key = f"o/{content_hash}"
+        fh = self.copy.open(key)
+        if fh is None:
+            self.copy.fill(key, self._fetch_original(content_hash))
+            fh = self.copy.open(key)
+            if fh is None:
+                raise ContentNotFound(content_hash)
+        return fh
+
+    @contextmanager
+    def local_file(self, content_hash: str) -> Iterator[Path]:
+        self._check(content_hash)
+        with self.copy.pinned(f"o/{content_hash}", self._fetch_original(content_hash)) as path:
+            yield path
+
+    def iter_hashes(self) -> Iterator[str]:
+        for name in self.s3.list_prefixes():
+            if is_content_hash(name) and self.exists(name):
+                yield name
+
+    # -- housekeeping ------------------------------------------------------------
+
+    def free_space(self) -> int:
+        # The bucket has no useful limit; uploads are spooled locally first.
+        return self._spool.free_space()
+
+    def usage(self) -> tuple[int, int]:
+        cached = self._usage_cache
+        if cached and time.monotonic() - cached[0] < 5.0:
+            return cached[1]
+        files = total = 0
+        for key in self.s3.list_keys(self.s3.key(".stats") + "/"):
+            got = self.s3.get_bytes(key)
+            if got is not None:
+                figures = json.loads(got[0])
+                files += int(figures.get("files", 0))
+                total += int(figures.get("bytes", 0))
+        self._usage_cache = (time.monotonic(), (files, total))
+        return files, total
+
+    def sweep_temp(self, *, at_startup: bool = False) -> int:
+        """Spool directories of dead uploads on this host (flock-held while alive, so
+        another instance's are never touched), dead processes' partial copies, and
+        multipart uploads left in the bucket by a crashed writer."""
+        removed = self._spool.sweep_temp(at_startup=False) + self.copy.sweep_temp()
+        try:
+            removed += self.s3.abort_stale_multipart(STALE_MULTIPART_SECONDS)
+        except Exception as exc:
+            if not _is_unavailable(exc):
+                raise
+        return removed
+
+
+class S3DerivedCache(DerivedCache):
+    def __init__(self, bucket: S3Bucket, copy: ReadThroughCopy, lock_root: Path):
+        self.s3 = bucket
+        self.copy = copy
+        self.lock_root = Path(lock_root)
+        self.lock_root.mkdir(parents=True, exist_ok=True)
+
+    def _key(self, content_hash: str, name: str) -> str:
+        if not is_content_hash(content_hash):
+            raise ValueError("content hash must be 64 lowercase hex characters")
+        return self.s3.key(content_hash, "derived", name)
+
+    def open(self, content_hash: str, name: str) -> tuple[BinaryIO, int]:
+        key = self._key(content_hash, name)
+        local = f"d/{content_hash}/{name}"
+        fh = self.copy.open(local)
+        if fh is None:
+            # Derived files are never changed once published (same original, same
+            # output), so a local copy never goes stale.
+            self.copy.fill(local, lambda out: self.s3.download(key, out))
+            fh = self.copy.open(local)
+            if fh is None:
+                raise FileNotFoundError(key)
+        return fh, os.fstat(fh.fileno()).st_size
+
+    def exists(self, content_hash: str, name: str) -> bool:
+        key = self._key(content_hash, name)  # validates the hash before any path is built
+        if self.copy.path(f"d/{content_hash}/{name}").exists():
+            return True
+        return self.s3.head(key) is not None
+
+    def write_file(self, content_hash: str, name: str, writer: Callable[[BinaryIO], None]) -> int:
+        key = self._key(content_hash, name)
+        tmp = self.copy.tmp_root / f"{os.getpid()}-{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "wb") as fh:
+                writer(fh)
+                size = fh.tell()
+            self.s3.upload_file(tmp, key)
+            self.copy.publish(f"d/{content_hash}/{name}", tmp)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return size
+
+    def metadata(self, content_hash: str) -> dict[str, Any]:
+        got = self.s3.get_bytes(self._key(content_hash, "metadata.json"))
+        return json.loads(got[0]) if got else {}
+
+    def update_metadata(self, content_hash: str, update: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        key = self._key(content_hash, "metadata.json")
+        delay = 0.01
+        for _ in range(50):
+            got = self.s3.get_bytes(key)
+            meta = json.loads(got[0]) if got else {}
+            update(meta)
+            body = json.dumps(meta, ensure_ascii=False).encode()
+            if (self.s3.replace(key, body, got[1]) if got else self.s3.create(key, body)):
+                return meta
+            time.sleep(delay)  # another writer won: re-read and apply again
+            delay = min(delay * 2, 0.2)
+        raise ServiceOverloaded("processing state is being updated concurrently; retry shortly", retry_after=2)
+
+    @contextmanager
+    def exclusive(self, content_hash: str, name: str, timeout: float) -> Iterator[None]:
+        # One producer per host; across instances a second producer of the same file
+        # writes the same bytes (idempotent overwrite of a derived file), never a torn one.
+        self._key(content_hash, name)
+        with file_lock(self.lock_root / f"{content_hash}.{name}.lock", timeout,
+                       busy_message="this file is being processed; retry shortly"):
+            yield
+
+
+def _iso_to_epoch(value: str | None) -> float:
+    if not value:
+        return 0.0
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+__all__ = ["S3Bucket", "S3ContentStore", "S3DerivedCache"]

@@ -1,0 +1,113 @@
+"""Black-box: instances sharing one S3 bucket (a real Ceph RGW) and one Redis, each with
+its own empty local directories. One is SIGKILLed, process tree and all, while its jobs
+run; the survivor finishes them, and a third instance started afterwards serves
+everything. Redis restarted under load: the jobs resume."""
+from __future__ import annotations
+
+import signal
+import uuid
+
+import psutil
+import requests
+
+from falconproc.queue import DONE
+from tests.jobs._helpers import read_joblog
+from tests.support.content import sha256, unique_png, unique_text
+from tests.support.http import get_original, upload
+from tests.support.jobs import JOB_PLUGINS, open_service_queue, random_hash
+from tests.support.wait import wait_for
+
+
+def _shared_env(s3_server, s3_bucket, redis_server, tmp_path, db: int) -> dict[str, str]:
+    return {**s3_server.service_env(s3_bucket, prefix=f"scale-{uuid.uuid4().hex[:10]}"),
+            "QUEUE_BACKEND": "redis", "REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/{db}",
+            # The test job types log to QUEUE_PATH/../joblog: one shared log (and per-job
+            # flock) for all instances shows any attempt overlapping another.
+            "QUEUE_PATH": str(tmp_path / "shared" / "queue"), "JOB_PLUGINS": JOB_PLUGINS,
+            "JOB_LEASE_SECONDS": "3", "JOB_CONCURRENCY": "work=2,image=2,text=2,ocr=1", "WEB_WORKERS": "2"}
+
+
+def _kill_tree(svc) -> None:
+    """SIGKILL the master and every descendant at once (a host crash, as far as the
+    instance can tell)."""
+    root = psutil.Process(svc.proc.pid)
+    procs = [root, *root.children(recursive=True)]
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)
+    svc.proc.wait()
+    svc.proc = None
+
+
+def _pids(svc) -> set[int]:
+    root = psutil.Process(svc.proc.pid)
+    return {root.pid, *(p.pid for p in root.children(recursive=True))}
+
+
+def _served(svc, content_hash: str, data: bytes, kind: str) -> bool:
+    if get_original(svc, content_hash).content != data:
+        return False
+    if kind == "png":
+        resp = requests.get(f"{svc.url}/cache/{content_hash}/thumbnail", timeout=30)
+        return resp.status_code == 200 and resp.content[:4] == b"RIFF"
+    resp = requests.get(f"{svc.url}/cache/{content_hash}/text", timeout=30)
+    return resp.status_code == 200 and resp.text.strip() == data.decode().strip()
+
+
+def test_an_instance_killed_mid_job_loses_nothing_and_a_fresh_one_serves_everything(
+        fresh_service, s3_server, s3_bucket, redis_server, tmp_path):
+    env = _shared_env(s3_server, s3_bucket, redis_server, tmp_path, db=1)
+    a = fresh_service(**env, INSTANCE_ID="a")
+    b = fresh_service(**env, INSTANCE_ID="b")
+    queue = open_service_queue(a)
+    files = []
+    for n in range(8):  # uploads alternate between the instances
+        data, kind = (unique_png(120 + n, 90), "png") if n % 2 else (unique_text(30), "text")
+        resp = upload(a if n % 2 else b, data, name=f"f{n}.{'png' if kind == 'png' else 'txt'}")
+        assert resp.status_code == 201, resp.text
+        files.append((sha256(data), data, kind))
+    work = [queue.enqueue("work", random_hash(), payload={"seconds": 1.5}) for _ in range(8)]
+
+    # Wait for one of a's job processes to be running a job, then kill all of a at once.
+    wait_for(lambda: any(e["event"] == "start" and e["pid"] in _pids(a)
+                         for e in read_joblog(tmp_path / "shared" / "queue", "work")),
+             30, message="a job running on instance a")
+    _kill_tree(a)
+
+    wait_for(lambda: all(queue.get(j.id).status == DONE for j in work), 90, 0.2,
+             "every work job done by the survivor")
+    events = read_joblog(tmp_path / "shared" / "queue", "work")
+    assert not [e for e in events if e["event"] == "start" and e["overlap"]], "an attempt overlapped another"
+    ended = {e["id"] for e in events if e["event"] == "end"}
+    assert ended == {j.id for j in work}
+    killed = {j.id for j in work if queue.get(j.id).attempts > 1}
+    assert killed, "no job was running on the killed instance"
+
+    c = fresh_service(**env, INSTANCE_ID="c")  # empty local directories
+    for svc in (b, c):
+        for content_hash, data, kind in files:
+            wait_for(lambda: _served(svc, content_hash, data, kind), 60, 0.2,
+                     f"{kind} {content_hash[:8]} served by {svc.env['INSTANCE_ID']}")
+
+
+def test_redis_restarted_under_load_jobs_resume(fresh_service, s3_server, s3_bucket, redis_server, tmp_path):
+    env = _shared_env(s3_server, s3_bucket, redis_server, tmp_path, db=2)
+    svc = fresh_service(**env, INSTANCE_ID="r")
+    queue = open_service_queue(svc)
+    jobs = [queue.enqueue("work", random_hash(), payload={"seconds": 0.5}) for _ in range(10)]
+    wait_for(lambda: sum(queue.get(j.id).status == DONE for j in jobs) >= 2, 60, 0.1, "the first jobs done")
+
+    redis_server.restart()  # append-only file: the queue survives; clients reconnect
+    later = [queue.enqueue("work", random_hash(), payload={"seconds": 0.2}) for _ in range(3)]
+    wait_for(lambda: all(queue.get(j.id).status == DONE for j in jobs + later), 90, 0.2,
+             "every job done after the restart")
+    events = read_joblog(tmp_path / "shared" / "queue", "work")
+    assert not [e for e in events if e["event"] == "start" and e["overlap"]], "an attempt overlapped another"
+    data = unique_text()
+    resp = upload(svc, data)
+    assert resp.status_code == 201, resp.text
+    for job in resp.json()["jobs"]:
+        wait_for(lambda job=job: queue.get(job["id"]).status == DONE, 60, 0.2, "the upload's job done")

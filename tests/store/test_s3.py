@@ -1,0 +1,107 @@
+"""What only the S3 backend has: multipart commits, crash leftovers that stay invisible,
+stale multipart uploads aborted, an unreachable endpoint answered with 503, and the
+bounded read-through copy. Against a real Ceph RGW (tests/store/conftest.py)."""
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from falconproc.config import Settings
+from falconproc.errors import ServiceOverloaded
+from falconproc.store.readthrough import ReadThroughCopy
+from falconproc.wiring import Components
+from tests.support.content import sha256, text_blob, unique_text
+from tests.support.service import free_port
+from tests.support.store import metadata_for, record, write_all
+
+
+@pytest.fixture
+def s3_components(s3_server, s3_bucket, tmp_path):
+    prefix = f"s3-{uuid.uuid4().hex[:12]}/"
+
+    def make(name: str = "a", **changes) -> Components:
+        env = s3_server.service_env(s3_bucket)
+        settings = Settings(file_storage_path=tmp_path / name / "files", cache_path=tmp_path / name / "cache",
+                            queue_path=tmp_path / name / "queue", instance_id=f"inst-{name}",
+                            storage_backend="s3", s3_endpoint_url=env["S3_ENDPOINT_URL"], s3_bucket=s3_bucket,
+                            s3_prefix=prefix, s3_access_key_id=env["S3_ACCESS_KEY_ID"],
+                            s3_secret_access_key=env["S3_SECRET_ACCESS_KEY"])
+        return Components(settings.replace(**changes))
+
+    make.prefix = prefix
+    return make
+
+
+def _commit(store, data, rec=None):
+    rec = rec or record()
+    pending = store.begin_upload()
+    write_all(pending.fileno(), data)
+    return store.commit(pending, sha256(data), metadata_for(data, rec), rec)
+
+
+def test_a_large_upload_goes_multipart_and_leaves_no_spool(s3_components):
+    store = s3_components().store
+    store.s3.transfer.multipart_threshold = 5 << 20
+    store.s3.transfer.multipart_chunksize = 5 << 20
+    data = os.urandom(12 << 20)
+    assert _commit(store, data)[1] is True
+    head = store.s3.head(store.s3.key(sha256(data), "original"))
+    assert head["ContentLength"] == len(data) and head["ETag"].strip('"').endswith("-3")
+    assert [p for p in (store._spool.tmp_root).iterdir()] == []
+    # A fresh instance downloads it into its own copy, whole.
+    with s3_components("other").store.local_file(sha256(data)) as path:
+        assert sha256(path.read_bytes()) == sha256(data)
+
+
+def test_an_original_without_metadata_a_crash_left_is_invisible_then_stored_anew(s3_components):
+    store = s3_components().store
+    data = unique_text()
+    # What a crash between the two PUTs leaves: the bytes, no metadata.json.
+    store.s3.client.put_object(Bucket=store.s3.bucket, Key=store.s3.key(sha256(data), "original"), Body=data[:10])
+    assert not store.exists(sha256(data))
+    assert sha256(data) not in set(store.iter_hashes())
+    meta, is_new = _commit(store, data)
+    assert is_new is True
+    with s3_components("b").store.open(sha256(data)) as fh:
+        assert fh.read() == data
+
+
+def test_sweep_aborts_stale_multipart_uploads_and_keeps_live_spools(s3_components):
+    store = s3_components().store
+    key = store.s3.key(sha256(b"orphan"), "original")
+    store.s3.client.create_multipart_upload(Bucket=store.s3.bucket, Key=key)
+    live = store.begin_upload()  # another upload of this host, still running
+    write_all(live.fileno(), b"in flight")
+    assert store.s3.abort_stale_multipart(older_than=-60) == 1
+    uploads = store.s3.client.list_multipart_uploads(Bucket=store.s3.bucket, Prefix=s3_components.prefix)
+    assert uploads.get("Uploads", []) == []
+    store.sweep_temp(at_startup=True)
+    assert live.path.read_bytes() == b"in flight"
+    live.abort()
+
+
+def test_unreachable_endpoint_refuses_the_upload_with_503_and_keeps_nothing(s3_components, tmp_path):
+    dead = s3_components("dead", s3_endpoint_url=f"http://127.0.0.1:{free_port()}").store
+    dead.s3.client.meta.config.retries = {"max_attempts": 1}
+    data = unique_text()
+    with pytest.raises(ServiceOverloaded) as err:
+        _commit(dead, data)
+    assert err.value.retry_after > 0
+    assert list(dead._spool.tmp_root.iterdir()) == []  # the spool went with the refusal
+
+
+def test_read_through_copy_stays_within_its_budget_and_never_evicts_a_pinned_file(tmp_path):
+    copy = ReadThroughCopy(tmp_path / "copy", max_bytes=1_000_000)
+    blob = text_blob("c", 200_000)
+    with copy.pinned("o/pinned", lambda fh: fh.write(blob)) as pinned:
+        for n in range(20):
+            copy.fill(f"o/{n}", lambda fh: fh.write(blob))
+        copy.evict()
+        assert pinned.read_bytes() == blob  # in use: kept although least recently used
+    sizes = [p.stat().st_size for p in (tmp_path / "copy" / "o").iterdir()]
+    assert sum(sizes) <= 1_000_000 + 200_000
+    copy.evict()
+    assert sum(p.stat().st_size for p in (tmp_path / "copy" / "o").iterdir()) <= 1_000_000
+    assert copy.open("o/19") is not None  # the newest stayed

@@ -1,0 +1,101 @@
+"""Black-box: services on STORAGE_BACKEND=s3 (a real Ceph RGW) sharing one bucket, each
+with its own empty local directories, and an object store that stops answering."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import requests
+
+from tests.support.content import sha256, unique_png, unique_text
+from tests.support.http import cache_metadata, get_original, health, upload, wait_job
+from tests.support.servers import TcpProxy
+from tests.support.wait import wait_for
+
+
+@pytest.fixture
+def shared_env(s3_server, s3_bucket):
+    return s3_server.service_env(s3_bucket, prefix=f"bb-{uuid.uuid4().hex[:10]}")
+
+
+def test_what_one_instance_stored_the_other_serves(fresh_service, shared_env):
+    a = fresh_service(**shared_env, INSTANCE_ID="a")
+    b = fresh_service(**shared_env, INSTANCE_ID="b")
+    png, text = unique_png(300, 200), unique_text(40)
+
+    first = upload(a, png, name="photo.png")
+    assert first.status_code == 201, first.text
+    assert first.json()["isNew"] is True
+    for job in first.json()["jobs"]:
+        assert wait_job(a, job["id"])["status"] == "done"
+    again = upload(b, png, name="same.png", user="someone-else")
+    assert again.status_code in (200, 201) and again.json()["isNew"] is False, again.text
+    assert upload(b, text, name="notes.txt").json()["isNew"] is True
+
+    # b never saw the PNG's bytes: original, a range of it, 304, the preset, metadata.
+    got = get_original(b, sha256(png))
+    assert got.status_code == 200 and got.content == png
+    part = get_original(b, sha256(png), headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.content == png[10:20]
+    assert get_original(b, sha256(png), headers={"If-None-Match": got.headers["ETag"]}).status_code == 304
+    thumb = requests.get(f"{b.url}/cache/{sha256(png)}/thumbnail", timeout=30)
+    assert thumb.status_code == 200 and thumb.content[:4] == b"RIFF", thumb.text[:200]
+    meta = cache_metadata(b, sha256(png))
+    assert {u["userId"] for u in meta["uploads"]} == {"user-1", "someone-else"}
+    assert "thumbnail" in meta.get("presets", {}), meta
+    # and a serves what b stored.
+    assert get_original(a, sha256(text)).content == text
+    # /health counts from the writers' counters, on both instances alike.
+    for svc in (a, b):
+        storage = wait_for(lambda svc=svc: (s := health(svc)["storage"])["files"] == 2 and s, 15,
+                           message="both entries counted")
+        assert storage["totalSize"] == len(png) + len(text)
+
+
+def test_object_store_outage_refuses_uploads_with_503_keeps_local_reads_and_recovers(
+        fresh_service, shared_env, s3_server):
+    proxy = TcpProxy(s3_server.endpoint)
+    svc = fresh_service(**{**shared_env, "S3_ENDPOINT_URL": proxy.url}, WEB_WORKERS="1")
+    stored = unique_text()
+    assert upload(svc, stored).status_code == 201
+    assert get_original(svc, sha256(stored)).content == stored
+
+    proxy.stop()  # the object store stops answering
+    refused = unique_text()
+    resp = upload(svc, refused)
+    assert resp.status_code == 503, resp.text
+    assert int(resp.headers["Retry-After"]) > 0 and resp.json()["error"]
+    report = health(svc)
+    assert report["status"] == "degraded" and "storage_unavailable" in report["reasons"], report
+    assert get_original(svc, sha256(stored)).content == stored  # from the local copy
+
+    proxy.start()  # back, with no restart of the service
+    wait_for(lambda: upload(svc, refused).status_code == 201, 30, message="uploads accepted again")
+    assert get_original(svc, sha256(refused)).content == refused
+    assert get_original(svc, sha256(stored)).content == stored
+    wait_for(lambda: health(svc)["status"] == "ok", 30, message="health ok again")
+    proxy.stop()
+
+
+def test_presigned_redirect_serves_the_original_from_the_bucket_with_a_real_signature(fresh_service, shared_env):
+    svc = fresh_service(**shared_env, S3_PRESIGNED_REDIRECT="1", WEB_WORKERS="1")
+    data = unique_text(100)
+    assert upload(svc, data, name="notes.txt").status_code == 201
+    resp = get_original(svc, sha256(data), allow_redirects=False)
+    assert resp.status_code == 307, resp.text
+    location = resp.headers["Location"]
+    assert location.startswith(shared_env["S3_ENDPOINT_URL"]) and "X-Amz-Algorithm=AWS4-HMAC-SHA256" in location
+    direct = requests.get(location, timeout=30)
+    assert direct.status_code == 200 and direct.content == data
+    assert direct.headers["Content-Type"].startswith("text/plain")
+    assert "notes.txt" in direct.headers["Content-Disposition"]
+    # The object store checks the signature: a forged one is refused.
+    forged = location.replace("X-Amz-Signature=", "X-Amz-Signature=0")
+    assert requests.get(forged, timeout=30).status_code == 403
+    assert get_original(svc, sha256(data), headers={"If-None-Match": f'"{sha256(data)}"'},
+                        allow_redirects=False).status_code == 304
+    # Markup is never redirected: only falconproc's own answer carries the CSP sandbox.
+    page = b"<!doctype html><html><body><script>alert(1)</script></body></html>" + unique_text(2)
+    assert upload(svc, page, name="page.html").status_code == 201
+    own = get_original(svc, sha256(page), allow_redirects=False)
+    assert own.status_code == 200 and own.headers["Content-Security-Policy"] == "sandbox"
