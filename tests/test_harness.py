@@ -25,7 +25,9 @@ STARTS_THE_SERVICE = {
     "tests/ingest/test_kill_during_uploads.py",
     "tests/ingest/test_kill_worker.py",
     "tests/ingest/test_known_duplicates.py",
+    "tests/ingest/test_multipart_upload.py",
     "tests/ingest/test_roundtrip.py",
+    "tests/ingest/test_tus.py",
     "tests/ingest/test_types.py",
     "tests/jobs/test_blackbox_jobs.py",
     "tests/jobs/test_crash_mixed.py",
@@ -45,7 +47,9 @@ STARTS_THE_SERVICE = {
     "tests/web/test_gunicorn_runtime.py",
     "tests/web/test_keepalive.py",
     "tests/web/test_rate_limit.py",
+    "tests/web/test_refusals.py",
     "tests/web/test_slow_clients.py",
+    "tests/web/test_slow_uploads.py",
 }
 
 # Tests of those modules that start nothing, and tests that start something only through
