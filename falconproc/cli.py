@@ -29,15 +29,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import logging
-
+    from falconproc.observability.logs import configure_logging
     from falconproc.observability.runtime import set_service_root
 
     components = _components()
     if args.service_root_pid:
         set_service_root(args.service_root_pid)
-    logging.basicConfig(level=components.settings.log_level.upper(),
-                        format="[%(asctime)s] [%(process)d] %(levelname)s %(name)s: %(message)s")
+    configure_logging(components.settings.log_format, components.settings.log_level)
     components.run_supervisor()
     return 0
 

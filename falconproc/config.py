@@ -300,6 +300,9 @@ class Settings:
                                     "under the system temp dir, tmpfs in the container)")
     log_level: str = knob("LOG_LEVEL", "info", _choice("debug", "info", "warning", "error", "critical"),
                           "log level of the service and gunicorn")
+    log_format: str = knob("LOG_FORMAT", "json", _choice("json", "text"),
+                           "`json`: one JSON object per line on stdout (service, gunicorn, jobs, access); "
+                           "`text`: lines for humans")
     access_log: bool = knob("ACCESS_LOG", True, _bool,
                             "one line per request on stdout (gunicorn's access log); off spares formatting "
                             "and writing it on every request, /metrics still counts every request")

@@ -29,6 +29,7 @@ from falconproc.web.resources.health import HealthResource
 from falconproc.web.resources.images import OptimizeResource, PresetResource
 from falconproc.web.resources.jobs import JobResource
 from falconproc.web.resources.text import TextResource
+from falconproc.web.requestid import RequestIdMiddleware
 from falconproc.web.resources.upload import UploadResource
 from falconproc.wiring import Components
 
@@ -92,7 +93,7 @@ def create_app(components: Components | None = None) -> falcon.App:
     settings = components.settings
     store, queue, images = components.store, components.queue, components.images
 
-    middleware: list[Any] = [MetricsMiddleware()]
+    middleware: list[Any] = [RequestIdMiddleware(), MetricsMiddleware()]
     if settings.auth_token:
         middleware.append(BearerAuth(settings.auth_token))
     app = falcon.App(middleware=middleware)
