@@ -128,6 +128,13 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def cmd_contract(args: argparse.Namespace) -> int:
+    from falconproc.web.contract import errors_markdown, openapi_document
+
+    print(errors_markdown() if args.errors_markdown else json.dumps(openapi_document(), indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="falconproc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     fsck.set_defaults(func=cmd_fsck)
     sub.add_parser("settings", help="print the settings table (Markdown)").set_defaults(
         func=lambda a: print(settings_markdown()) or 0)
+    contract = sub.add_parser("contract", help="print the OpenAPI 3.1 document (as GET /openapi.json serves it)")
+    contract.add_argument("--errors-markdown", action="store_true", help="print the error-code table of docs/api.md")
+    contract.set_defaults(func=cmd_contract)
     args = parser.parse_args(argv)
     return args.func(args)
 
