@@ -191,6 +191,10 @@ class JobQueue(ABC):
     @abstractmethod
     def pending_count(self) -> int: ...
 
+    def oldest_pending(self) -> dict[str, float]:
+        """Job type -> enqueue time (unix seconds) of its oldest pending job."""
+        return {}
+
     @abstractmethod
     def stats(self) -> dict[str, int]:
         """{"pending", "processing", "failed" (dead-lettered), "done"}."""

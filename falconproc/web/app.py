@@ -109,7 +109,8 @@ def create_app(components: Components | None = None) -> falcon.App:
     app.add_route("/optimize-for-ai", OptimizeResource(images))
     app.add_sink(_cache_fallback, prefix="/cache/")
     app.add_route("/health", HealthResource(components.health))
-    app.add_route("/metrics", MetricsResource(ServiceStateCollector(queue.stats, components.governor, store)))
+    app.add_route("/metrics", MetricsResource(ServiceStateCollector(
+        queue.stats, components.governor, store, oldest_pending=queue.oldest_pending)))
     app.add_route("/jobs/{job_id}", JobResource(queue))
     app.add_route("/openapi.json", OpenApiResource())
 
