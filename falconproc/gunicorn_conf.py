@@ -105,9 +105,12 @@ def post_request(worker, req, environ, resp) -> None:
 def child_exit(server, worker) -> None:
     """In the master, after a worker died (even by SIGKILL): its upload temp dirs lost
     their locks with it, so they can be swept now; live uploads keep theirs."""
-    from prometheus_client import multiprocess
+    from falconproc.observability.metrics import fold_dead_process
 
-    multiprocess.mark_process_dead(worker.pid)
+    try:
+        fold_dead_process(worker.pid, _metrics_dir)
+    except Exception:  # noqa: BLE001 - bookkeeping must never take the master down
+        logging.getLogger("gunicorn.error").exception("folding the metrics of worker %s failed", worker.pid)
     try:
         _components.store.sweep_temp()
     except OSError:

@@ -3,6 +3,8 @@ flight, the age of the oldest pending job per type, queue states named as GET /j
 names them."""
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 import pytest
@@ -64,3 +66,29 @@ def test_oldest_pending_age_and_state_names(idle_queue_service):
     assert wait_for(age, timeout=10)[0] < 600
     states = {s.labels["state"]: s.value for s in _scrape(svc)["falconproc_queue_jobs"]}
     assert set(states) == {"pending", "running", "dead", "done"} and states["pending"] >= 1
+
+
+def _health_requests(svc) -> float:
+    samples = _scrape(svc)["falconproc_http_requests"]
+    return sum(s.value for s in samples if s.name.endswith("_total") and s.labels["route"] == "/health")
+
+
+def test_dead_workers_files_are_folded_and_totals_stay_monotonic(fresh_service, tmp_path):
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    svc = fresh_service(WEB_WORKERS="1", METRICS_DIR=str(metrics_dir))
+    (run_dir,) = metrics_dir.iterdir()
+    for _ in range(5):
+        assert requests.get(svc.url + "/health", timeout=10).status_code == 200
+    before = _health_requests(svc)
+    assert before >= 5
+    (old,) = svc.worker_pids()
+    assert (run_dir / f"counter_{old}.db").exists()
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: not (run_dir / f"counter_{old}.db").exists() and (run_dir / "counter_archive.db").exists(),
+             timeout=30, message="the dead worker's counter file folded into the archive")
+    assert not (run_dir / f"histogram_{old}.db").exists()
+    wait_for(lambda: svc.worker_pids() and svc.worker_pids() != [old], timeout=30)
+    assert requests.get(svc.url + "/health", timeout=10).status_code == 200
+    # The dead worker's counts survive in the archive: nothing lost, nothing counted twice.
+    assert _health_requests(svc) == before + 1
