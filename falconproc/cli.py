@@ -135,6 +135,12 @@ def cmd_contract(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from falconproc.bench import run
+
+    return run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="falconproc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -154,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     contract = sub.add_parser("contract", help="print the OpenAPI 3.1 document (as GET /openapi.json serves it)")
     contract.add_argument("--errors-markdown", action="store_true", help="print the error-code table of docs/api.md")
     contract.set_defaults(func=cmd_contract)
+    bench = sub.add_parser("bench", help="load any falconproc URL: uploads, preset reads, text polls")
+    bench.set_defaults(func=cmd_bench)
+    from falconproc.bench import add_arguments
+    add_arguments(bench)
     args = parser.parse_args(argv)
     return args.func(args)
 
