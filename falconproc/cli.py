@@ -8,12 +8,12 @@ import os
 import shutil
 import sys
 
-from falconproc.config import SettingsError, settings_markdown
-from falconproc.wiring import Components
+from falconproc.config import SettingsError, effective_config, settings_markdown, variable_warnings
+from falconproc.wiring import Components, check_settings
 
 
 def _components() -> Components:
-    """Settings read and checked (backends included); nothing built yet."""
+    """Settings read and their form checked (backends included); nothing built yet."""
     try:
         return Components()
     except SettingsError as exc:
@@ -21,23 +21,46 @@ def _components() -> Components:
         raise SystemExit(2) from None
 
 
+def _checked_components() -> tuple[Components, list[str]]:
+    """Every setting checked (wiring.check_settings), before anything starts: a bad one
+    ends the command with exit 2 and one line naming it; warnings are returned."""
+    components = _components()
+    try:
+        warnings = check_settings(components.settings)
+    except SettingsError as exc:
+        print(f"falconproc: invalid setting: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return components, variable_warnings() + warnings
+
+
+def _log_warnings(settings, warnings: list[str]) -> None:
+    import logging
+
+    from falconproc.observability.logs import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
+    for warning in warnings:
+        logging.getLogger("falconproc.settings").warning("%s", warning)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    _components()  # fail fast with a clear message before gunicorn starts
+    components, warnings = _checked_components()  # fail fast, one line, before gunicorn starts
+    _log_warnings(components.settings, warnings)
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:falconproc.gunicorn_conf", "falconproc.wsgi:app"]
     os.execv(sys.executable, argv)
     return 0  # not reached
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import logging
-
+    from falconproc.observability.logs import configure_logging
     from falconproc.observability.runtime import set_service_root
 
-    components = _components()
+    components, warnings = _checked_components()
     if args.service_root_pid:
         set_service_root(args.service_root_pid)
-    logging.basicConfig(level=components.settings.log_level.upper(),
-                        format="[%(asctime)s] [%(process)d] %(levelname)s %(name)s: %(message)s")
+    configure_logging(components.settings.log_format, components.settings.log_level)
+    if not args.service_root_pid:  # under `serve`, its master already said these
+        _log_warnings(components.settings, warnings)
     components.run_supervisor()
     return 0
 
@@ -46,7 +69,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from falconproc import __version__
     from falconproc.native import NO_EXTENSIONS, ingest, webp
 
-    settings = _components().settings
+    components, warnings = _checked_components()
+    settings = components.settings
     report = {
         "version": __version__,
         "implementation": ingest.IMPLEMENTATION,
@@ -58,6 +82,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         "python": sys.version.split()[0],
         "tesseract": shutil.which("tesseract"),
         "paths": {},
+        "warnings": warnings,
+        "settings": effective_config(settings),
     }
     ok = True
     for name in ("file_storage_path", "cache_path", "queue_path"):
@@ -102,6 +128,19 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def cmd_contract(args: argparse.Namespace) -> int:
+    from falconproc.web.contract import errors_markdown, openapi_document
+
+    print(errors_markdown() if args.errors_markdown else json.dumps(openapi_document(), indent=2))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from falconproc.bench import run
+
+    return run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="falconproc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     fsck.set_defaults(func=cmd_fsck)
     sub.add_parser("settings", help="print the settings table (Markdown)").set_defaults(
         func=lambda a: print(settings_markdown()) or 0)
+    contract = sub.add_parser("contract", help="print the OpenAPI 3.1 document (as GET /openapi.json serves it)")
+    contract.add_argument("--errors-markdown", action="store_true", help="print the error-code table of docs/api.md")
+    contract.set_defaults(func=cmd_contract)
+    bench = sub.add_parser("bench", help="load any falconproc URL: uploads, preset reads, text polls")
+    bench.set_defaults(func=cmd_bench)
+    from falconproc.bench import add_arguments
+    add_arguments(bench)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -36,6 +36,26 @@ def _int_range(lo: int, hi: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+
+
+def _size_range(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """Bytes, with an optional binary unit: ``1342177280``, ``1.25G``, ``512M``, ``64KiB``."""
+
+    def parse(raw: str) -> int:
+        match = _SIZE.fullmatch(raw.strip().replace("_", ""))
+        if not match:
+            raise SettingsError(f"expected a size in bytes, optionally with a unit (512M, 1.25G), got {raw!r}")
+        value = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+        if value < lo or (hi is not None and value > hi):
+            bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
+            raise SettingsError(f"expected a size {bound} bytes, got {value}")
+        return value
+
+    return parse
+
+
 def _float_range(lo: float, hi: float) -> Callable[[str], float]:
     def parse(raw: str) -> float:
         try:
@@ -233,10 +253,10 @@ class Settings:
     upload_expiry_seconds: int = knob("UPLOAD_EXPIRY_SECONDS", 86400, _int_range(1),
                                       "a resumable upload not finished this long after its creation is "
                                       "deleted (its Upload-Expires)")
-    uploads_reserve_bytes: int = knob("UPLOADS_RESERVE_BYTES", 256 * 1024 * 1024, _int_range(0),
+    uploads_reserve_bytes: int = knob("UPLOADS_RESERVE_BYTES", 256 * 1024 * 1024, _size_range(0),
                                       "a resumable upload that would leave less free space than this on "
                                       "UPLOADS_PATH's filesystem gets 507")
-    uploads_max_bytes: int = knob("UPLOADS_MAX_BYTES", 10 * 1024 * 1024 * 1024, _int_range(0),
+    uploads_max_bytes: int = knob("UPLOADS_MAX_BYTES", 10 * 1024 * 1024 * 1024, _size_range(0),
                                   "the declared sizes of all unfinished resumable uploads together may not pass "
                                   "this (507 beyond; 0: no limit)")
     cache_path: Path = knob("CACHE_PATH", _data_path("cache"), _path,
@@ -259,7 +279,7 @@ class Settings:
                                        "with `s3`: GET of an original answers 307 to a SigV4 presigned URL "
                                        "(5 minutes) instead of streaming it, except HTML/SVG (served here, "
                                        "sandboxed); clients must reach S3_ENDPOINT_URL")
-    local_cache_bytes: int = knob("LOCAL_CACHE_BYTES", 2 * 1024 ** 3, _int_range(16 * 1024 * 1024),
+    local_cache_bytes: int = knob("LOCAL_CACHE_BYTES", 2 * 1024 ** 3, _size_range(16 * 1024 * 1024),
                                   "with `s3`: local read-through copy (under CACHE_PATH) of the originals and "
                                   "derived files that jobs and serving need as files, least recently used "
                                   "evicted past this")
@@ -272,21 +292,21 @@ class Settings:
                               "every instance)")
     redis_url: str | None = knob("REDIS_URL", None, _redis_url,
                                  "`redis://host:port/db` of the job queue with `QUEUE_BACKEND=redis`")
-    max_upload_bytes: int = knob("MAX_UPLOAD_BYTES", 104857600, _int_range(1),
+    max_upload_bytes: int = knob("MAX_UPLOAD_BYTES", 104857600, _size_range(1),
                                  "larger bodies get 413 (decided from Content-Length before reading; "
                                  "a streamed body is cut off at the limit)")
-    memory_limit_bytes: int = knob("MEMORY_LIMIT_BYTES", 1342177280, _int_range(64 * 1024 * 1024),
+    memory_limit_bytes: int = knob("MEMORY_LIMIT_BYTES", 1342177280, _size_range(64 * 1024 * 1024),
                                    "memory budget for the whole process tree")
     auth_token: str | None = knob("PROCESSOR_AUTH_TOKEN", None, _optional_str,
                                   "when set, every route but /health and /metrics requires "
                                   "`Authorization: Bearer <token>` (401 otherwise)")
-    storage_reserve_bytes: int = knob("STORAGE_RESERVE_BYTES", 256 * 1024 * 1024, _int_range(0),
+    storage_reserve_bytes: int = knob("STORAGE_RESERVE_BYTES", 256 * 1024 * 1024, _size_range(0),
                                       "an upload that would leave less free space than this on the "
                                       "store's filesystem gets 507")
     allowed_types: str | None = knob("ALLOWED_TYPES", None, _allowed_types,
                                      "comma-separated MIME types accepted instead of the default list (known "
                                      "types only; application/octet-stream admits unrecognised binary data)")
-    read_chunk_bytes: int = knob("READ_CHUNK_BYTES", 1024 * 1024, _int_range(4096, 16 * 1024 * 1024),
+    read_chunk_bytes: int = knob("READ_CHUNK_BYTES", 1024 * 1024, _size_range(4096, 16 * 1024 * 1024),
                                  "block size an upload is read, hashed and written in")
     fsync: bool = knob("FSYNC", True, _bool,
                        "fsync files and directories before answering (turn off only for throwaway stores)")
@@ -308,7 +328,7 @@ class Settings:
                                  "after refusing an upload whose body was not read (401, 413, 429, 503, 507), "
                                  "seconds the rest of the body is read and discarded so that the client still "
                                  "sending can read the answer (nginx's lingering close; 0: close at once)")
-    linger_max_bytes: int = knob("LINGER_MAX_BYTES", 256 * 1024 * 1024, _int_range(0),
+    linger_max_bytes: int = knob("LINGER_MAX_BYTES", 256 * 1024 * 1024, _size_range(0),
                                  "at most this many unread body bytes are discarded after a refusal before the "
                                  "connection is closed")
     keepalive: int = knob("KEEPALIVE", 5, _int_range(0, 300), "seconds an idle keep-alive connection is held")
@@ -345,18 +365,18 @@ class Settings:
                                   "a job process is replaced after this many jobs")
     job_lease_seconds: float = knob("JOB_LEASE_SECONDS", 15.0, _float_range(1.0, 3600.0),
                                     "a running job whose heartbeat is older than this is requeued")
-    job_memory_max_bytes: int = knob("JOB_MEMORY_MAX_BYTES", 768 * 1024 * 1024, _int_range(16 * 1024 * 1024),
+    job_memory_max_bytes: int = knob("JOB_MEMORY_MAX_BYTES", 768 * 1024 * 1024, _size_range(16 * 1024 * 1024),
                                      "a job process growing past this RSS is killed (the attempt fails)")
     job_plugins: tuple[str, ...] = knob("JOB_PLUGINS", (), _name_list,
                                         "extra modules that register job handlers (comma-separated)")
     run_supervisor: bool = knob("RUN_SUPERVISOR", True, _bool,
                                 "`falconproc serve` also runs the job supervisor (off when a separate "
                                 "`falconproc worker` container does)")
-    memory_headroom_bytes: int = knob("MEMORY_HEADROOM_BYTES", 128 * 1024 * 1024, _int_range(0),
+    memory_headroom_bytes: int = knob("MEMORY_HEADROOM_BYTES", 128 * 1024 * 1024, _size_range(0),
                                       "kept free under MEMORY_LIMIT_BYTES when admitting jobs")
     memory_high_water: float = knob("MEMORY_HIGH_WATER", 0.85, _float_range(0.1, 1.0),
                                     "fraction of MEMORY_LIMIT_BYTES above which uploads get 503")
-    web_worker_max_rss: int = knob("WEB_WORKER_MAX_RSS", 256 * 1024 * 1024, _int_range(32 * 1024 * 1024),
+    web_worker_max_rss: int = knob("WEB_WORKER_MAX_RSS", 256 * 1024 * 1024, _size_range(32 * 1024 * 1024),
                                    "a web worker whose peak RSS passed this is recycled after its current request")
     max_image_pixels: int = knob("MAX_IMAGE_PIXELS", 50_000_000, _int_range(1),
                                  "images with more pixels (from the header) are refused with 422 before decoding")
@@ -385,7 +405,7 @@ class Settings:
                                    "PDFs with at least this many pages are split across TEXT_PROCESSES")
     text_processes: int = knob("TEXT_PROCESSES", max(1, min(os.cpu_count() or 1, 4)), _int_range(1, 16),
                                "processes one large PDF is split across (default: cores, up to 4)")
-    docx_max_uncompressed_bytes: int = knob("DOCX_MAX_UNCOMPRESSED_BYTES", 200 * 1024 * 1024, _int_range(1024),
+    docx_max_uncompressed_bytes: int = knob("DOCX_MAX_UNCOMPRESSED_BYTES", 200 * 1024 * 1024, _size_range(1024),
                                             "refuse a DOCX whose members declare more uncompressed bytes")
     docx_max_ratio: int = knob("DOCX_MAX_RATIO", 100, _int_range(2),
                                "refuse a DOCX member compressed more than this ratio (zip bombs)")
@@ -400,6 +420,9 @@ class Settings:
                                     "under the system temp dir, tmpfs in the container)")
     log_level: str = knob("LOG_LEVEL", "info", _choice("debug", "info", "warning", "error", "critical"),
                           "log level of the service and gunicorn")
+    log_format: str = knob("LOG_FORMAT", "json", _choice("json", "text"),
+                           "`json`: one JSON object per line on stdout (service, gunicorn, jobs, access); "
+                           "`text`: lines for humans")
     access_log: bool = knob("ACCESS_LOG", True, _bool,
                             "one line per request on stdout (gunicorn's access log); off spares formatting "
                             "and writing it on every request, /metrics still counts every request")
@@ -444,3 +467,55 @@ def settings_markdown() -> str:
         shown = "unset" if default is None else f"`{default}`"
         rows.append(f"| `{f.metadata['env']}` | {shown} | {f.metadata['doc']} |")
     return "\n".join(rows)
+
+
+# Read outside Settings, on purpose: the native selector decides at import.
+OTHER_VARIABLES = ("FALCONPROC_NO_EXTENSIONS",)
+# Settings whose values are never printed.
+SECRET_VARIABLES = frozenset({"PROCESSOR_AUTH_TOKEN"})
+
+
+def known_variables() -> list[str]:
+    return [f.metadata["env"] for f in fields(Settings)] + list(OTHER_VARIABLES)
+
+
+def variable_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Variables that look meant for the service but are not read by it: any unknown
+    ``FALCONPROC_*`` and near-misses of known names (``JOB_CONCURENCY``)."""
+    import difflib
+
+    environ = os.environ if environ is None else environ
+    known = known_variables()
+    warnings = []
+    for name in sorted(environ):
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+        if close:
+            warnings.append(f"{name} is not a setting; did you mean {close[0]}? (ignored)")
+        elif name.upper().startswith("FALCONPROC_"):
+            warnings.append(f"{name} is not a setting falconproc knows (ignored)")
+    return warnings
+
+
+def _mask(env: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if env in SECRET_VARIABLES:
+        return "***"
+    if isinstance(value, str) and "://" in value:  # credentials in a URI
+        return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", value)
+    return value
+
+
+def effective_config(settings: Settings) -> dict[str, Any]:
+    """Every setting by its variable, as in effect (secrets masked), JSON-ready."""
+    shown: dict[str, Any] = {}
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        shown[f.metadata["env"]] = _mask(f.metadata["env"], value)
+    return shown

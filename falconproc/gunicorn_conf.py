@@ -13,7 +13,10 @@ import socket
 import struct
 import tempfile
 
+from gunicorn import glogging
+
 from falconproc.jobs.keeper import SupervisorKeeper
+from falconproc.observability.logs import logging_config
 from falconproc.observability.runtime import mark_service_root
 from falconproc.web.keepalive import defer_100_continue
 from falconproc.wiring import Components
@@ -44,8 +47,23 @@ limit_request_fields = 100
 # Heartbeat files on tmpfs: a slow or full disk must not make gunicorn think workers hung.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 loglevel = _settings.log_level
-accesslog = "-" if _settings.access_log else None
+# Every line (gunicorn's error and access logs, the app's) in one format on stdout; the
+# access line takes its fields from these atoms (falconproc/observability/logs.py).
+logconfig_dict = logging_config(_settings.log_format, _settings.log_level, access_log=_settings.access_log)
+access_log_format = "%(m)s %(U)s %(s)s"
+accesslog = None
 errorlog = "-"
+
+
+class _Logger(glogging.Logger):
+    """gunicorn's logger; with ACCESS_LOG off it skips building the access line at all."""
+
+    def access(self, resp, req, environ, request_time) -> None:
+        if _settings.access_log:
+            super().access(resp, req, environ, request_time)
+
+
+logger_class = _Logger
 proc_name = "falconproc"
 # gunicorn >= 25 opens a control socket under ~/.gunicorn; several instances would fight over it.
 control_socket_disable = True
@@ -92,9 +110,12 @@ def post_request(worker, req, environ, resp) -> None:
 def child_exit(server, worker) -> None:
     """In the master, after a worker died (even by SIGKILL): its upload temp dirs lost
     their locks with it, so they can be swept now; live uploads keep theirs."""
-    from prometheus_client import multiprocess
+    from falconproc.observability.metrics import fold_dead_process
 
-    multiprocess.mark_process_dead(worker.pid)
+    try:
+        fold_dead_process(worker.pid, _metrics_dir)
+    except Exception:  # noqa: BLE001 - bookkeeping must never take the master down
+        logging.getLogger("gunicorn.error").exception("folding the metrics of worker %s failed", worker.pid)
     try:
         _components.store.sweep_temp()
     except OSError:

@@ -135,6 +135,67 @@ def load_job_types(settings: Settings) -> None:
     registry.load((*CAPABILITIES, *settings.job_plugins))
 
 
+def _import_plugins(settings: Settings) -> None:
+    import importlib
+
+    for module in settings.job_plugins:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - any failure to import is a bad setting
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            raise SettingsError(f"JOB_PLUGINS: cannot import {module!r} ({reason})") from None
+
+
+def installed_ocr_languages() -> set[str] | None:
+    """What ``tesseract --list-langs`` names (None: no tesseract on PATH)."""
+    import shutil
+    import subprocess
+
+    binary = shutil.which("tesseract")
+    if binary is None:
+        return None
+    try:
+        out = subprocess.run([binary, "--list-langs"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {line.strip() for line in out.splitlines()[1:] if line.strip()}
+
+
+def check_settings(settings: Settings) -> list[str]:
+    """The one check of every setting before anything starts (``serve``, ``worker``,
+    ``doctor``): raises SettingsError naming the variable; returns warnings.
+
+    The per-variable parsers (config.py) checked each value's form; this checks what
+    needs the rest of the service: backends, presets, plugins, job-type names, the
+    installed OCR languages."""
+    from falconproc.images.presets import PresetCatalog
+
+    warnings: list[str] = []
+    check_backends(settings)
+    PresetCatalog(settings)  # PRESETS readable, EAGER_PRESETS all known
+    registry.load(CAPABILITIES)
+    _import_plugins(settings)
+    types = {t.name for t in registry.all_types()}
+    for variable, names in (("JOB_CONCURRENCY", settings.job_concurrency),
+                            ("JOB_TIMEOUTS", settings.job_timeouts),
+                            ("JOB_PRIORITIES", settings.job_priorities)):
+        unknown = sorted(set(names) - types)
+        if unknown:
+            raise SettingsError(f"{variable}: unknown job types {', '.join(unknown)} "
+                                f"(registered: {', '.join(sorted(types))})")
+    installed = installed_ocr_languages()
+    if installed is None:
+        warnings.append("tesseract is not installed: OCR jobs will fail")
+    else:
+        missing = sorted(set(settings.ocr_languages) - installed)
+        if missing:
+            raise SettingsError(f"OCR_LANGUAGES: {', '.join(missing)} not installed for tesseract "
+                                f"(installed: {', '.join(sorted(installed))})")
+    if settings.job_backoff_base > settings.job_backoff_cap:
+        warnings.append("JOB_BACKOFF_BASE is above JOB_BACKOFF_CAP: every retry waits JOB_BACKOFF_CAP")
+    return warnings
+
+
 class Components:
     """The objects of one process, each built on first use and then shared.
 

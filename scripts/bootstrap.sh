@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extra=""
-[ "${1:-}" = "--test" ] && extra="[test]"
+[ "${1:-}" = "--test" ] && extra="[test,bench]"
 
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -35,14 +35,18 @@ STARTS_THE_SERVICE = {
     "tests/jobs/test_supervisor_lifecycle.py",
     "tests/jobs/test_supervisor_orphans.py",
     "tests/observability/test_backpressure.py",
+    "tests/observability/test_bench_cli.py",
     "tests/observability/test_health.py",
     "tests/observability/test_load.py",  # marked by hand: bench_load.py starts it
+    "tests/observability/test_metrics_exposition.py",
+    "tests/observability/test_request_ids_logs.py",
     "tests/serving/test_filenames.py",
     "tests/serving/test_serving.py",
     "tests/store/test_enospc.py",
     "tests/store/test_s3_instances.py",
     "tests/text/test_service_hostile.py",
     "tests/text/test_service_text.py",
+    "tests/web/test_contract.py",
     "tests/web/test_errors.py",
     "tests/web/test_gunicorn_runtime.py",
     "tests/web/test_keepalive.py",
@@ -57,6 +61,7 @@ STARTS_THE_SERVICE = {
 NOT_BLACKBOX = {
     "tests/web/test_gunicorn_runtime.py::test_gunicorn_settings_follow_the_service_settings",
     "tests/ingest/test_roundtrip.py::test_corpus_is_present",
+    "tests/web/test_contract.py::test_docs_api_md_shows_the_generated_error_table",
 }
 BLACKBOX = {
     "tests/web/test_gunicorn_runtime.py::test_workers_recycle_after_max_requests_without_failing_a_request",

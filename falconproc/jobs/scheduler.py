@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from falconproc.jobs import registry
-from falconproc.queue import Job, JobQueue
+from falconproc.observability.logs import current_request_id
+from falconproc.queue import REQUEST_ID_KEY, Job, JobQueue
 
 
 class QueueScheduler:
@@ -25,7 +26,10 @@ class QueueScheduler:
             for job_type in registry.all_types():
                 if job_type.applies_to is None or not job_type.applies_to(metadata):
                     continue
-                payload = job_type.make_payload(metadata) if job_type.make_payload else None
+                payload = dict(job_type.make_payload(metadata)) if job_type.make_payload else {}
+                request_id = current_request_id()
+                if request_id:  # the upload's id follows its jobs into their records and log lines
+                    payload[REQUEST_ID_KEY] = request_id
                 # MAX_QUEUE_SIZE admits uploads (check_capacity); this one was admitted and is
                 # stored, so its jobs go in even if uploads racing it filled the queue since.
                 jobs.append(self.queue.enqueue(job_type.name, content_hash, payload=payload, force=True))

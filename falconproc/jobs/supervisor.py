@@ -38,6 +38,7 @@ from falconproc.jobs import registry
 from falconproc.jobs.registry import JobContext, PermanentJobError
 from falconproc.observability import metrics
 from falconproc.observability.governor import MemoryGovernor
+from falconproc.observability.logs import reset_request_id, set_request_id
 from falconproc.osutil import available_cpus, die_with_parent
 from falconproc.queue import DEAD, Job, JobNotFound, JobQueue
 
@@ -88,6 +89,11 @@ def _lead_own_group(supervisor_pid: int) -> None:
         take_group_down(SUPERVISOR_DIED, None)
 
 
+def _ids(job: Job) -> dict[str, Any]:
+    """``extra`` for the supervisor's lines about one job."""
+    return {"request_id": job.request_id, "job_id": job.id, "job_type": job.type}
+
+
 def _job_process_main(conn: Connection, supervisor_pid: int, make_context: ContextFactory) -> None:
     _lead_own_group(supervisor_pid)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -104,6 +110,7 @@ def _job_process_main(conn: Connection, supervisor_pid: int, make_context: Conte
             return
         job = Job.from_json(message["job"])
         context = make_context(message["cpuBudget"])
+        token = set_request_id(job.request_id)  # the job's log lines carry its upload's id
         try:
             job_type = registry.get(job.type)
             if job_type is None:
@@ -115,6 +122,8 @@ def _job_process_main(conn: Connection, supervisor_pid: int, make_context: Conte
         except Exception as exc:  # noqa: BLE001 - any handler error fails the attempt
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             conn.send(("error", detail))
+        finally:
+            reset_request_id(token)
 
 
 @dataclass
@@ -373,6 +382,7 @@ class Supervisor:
                 r.proc = self._process_for(r.job.type)
                 r.started = now
                 r.proc.send(r.job, self.cpu_budget())
+                log.info("job %s (%s) started, attempt %d", r.job.id, r.job.type, r.job.attempts, extra=_ids(r.job))
                 started = True
         return started
 
@@ -465,17 +475,18 @@ class Supervisor:
                     r.proc.kill()
 
     def _complete(self, job: Job, result: dict[str, Any] | None) -> None:
+        log.info("job %s (%s) done", job.id, job.type, extra=_ids(job))
         try:
             self.queue.complete(job, result)
         except FileNotFoundError:
-            log.warning("job %s finished after its lease was lost", job.id)
+            log.warning("job %s finished after its lease was lost", job.id, extra=_ids(job))
 
     def _fail(self, job: Job, error: str) -> None:
-        log.warning("job %s (%s) attempt %d failed: %s", job.id, job.type, job.attempts, error)
+        log.warning("job %s (%s) attempt %d failed: %s", job.id, job.type, job.attempts, error, extra=_ids(job))
         try:
             job = self.queue.fail(job, error)
         except FileNotFoundError:
-            log.warning("job %s failed after its lease was lost", job.id)
+            log.warning("job %s failed after its lease was lost", job.id, extra=_ids(job))
             return
         if job.status == DEAD:
             registry.run_on_dead(job, self.make_context(1))

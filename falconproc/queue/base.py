@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 # Wire states (api.md): queued | running | done | failed (waiting for a retry) | dead
 QUEUED, RUNNING, DONE, FAILED, DEAD = "queued", "running", "done", "failed", "dead"
 DONE_RETENTION_SECONDS = 24 * 3600
+# The payload key of the X-Request-ID of the request that caused a job.
+REQUEST_ID_KEY = "requestId"
 
 
 class QueueFull(RuntimeError):
@@ -80,6 +82,10 @@ class Job:
     def from_json(cls, data: dict[str, Any]) -> Job:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
+    @property
+    def request_id(self) -> str | None:
+        return self.payload.get(REQUEST_ID_KEY) if self.payload else None
+
     def public(self) -> dict[str, Any]:
         """The api.md shape of GET /jobs/{id}."""
         from falconproc.clock import iso_utc as iso
@@ -88,7 +94,7 @@ class Job:
             "id": self.id, "type": self.type, "contentHash": self.content_hash, "variant": self.variant,
             "status": self.status, "attempts": self.attempts, "maxAttempts": self.max_attempts,
             "lastError": self.last_error, "createdAt": iso(self.created_at), "updatedAt": iso(self.updated_at),
-            "result": self.result,
+            "result": self.result, "requestId": self.request_id,
         }
 
     def summary(self) -> dict[str, str]:
@@ -184,6 +190,10 @@ class JobQueue(ABC):
 
     @abstractmethod
     def pending_count(self) -> int: ...
+
+    def oldest_pending(self) -> dict[str, float]:
+        """Job type -> enqueue time (unix seconds) of its oldest pending job."""
+        return {}
 
     @abstractmethod
     def stats(self) -> dict[str, int]:

@@ -375,6 +375,15 @@ class FlatFileQueue(JobQueue):
                 jobs.append(job)
         return jobs
 
+    def oldest_pending(self) -> dict[str, float]:
+        # The id holds priority, enqueue time (ns) and type: no file needs reading.
+        oldest: dict[str, int] = {}
+        for name in os.listdir(self.root / "pending"):
+            parts = name[:-5].split("-") if name.endswith(".json") else []
+            if len(parts) == 4 and parts[1].isdigit():
+                oldest[parts[2]] = min(oldest.get(parts[2], int(parts[1])), int(parts[1]))
+        return {job_type: ns / 1e9 for job_type, ns in oldest.items()}
+
     def stats(self) -> dict[str, int]:
         def count(state: str) -> int:
             return sum(1 for name in os.listdir(self.root / state) if name.endswith(".json"))

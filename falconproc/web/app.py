@@ -33,18 +33,20 @@ from falconproc.web.resources.errors import ApiError, error_body
 from falconproc.web.resources.health import HealthResource
 from falconproc.web.resources.images import OptimizeResource, PresetResource
 from falconproc.web.resources.jobs import JobResource
+from falconproc.web.resources.openapi import OpenApiResource
 from falconproc.web.resources.text import TextResource
 from falconproc.web.resources.tus import TusHeaders, UploadResource as TusUploadResource, UploadsResource
+from falconproc.web.requestid import RequestIdMiddleware
 from falconproc.web.resources.upload import UploadResource
 from falconproc.wiring import Components
 
 log = logging.getLogger(__name__)
 
-PUBLIC_PATHS = frozenset({"/health", "/metrics"})
+PUBLIC_PATHS = frozenset({"/health", "/metrics", "/openapi.json"})
 
 
 class BearerAuth:
-    """Every route but /health and /metrics needs the token, when one is configured."""
+    """Every route but /health, /metrics and /openapi.json needs the token, when one is configured."""
 
     def __init__(self, token: str):
         self.expected = f"Bearer {token}".encode()
@@ -98,7 +100,7 @@ def create_app(components: Components | None = None) -> falcon.App:
     settings = components.settings
     store, queue, images = components.store, components.queue, components.images
 
-    middleware: list[Any] = [MetricsMiddleware()]
+    middleware: list[Any] = [RequestIdMiddleware(), MetricsMiddleware()]
     if settings.auth_token:
         middleware.append(BearerAuth(settings.auth_token))
     middleware.append(TusHeaders())
@@ -116,8 +118,10 @@ def create_app(components: Components | None = None) -> falcon.App:
     app.add_route("/optimize-for-ai", OptimizeResource(images))
     app.add_sink(_cache_fallback, prefix="/cache/")
     app.add_route("/health", HealthResource(components.health))
-    app.add_route("/metrics", MetricsResource(ServiceStateCollector(queue.stats, components.governor, store)))
+    app.add_route("/metrics", MetricsResource(ServiceStateCollector(
+        queue.stats, components.governor, store, oldest_pending=queue.oldest_pending)))
     app.add_route("/jobs/{job_id}", JobResource(queue))
+    app.add_route("/openapi.json", OpenApiResource())
 
     # Most general first: Falcon picks the most specific handler for an exception's MRO.
     app.add_error_handler(Exception, _unexpected)

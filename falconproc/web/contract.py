@@ -1,0 +1,263 @@
+"""The HTTP contract as data: every error code, and the OpenAPI 3.1 document served at
+``GET /openapi.json``.
+
+One source of truth: ``ERRORS`` is the table docs/api.md shows (``falconproc contract
+--errors-markdown`` prints it; tests/web/test_contract.py checks the copy in docs/api.md,
+checks that every code the code raises is declared, and that every route and method of
+``create_app`` is described here and nothing else is); the OpenAPI responses of each
+operation are built from the same table. schemathesis checks the live service against
+the document.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from falconproc import __version__
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    status: int
+    code: str
+    when: str
+    client: str  # what the client should do
+
+
+ERRORS: tuple[ErrorCode, ...] = (
+    ErrorCode(400, "missing_header", "`x-filename`, `x-drive-id` or `x-user-id` is missing or blank "
+              "(`header` names it)", "fix the request; do not retry as is"),
+    ErrorCode(400, "invalid_header", "a header is malformed: undecodable file name, bad identifier, "
+              "`x-content-sha256` not 64 hex characters (`header` names it)", "fix the request"),
+    ErrorCode(400, "empty_body", "the upload body is empty", "send the file's bytes"),
+    ErrorCode(400, "incomplete_body", "the body ended before its Content-Length", "retry the upload"),
+    ErrorCode(400, "hash_mismatch", "the bytes do not hash to `x-content-sha256` (`expected`, `actual`); "
+              "nothing is kept", "re-read the file and retry; a repeat means corruption on the way"),
+    ErrorCode(400, "invalid_hash", "`{contentHash}` is not 64 lowercase hex characters", "fix the hash"),
+    ErrorCode(400, "invalid_json", "POST /optimize-for-ai: the body is not a JSON object", "fix the body"),
+    ErrorCode(400, "invalid_input", "POST /optimize-for-ai: `contentHash` missing, `maxSize` outside "
+              "16..8192 or `quality` outside 1..100", "fix the body"),
+    ErrorCode(401, "unauthorized", "PROCESSOR_AUTH_TOKEN is set and the bearer token is missing or wrong",
+              "send `Authorization: Bearer <token>`"),
+    ErrorCode(404, "not_found", "no content under this hash, no job with this id, or no such route",
+              "upload the content first (or check the id)"),
+    ErrorCode(404, "unknown_preset", "no preset of this name (`presets` lists them)", "use a listed preset"),
+    ErrorCode(404, "no_text", "the content's type has no text to extract", "do not poll for text"),
+    ErrorCode(405, "method_not_allowed", "the route exists, the method does not", "fix the method"),
+    ErrorCode(413, "payload_too_large", "the body is larger than MAX_UPLOAD_BYTES (`limit`)",
+              "do not retry; the file is too large for this service"),
+    ErrorCode(415, "unsupported_type", "the bytes are of a type not accepted (`mimeType`, `supportedTypes`)",
+              "do not retry"),
+    ErrorCode(415, "not_an_image", "a preset or optimize-for-ai of content that is not a renderable image",
+              "use the original"),
+    ErrorCode(416, "range_not_satisfiable", "the Range lies outside the file (`size`)", "fix the range"),
+    ErrorCode(422, "image_too_large", "the image has more pixels or a longer side than the service decodes",
+              "use the original"),
+    ErrorCode(422, "image_unreadable", "the image is corrupt or truncated", "use the original"),
+    ErrorCode(422, "<text error>", "GET /text of a document whose extraction failed for good (encrypted, "
+              "corrupt; the code is the job's, `state` has details)", "do not retry"),
+    ErrorCode(429, "rate_limited", "the user passed UPLOAD_RATE_LIMIT (`limit`, `retryAfter`)",
+              "wait `Retry-After` seconds, then retry"),
+    ErrorCode(500, "internal_error", "a bug; logged with the request id", "retry later; report the X-Request-ID"),
+    ErrorCode(503, "overloaded", "memory pressure, a full job queue or a preset that took too long",
+              "wait `Retry-After` seconds, then retry"),
+    ErrorCode(507, "insufficient_storage", "storing the upload would leave less than STORAGE_RESERVE_BYTES free",
+              "retry later; operators must free space"),
+)
+
+
+def errors_markdown() -> str:
+    rows = ["| status | `error` | when | what the client should do |", "| --- | --- | --- | --- |"]
+    rows += [f"| {e.status} | `{e.code}` | {e.when} | {e.client} |" for e in ERRORS]
+    return "\n".join(rows)
+
+
+# -- OpenAPI -----------------------------------------------------------------------
+
+_REF_ERROR = {"$ref": "#/components/schemas/Error"}
+_HASH = {"name": "contentHash", "in": "path", "required": True,
+         "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}
+_REQUEST_ID = {"name": "X-Request-ID", "in": "header", "required": False,
+               "description": "echoed back; an invalid one (over 128 characters or outside "
+                              "`[A-Za-z0-9._:@/+=-]`) is replaced by a generated one",
+               "schema": {"type": "string"}}
+_RESPONSE_HEADERS = {"X-Request-ID": {"description": "the request's id (the caller's or generated)",
+                                      "schema": {"type": "string"}}}
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}}}
+_FILE_HEADERS = {"ETag": {"schema": {"type": "string"}}, "Cache-Control": {"schema": {"type": "string"}}}
+
+
+def _error_response(status: int, *, retry: bool = False) -> dict[str, Any]:
+    codes = sorted({e.code for e in ERRORS if e.status == status} - {"<text error>"})
+    description = ", ".join(codes) or "error"
+    return {"description": description, "headers": {**_RESPONSE_HEADERS, **(_RETRY_AFTER if retry else {})},
+            "content": {"application/json": {"schema": _REF_ERROR}}}
+
+
+def _json(schema: dict[str, Any], description: str, headers: dict | None = None) -> dict[str, Any]:
+    return {"description": description, "headers": {**_RESPONSE_HEADERS, **(headers or {})},
+            "content": {"application/json": {"schema": schema}}}
+
+
+def _bytes(types: tuple[str, ...], description: str, headers: dict | None = None, body: bool = True):
+    response: dict[str, Any] = {"description": description, "headers": {**_RESPONSE_HEADERS, **(headers or {})}}
+    if body:
+        response["content"] = {t: {"schema": {"type": "string", "format": "binary"}} for t in types}
+    return response
+
+
+def _op(summary: str, responses: dict[int, Any], *, errors: tuple[int, ...] = (), params=(),
+        body: dict | None = None, public: bool = False, retry: tuple[int, ...] = (429, 503)) -> dict[str, Any]:
+    all_responses = {str(status): r for status, r in responses.items()}
+    for status in (*errors, *(() if public else (401,))):
+        all_responses[str(status)] = _error_response(status, retry=status in retry)
+    op: dict[str, Any] = {"summary": summary, "parameters": [*params, _REQUEST_ID], "responses": all_responses}
+    if body is not None:
+        op["requestBody"] = body
+    if public:
+        op["security"] = []
+    return op
+
+
+def _file_ops(summary: str, types: tuple[str, ...], extra_errors: tuple[int, ...], params) -> dict[str, Any]:
+    def make(head: bool) -> dict[str, Any]:
+        responses = {
+            200: _bytes(types, "the bytes", _FILE_HEADERS, body=not head),
+            206: _bytes(types, "the requested range", {**_FILE_HEADERS, "Content-Range": {"schema": {"type": "string"}}},
+                        body=not head),
+            304: {"description": "If-None-Match matched", "headers": _RESPONSE_HEADERS},
+        }
+        return _op(("HEAD: " if head else "") + summary, responses, errors=(400, 404, 416, *extra_errors),
+                   params=params)
+
+    return {"get": make(False), "head": make(True)}
+
+
+def _schemas() -> dict[str, Any]:
+    job_summary = {"type": "object", "required": ["id", "type", "status"],
+                   "properties": {"id": {"type": "string"}, "type": {"type": "string"},
+                                  "status": {"$ref": "#/components/schemas/JobStatus"}}}
+    return {
+        "Error": {"type": "object", "required": ["error", "message"],
+                  "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
+        "JobStatus": {"type": "string", "enum": ["queued", "running", "done", "failed", "dead"],
+                      "description": "failed: waiting for a retry; dead: dead-lettered, no more attempts"},
+        "JobSummary": job_summary,
+        "Job": {"type": "object",
+                "required": ["id", "type", "contentHash", "status", "attempts", "maxAttempts", "createdAt",
+                             "updatedAt"],
+                "properties": {"id": {"type": "string"}, "type": {"type": "string"},
+                               "contentHash": {"type": "string"}, "variant": {"type": "string"},
+                               "status": {"$ref": "#/components/schemas/JobStatus"},
+                               "attempts": {"type": "integer"}, "maxAttempts": {"type": "integer"},
+                               "lastError": {"type": ["string", "null"]},
+                               "createdAt": {"type": "string"}, "updatedAt": {"type": "string"},
+                               "result": {"type": ["object", "null"]},
+                               "requestId": {"type": ["string", "null"],
+                                             "description": "X-Request-ID of the upload that caused it"}}},
+        "UploadResult": {"type": "object",
+                         "required": ["contentHash", "originalName", "size", "mimeType", "isNew", "metadata", "jobs"],
+                         "properties": {"contentHash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                                        "originalName": {"type": "string"}, "size": {"type": "integer"},
+                                        "mimeType": {"type": "string"}, "isNew": {"type": "boolean"},
+                                        "metadata": {"type": "object"},
+                                        "jobs": {"type": "array", "items": job_summary}}},
+        "Optimized": {"type": "object", "required": ["data", "mimeType", "size", "width", "height"],
+                      "properties": {"data": {"type": "string", "contentEncoding": "base64"},
+                                     "mimeType": {"type": "string"}, "size": {"type": "integer"},
+                                     "width": {"type": "integer"}, "height": {"type": "integer"}}},
+        "Health": {"type": "object", "required": ["status", "uptime", "memory", "storage", "queue"],
+                   "properties": {"status": {"type": "string", "enum": ["ok", "degraded"]},
+                                  "uptime": {"type": "number"}, "memory": {"type": "object"},
+                                  "storage": {"type": "object"}, "queue": {"type": "object"}}},
+    }
+
+
+def _operation_id(method: str, path: str) -> str:
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", path) if w and w != "cache"]
+    return method + "".join(w[:1].upper() + w[1:] for w in words)
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 description of every route, header, body, response and error."""
+    ident = {"type": "string", "minLength": 1}
+    upload_headers = [
+        {"name": "x-filename", "in": "header", "required": True, "schema": ident,
+         "description": "the original name; UTF-8 may be percent-encoded"},
+        {"name": "x-drive-id", "in": "header", "required": True, "schema": ident},
+        {"name": "x-user-id", "in": "header", "required": True, "schema": ident},
+        {"name": "x-content-sha256", "in": "header", "required": False,
+         "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}},
+    ]
+    preset = {"name": "preset", "in": "path", "required": True, "schema": {"type": "string"}}
+    paths: dict[str, Any] = {
+        "/upload": {"post": _op(
+            "store a file (content-addressed) and start its jobs",
+            {200: _json({"$ref": "#/components/schemas/UploadResult"}, "already stored"),
+             201: _json({"$ref": "#/components/schemas/UploadResult"}, "stored now")},
+            errors=(400, 413, 415, 429, 503, 507), params=upload_headers,
+            body={"required": True, "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                         "format": "binary"}}}})},
+        "/cache/{contentHash}/original": _file_ops("the stored bytes", ("*/*",), (), [_HASH]),
+        "/cache/{contentHash}/metadata": {"get": _op(
+            "the original's metadata and processing state", {200: _json({"type": "object"}, "metadata")},
+            errors=(400, 404), params=[_HASH])},
+        "/cache/{contentHash}/text": {"get": _op(
+            "the extracted text (202 while pending)",
+            {200: {"description": "the text", "headers": _RESPONSE_HEADERS,
+                   "content": {"text/plain": {"schema": {"type": "string"}},
+                               "application/json": {"schema": {"type": "object"}}}},
+             202: _json({"type": "object", "required": ["status", "job"],
+                         "properties": {"status": {"const": "pending"},
+                                        "job": {"$ref": "#/components/schemas/Job"}}}, "pending")},
+            errors=(400, 404, 422, 503),
+            params=[_HASH, {"name": "format", "in": "query", "required": False,
+                            "schema": {"type": "string", "enum": ["json"]}}])},
+        "/cache/{contentHash}/{preset}": _file_ops("a preset, made now if not cached",
+                                                   ("image/jpeg", "image/webp", "image/png"), (415, 422, 503),
+                                                   [_HASH, preset]),
+        "/optimize-for-ai": {"post": _op(
+            "a resized, re-encoded image as base64",
+            {200: _json({"$ref": "#/components/schemas/Optimized"}, "the image")},
+            errors=(400, 404, 415, 422, 503),
+            body={"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["contentHash"],
+                "properties": {"contentHash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                               "maxSize": {"type": "integer", "minimum": 16, "maximum": 8192},
+                               "quality": {"type": "integer", "minimum": 1, "maximum": 100}}}}}})},
+        "/jobs/{job_id}": {"get": _op(
+            "a job's state", {200: _json({"$ref": "#/components/schemas/Job"}, "the job")}, errors=(404,),
+            params=[{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}])},
+        "/health": {"get": _op("liveness and the numbers monitoring wants",
+                               {200: _json({"$ref": "#/components/schemas/Health"}, "health")}, public=True)},
+        "/metrics": {"get": _op("Prometheus text format, over all processes",
+                                {200: {"description": "metrics", "headers": _RESPONSE_HEADERS,
+                                       "content": {"text/plain": {"schema": {"type": "string"}}}}}, public=True)},
+        "/openapi.json": {"get": _op("this document", {200: _json({"type": "object"}, "OpenAPI 3.1")},
+                                     public=True)},
+    }
+    for path, ops in paths.items():
+        for method, op in ops.items():
+            op["operationId"] = _operation_id(method, path)
+    # Links from an upload to the reads of what it stored: schemathesis's stateful phase
+    # (and generated clients) follow them with a real content hash.
+    links = {_operation_id(method, path): {"operationId": _operation_id(method, path),
+                                           "parameters": {"contentHash": "$response.body#/contentHash"}}
+             for path in ("/cache/{contentHash}/original", "/cache/{contentHash}/metadata",
+                          "/cache/{contentHash}/text") for method in paths[path]}
+    links["getJob"] = {"operationId": _operation_id("get", "/jobs/{job_id}"),
+                       "parameters": {"job_id": "$response.body#/jobs/0/id"}}
+    for status in ("200", "201"):
+        paths["/upload"]["post"]["responses"][status]["links"] = links
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "falconproc", "version": __version__,
+                 "description": "Content-addressed file processing: uploads, presets, text, OCR. "
+                                "Every error body is {error, message, ...}; see docs/api.md."},
+        "paths": paths,
+        "components": {"schemas": _schemas(),
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                                      "description": "only when PROCESSOR_AUTH_TOKEN is set"}}},
+        "security": [{"bearer": []}],
+    }

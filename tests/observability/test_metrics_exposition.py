@@ -1,0 +1,94 @@
+"""/metrics: build info, every process of the tree (RSS, CPU, fds) by role, requests in
+flight, the age of the oldest pending job per type, queue states named as GET /jobs
+names them."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+import falconproc
+from tests.support.content import unique_text
+from tests.support.http import upload
+from tests.support.wait import wait_for
+
+
+def _scrape(svc) -> dict[str, list]:
+    resp = requests.get(svc.url + "/metrics", timeout=30)
+    assert resp.status_code == 200
+    return {family.name: family.samples for family in text_string_to_metric_families(resp.text)}
+
+
+@pytest.fixture(scope="module")
+def idle_queue_service(launcher, tmp_path_factory):
+    """No supervisor: an upload's jobs stay pending."""
+    svc = launcher.start(tmp_path_factory.mktemp("metrics"), RUN_SUPERVISOR="0")
+    yield svc
+    svc.stop()
+
+
+def test_build_info_and_in_flight(idle_queue_service):
+    metrics = _scrape(idle_queue_service)
+    (info,) = metrics["falconproc_build_info"]
+    assert info.value == 1 and info.labels["version"] == falconproc.__version__
+    assert info.labels["python"] == sys.version.split()[0]
+    assert info.labels["implementation"] in {"cython", "python"}
+    # The scrape itself is in flight while the samples are read.
+    assert sum(s.value for s in metrics["falconproc_http_requests_in_flight"]) >= 1
+
+
+def test_every_process_of_the_tree_is_measured(idle_queue_service):
+    svc = idle_queue_service
+    metrics = _scrape(svc)
+    rss = {s.labels["pid"]: s for s in metrics["falconproc_process_resident_memory_bytes"]}
+    assert str(svc.proc.pid) in rss and rss[str(svc.proc.pid)].labels["role"] == "master"
+    for pid in svc.worker_pids():
+        assert rss[str(pid)].labels["role"] == "web" and rss[str(pid)].value > 10 * 1024 * 1024
+    fds = {s.labels["pid"]: s.value for s in metrics["falconproc_process_open_fds"]}
+    cpu = {s.labels["pid"]: s.value for s in metrics["falconproc_process_cpu_seconds"]}
+    assert set(fds) == set(cpu) == set(rss)
+    assert all(v >= 3 for v in fds.values()) and all(v > 0 for v in cpu.values())
+
+
+def test_oldest_pending_age_and_state_names(idle_queue_service):
+    svc = idle_queue_service
+    resp = upload(svc, unique_text(), name="wait.txt")
+    assert resp.status_code == 201 and any(j["type"] == "text" for j in resp.json()["jobs"])
+
+    def age():
+        samples = _scrape(svc).get("falconproc_queue_oldest_pending_age_seconds", [])
+        return [s.value for s in samples if s.labels["type"] == "text" and s.value > 0.05]
+
+    assert wait_for(age, timeout=10)[0] < 600
+    states = {s.labels["state"]: s.value for s in _scrape(svc)["falconproc_queue_jobs"]}
+    assert set(states) == {"pending", "running", "dead", "done"} and states["pending"] >= 1
+
+
+def _health_requests(svc) -> float:
+    samples = _scrape(svc)["falconproc_http_requests"]
+    return sum(s.value for s in samples if s.name.endswith("_total") and s.labels["route"] == "/health")
+
+
+def test_dead_workers_files_are_folded_and_totals_stay_monotonic(fresh_service, tmp_path):
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    svc = fresh_service(WEB_WORKERS="1", METRICS_DIR=str(metrics_dir))
+    (run_dir,) = metrics_dir.iterdir()
+    for _ in range(5):
+        assert requests.get(svc.url + "/health", timeout=10).status_code == 200
+    before = _health_requests(svc)
+    assert before >= 5
+    (old,) = svc.worker_pids()
+    assert (run_dir / f"counter_{old}.db").exists()
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: not (run_dir / f"counter_{old}.db").exists() and (run_dir / "counter_archive.db").exists(),
+             timeout=30, message="the dead worker's counter file folded into the archive")
+    assert not (run_dir / f"histogram_{old}.db").exists()
+    wait_for(lambda: svc.worker_pids() and svc.worker_pids() != [old], timeout=30)
+    assert requests.get(svc.url + "/health", timeout=10).status_code == 200
+    # The dead worker's counts survive in the archive: nothing lost, nothing counted twice.
+    assert _health_requests(svc) == before + 1
