@@ -13,6 +13,7 @@ from PIL import Image
 
 from falconproc.config import Settings
 from falconproc.errors import FalconprocError
+from falconproc.text.clean import clean_text
 
 TESSERACT_MAX_SIDE = 32767  # tesseract refuses larger images
 
@@ -173,4 +174,4 @@ def run_tesseract(source: Image.Image | str, settings: Settings) -> OcrResult:
         text_lines.append(" ".join(lines[key]))
         previous_par = key[:3]
     confidence = round(sum(confidences) / len(confidences), 2) if confidences else None
-    return OcrResult("\n".join(text_lines), confidence, len(confidences))
+    return OcrResult(clean_text("\n".join(text_lines), join_hyphens=True), confidence, len(confidences))

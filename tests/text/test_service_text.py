@@ -18,7 +18,7 @@ from falconproc.text.pdf import extract_pdf
 from tests.support.content import DOCX_TYPE, sha256
 from tests.support.corpus import DOCS, OCR_PNG, OCR_TRUTH
 from tests.support.http import upload
-from tests.text._docs import image_pdf, poll_text, repeated_pdf, slow_pdf, word_recall
+from tests.text._docs import image_pdf, poll_text, repeated_pdf, slow_pdf, typeset_pdf, word_recall
 
 PDFS = ["hello-world.pdf", "pdflatex-outline.pdf", "two-different-pages.pdf", "attachment.pdf",
         "imagemagick-images.pdf"]
@@ -268,3 +268,12 @@ def test_utf16_text_has_no_nul_in_output(service):
     text = f"wide {uuid.uuid4().hex}\n"
     h = _upload(service, codecs.BOM_UTF16_LE + text.encode("utf-16-le"), "wide.txt")
     assert b"\x00" not in poll_text(service, h, json_format=False).content
+
+
+def test_pdf_ligatures_and_line_end_hyphens_come_out_clean(service):
+    """A search for "misfits" finds the typeset "mis\ufb01ts"; "infor-/mation" reads "information"."""
+    h = _upload(service, typeset_pdf(), "typeset.pdf", "application/pdf")
+    doc = poll_text(service, h).json()
+    assert "misfits and floors" in doc["pages"][0]["text"]
+    text = _plain(service, h).text
+    assert "misfits" in text and "information about" in text and "\ufb01" not in text
