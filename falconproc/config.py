@@ -295,6 +295,9 @@ class Settings:
                                "larger images are downscaled before OCR")
     ocr_timeout: float = knob("OCR_TIMEOUT", 90.0, _float_range(1.0, 3600.0),
                               "seconds tesseract may run on one image before it is killed")
+    expose_gps: bool = knob("EXPOSE_GPS", False, _bool,
+                            "report an image's EXIF GPS position in metadata.exif.gps (presets never carry "
+                            "EXIF, GPS or XMP, whatever this says)")
     metrics_dir: Path | None = knob("METRICS_DIR", None, _path,
                                     "where workers keep Prometheus samples (default: a fresh directory "
                                     "under the system temp dir, tmpfs in the container)")

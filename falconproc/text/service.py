@@ -62,8 +62,27 @@ class TextService:
                               lambda fh: fh.write(json.dumps(document, ensure_ascii=False).encode("utf-8")))
         state = {"status": "done", "source": result.source, "pageCount": result.page_count,
                  "chars": len(text), "truncated": result.truncated, "processedAt": iso_utc(), **state}
-        self.cache.update_metadata(content_hash, lambda m: m.__setitem__("text", state))
+        properties = self.document_properties(result)
+
+        def record(m: dict[str, Any]) -> None:
+            m["text"] = state
+            if properties is not None:
+                m["document"] = properties
+
+        self.cache.update_metadata(content_hash, record)
         return state
+
+    @staticmethod
+    def document_properties(result: Extraction) -> dict[str, Any] | None:
+        """``metadata.document`` of a PDF or DOCX: its own properties and page count
+        (DOCX has no pages until laid out: its count is left out)."""
+        if result.source not in ("pdf", "pdf+ocr", "docx"):
+            return None
+        keys = ("title", "author", "subject", "created", "modified")
+        document = {k: result.properties[k] for k in keys if result.properties.get(k)}
+        if result.source != "docx":
+            document["pageCount"] = result.page_count
+        return document
 
     def record_failure(self, content_hash: str, code: str, message: str) -> None:
         state = {"status": "failed", "error": code, "message": message, "processedAt": iso_utc()}

@@ -277,3 +277,19 @@ def test_pdf_ligatures_and_line_end_hyphens_come_out_clean(service):
     assert "misfits and floors" in doc["pages"][0]["text"]
     text = _plain(service, h).text
     assert "misfits" in text and "information about" in text and "\ufb01" not in text
+
+
+def test_document_properties_in_metadata(service):
+    """Title, author, dates and page count in metadata.document, not only in the text JSON."""
+    h = _upload(service, (DOCS / "pdflatex-outline.pdf").read_bytes(), "outline.pdf", "application/pdf")
+    poll_text(service, h)
+    meta = requests.get(f"{service.url}/cache/{h}/metadata", timeout=10).json()
+    assert meta["document"] == {"created": "2022-04-06T20:15:41+02:00", "modified": "2022-04-06T20:15:41+02:00",
+                                "pageCount": 4}
+    h = _upload(service, (DOCS / "doc-coreprops.docx").read_bytes(), "props.docx", DOCX_TYPE)
+    doc = poll_text(service, h).json()
+    meta = requests.get(f"{service.url}/cache/{h}/metadata", timeout=10).json()
+    props = doc["properties"]
+    assert meta["document"] == {k: props[k] for k in ("title", "author", "subject", "created", "modified")
+                                if k in props}
+    assert meta["document"]["title"] and "pageCount" not in meta["document"]
