@@ -63,3 +63,8 @@ class RateLimited(FalconprocError, RuntimeError):
         super().__init__(message)
         self.limit = limit
         self.retry_after = retry_after
+
+
+class ContentQuarantined(FalconprocError, PermissionError):
+    """A derived file of content found infected: it is not kept (the job producing it
+    fails for good, not retried)."""

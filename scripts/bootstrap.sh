@@ -3,7 +3,7 @@
 #   scripts/bootstrap.sh          the service
 #   scripts/bootstrap.sh --test   the service + test tools
 # System packages: a C toolchain and OpenSSL headers (the Cython hot path links
-# libcrypto), tesseract for OCR; with --test also redis-server. Uses sudo when not root.
+# libcrypto), tesseract for OCR; with --test also redis-server and clamav-daemon. Uses sudo when not root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,8 +13,9 @@ extra=""
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 packages="build-essential libssl-dev libwebp-dev python3-dev python3-venv tesseract-ocr tesseract-ocr-eng"
-# The tests run the Redis rate-limit storage against a real redis-server.
-[ -n "$extra" ] && packages="$packages redis-server"
+# The tests run the Redis rate-limit storage against a real redis-server, and virus
+# scanning against a real clamd they start themselves (the service only talks to one).
+[ -n "$extra" ] && packages="$packages redis-server clamav-daemon"
 if command -v apt-get >/dev/null; then
   missing=$(for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
   if [ -n "$missing" ]; then
