@@ -21,8 +21,17 @@ def _components() -> Components:
         raise SystemExit(2) from None
 
 
+def _checked_ocr(components: Components) -> Components:
+    try:
+        components.check_ocr_languages()
+    except SettingsError as exc:
+        print(f"falconproc: invalid setting: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return components
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    _components()  # fail fast with a clear message before gunicorn starts
+    _checked_ocr(_components())  # fail fast with a clear message before gunicorn starts
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:falconproc.gunicorn_conf", "falconproc.wsgi:app"]
     os.execv(sys.executable, argv)
     return 0  # not reached
@@ -33,7 +42,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from falconproc.observability.runtime import set_service_root
 
-    components = _components()
+    components = _checked_ocr(_components())
     if args.service_root_pid:
         set_service_root(args.service_root_pid)
     logging.basicConfig(level=components.settings.log_level.upper(),

@@ -115,6 +115,12 @@ class Components:
     def load_job_types(self) -> None:
         load_job_types(self.settings)
 
+    def check_ocr_languages(self) -> None:
+        """SettingsError when an OCR_LANGUAGES entry has no traineddata (at start-up)."""
+        from falconproc.text.ocr import check_languages
+
+        check_languages(self.settings)
+
     def job_context(self, cpu_budget: int = 1) -> JobContext:
         """What a job handler gets (built in the job process, after the fork)."""
         return JobContext(self.settings, self.store, self.cache, self.queue, cpu_budget)

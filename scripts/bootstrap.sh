@@ -13,6 +13,8 @@ extra=""
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 packages="build-essential libssl-dev libwebp-dev python3-dev python3-venv tesseract-ocr tesseract-ocr-eng"
+# German and French models as examples of OCR_LANGUAGES (eng,deu,fra); the tests use them.
+packages="$packages tesseract-ocr-deu tesseract-ocr-fra"
 # The tests run the Redis rate-limit storage against a real redis-server, and virus
 # scanning against a real clamd they start themselves (the service only talks to one).
 [ -n "$extra" ] && packages="$packages redis-server clamav-daemon"
