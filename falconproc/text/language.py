@@ -21,19 +21,24 @@ STOPWORDS: dict[str, frozenset[str]] = {
     "nld": frozenset("de het een en van is dat op te zijn niet met voor die aan ook als bij door".split()),
 }
 MIN_WORDS = 5
+MIN_HITS = 2
 _WORD = re.compile(r"[^\W\d_]+")
 
 
 def guess_language(text: str, candidates: Iterable[str] | None = None) -> str | None:
     """The candidate whose function words the text uses most; None when too short or no
     candidate has a list or a hit."""
-    words = Counter(w.lower() for w in _WORD.findall(text[:20000]))
-    if sum(words.values()) < MIN_WORDS:
+    # One-letter words are left out: runs of letters in codes and numbers ("f195e7") are
+    # mostly that, and they would pass for Portuguese "e" or Spanish "y".
+    words = Counter(w.lower() for w in _WORD.findall(text[:20000]) if len(w) > 1)
+    total = sum(words.values())
+    if total < MIN_WORDS:
         return None
     names = [c for c in (candidates if candidates is not None else STOPWORDS) if c in STOPWORDS]
     scores = {name: sum(n for w, n in words.items() if w in STOPWORDS[name]) for name in names}
     best = max(scores, key=lambda name: scores[name], default=None)
-    return best if best is not None and scores[best] > 0 else None
+    # Running text is a quarter or more function words; a few hits in a list of names is not.
+    return best if best is not None and scores[best] >= max(MIN_HITS, 0.1 * total) else None
 
 
 def main_language(pages: list[dict]) -> str | None:

@@ -22,6 +22,8 @@ ENGLISH = "The quick brown fox jumps over the lazy dog, and it was the best of t
     ("Le petit prince est dans le jardin avec une rose et il ne sait pas pourquoi.", "fra"),
     ("El perro y el gato están en la casa con los niños para la fiesta.", "spa"),
     ("short", None), ("12345 67890 11 22 33 44", None),
+    ("Plain text f195e77336434d08a7017b8261285d5b e0a9 Grüße aus Köln", None),  # letters of a code
+    ("Anna Berlin Paris London Tokyo Rome Madrid Lisbon and Oslo", None),  # one hit among names
 ])
 def test_guess_language(text, language):
     assert guess_language(text) == language

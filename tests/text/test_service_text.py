@@ -14,6 +14,7 @@ from PIL import Image
 
 from falconproc.config import Settings
 from falconproc.text.docx import extract_docx
+from falconproc.text.language import guess_language
 from falconproc.text.pdf import extract_pdf
 from tests.support.content import DOCX_TYPE, sha256
 from tests.support.corpus import DOCS, OCR_PNG, OCR_TRUTH
@@ -94,7 +95,8 @@ def test_corpus_docx_text(service, name):
     doc = poll_text(service, h).json()
     expected = extract_docx(DOCS / name, Settings())
     assert doc["source"] == "docx" and doc["pageCount"] == 1
-    assert doc["pages"] == [{"page": 1, "text": expected.pages[0]["text"]}]
+    assert doc["pages"] == [{"page": 1, "text": expected.pages[0]["text"],
+                             "language": guess_language(expected.pages[0]["text"])}]
     assert doc["properties"] == expected.properties
     assert doc["headers"] == expected.extra["headers"] and doc["footers"] == expected.extra["footers"]
     assert _plain(service, h).content.decode("utf-8") == expected.text
@@ -138,7 +140,7 @@ def test_plain_text_upload(service, encoding):
     text = f"Plain text {uuid.uuid4().hex}\nGrüße aus Köln — 你好\n"
     h = _upload(service, text.encode(encoding), "notes.txt", "text/plain")
     doc = poll_text(service, h).json()
-    assert doc["source"] == "text" and doc["pages"] == [{"page": 1, "text": text}]
+    assert doc["source"] == "text" and doc["pages"] == [{"page": 1, "text": text, "language": None}]
     assert doc["encoding"] == {"utf-8-sig": "utf-8"}.get(encoding, encoding)
     assert _plain(service, h).content.decode("utf-8") == text
 
