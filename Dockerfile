@@ -41,10 +41,12 @@ RUN FALCONPROC_REQUIRE_EXTENSIONS=1 pip wheel --wheel-dir /wheels ".[redis]" \
 # --------------------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE} AS runtime
 
-# tesseract for OCR (later issues); libssl3 provides libcrypto.so.3 and libwebp7
+# tesseract for OCR, with German and French beside English (OCR_LANGUAGES=eng,deu,fra;
+# add tesseract-ocr-<lang> for others: start-up refuses a language it lacks); libssl3 provides libcrypto.so.3 and libwebp7
 # libwebp.so.7, which the compiled modules link against.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng libssl3 libwebp7 \
+ && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng \
+        tesseract-ocr-deu tesseract-ocr-fra libssl3 libwebp7 \
  && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 falconproc \

@@ -156,6 +156,18 @@ def _type_map(parse_value: Callable[[str], Any]) -> Callable[[str], dict[str, An
     return parse
 
 
+def _host_port(raw: str) -> tuple[str, int] | None:
+    """``host:port`` (IPv6 in brackets); empty: unset."""
+    text = raw.strip()
+    if not text:
+        return None
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"expected host:port, got {raw!r}")
+    return host, int(port)
+
+
 def _name_list(raw: str) -> tuple[str, ...]:
     names = tuple(filter(None, (part.strip() for part in raw.split(","))))
     if not all(re.fullmatch(r"[A-Za-z0-9_.]+", n) for n in names):
@@ -415,6 +427,20 @@ class Settings:
                                "larger images are downscaled before OCR")
     ocr_timeout: float = knob("OCR_TIMEOUT", 90.0, _float_range(1.0, 3600.0),
                               "seconds tesseract may run on one image before it is killed")
+    scan_mode: str = knob("SCAN_MODE", "off", _choice("off", "async", "required"),
+                          "virus scanning with clamd: off, async (scan after storing, serve meanwhile) or "
+                          "required (nothing but metadata is served until scanned clean)")
+    clamd_socket: Path | None = knob("CLAMD_SOCKET", None, _path, "clamd's unix socket (LocalSocket)")
+    clamd_address: tuple[str, int] | None = knob("CLAMD_ADDRESS", None, _host_port,
+                                                 "clamd's TCP address host:port (when CLAMD_SOCKET is unset)")
+    clamd_timeout: float = knob("CLAMD_TIMEOUT", 120.0, _float_range(1.0, 3600.0),
+                                "seconds one clamd scan (INSTREAM) may take before it counts as failed")
+    scan_max_attempts: int = knob("SCAN_MAX_ATTEMPTS", 8, _int_range(1, 100),
+                                  "attempts of a scan while clamd is unreachable (JOB_BACKOFF_BASE doubling "
+                                  "up to JOB_BACKOFF_CAP between them) before its state is error")
+    expose_gps: bool = knob("EXPOSE_GPS", False, _bool,
+                            "report an image's EXIF GPS position in metadata.exif.gps (presets never carry "
+                            "EXIF, GPS or XMP, whatever this says)")
     metrics_dir: Path | None = knob("METRICS_DIR", None, _path,
                                     "where workers keep Prometheus samples (default: a fresh directory "
                                     "under the system temp dir, tmpfs in the container)")

@@ -84,3 +84,8 @@ class UploadLocked(FalconprocError, RuntimeError):
 
 class ChecksumMismatch(FalconprocError, ValueError):
     """A chunk's Upload-Checksum does not match its bytes; the chunk was discarded."""
+
+
+class ContentQuarantined(FalconprocError, PermissionError):
+    """A derived file of content found infected: it is not kept (the job producing it
+    fails for good, not retried)."""

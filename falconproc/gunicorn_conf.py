@@ -74,6 +74,7 @@ def on_starting(server) -> None:
     mark_service_root()
     for path in (_settings.file_storage_path, _settings.cache_path, _settings.queue_path):
         path.mkdir(parents=True, exist_ok=True)
+    _components.check_ocr_languages()  # a missing traineddata stops start-up, named
     swept = _components.store.sweep_temp(at_startup=True)
     logging.getLogger("gunicorn.error").info(
         "falconproc starting: store %s, %d stale temp entries swept", _settings.file_storage_path, swept)

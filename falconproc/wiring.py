@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from falconproc.config import Settings, SettingsError
 from falconproc.jobs import registry
@@ -26,10 +26,11 @@ if TYPE_CHECKING:  # the services are imported when first built (the gunicorn ma
     from falconproc.ingest.resumable import ResumableUploads
     from falconproc.ingest.service import IngestService
     from falconproc.observability.health import HealthService
+    from falconproc.scan.service import ScanService
     from falconproc.text.service import TextService
 
 # Modules that register the built-in job types (each capability package's job module).
-CAPABILITIES: tuple[str, ...] = ("falconproc.images.job", "falconproc.text.job")
+CAPABILITIES: tuple[str, ...] = ("falconproc.images.job", "falconproc.text.job", "falconproc.scan.job")
 
 
 def _local_store(settings: Settings) -> ContentStore:
@@ -128,6 +129,8 @@ def check_backends(settings: Settings) -> None:
         raise SettingsError("S3_BUCKET: required with STORAGE_BACKEND=s3")
     if settings.queue_backend == "redis" and not settings.redis_url:
         raise SettingsError("REDIS_URL: required with QUEUE_BACKEND=redis")
+    if settings.scan_mode != "off" and settings.clamd_socket is None and settings.clamd_address is None:
+        raise SettingsError(f"SCAN_MODE: {settings.scan_mode} needs CLAMD_SOCKET or CLAMD_ADDRESS")
 
 
 def load_job_types(settings: Settings) -> None:
@@ -234,6 +237,12 @@ class Components:
     def load_job_types(self) -> None:
         load_job_types(self.settings)
 
+    def check_ocr_languages(self) -> None:
+        """SettingsError when an OCR_LANGUAGES entry has no traineddata (at start-up)."""
+        from falconproc.text.ocr import check_languages
+
+        check_languages(self.settings)
+
     def job_context(self, cpu_budget: int = 1) -> JobContext:
         """What a job handler gets (built in the job process, after the fork)."""
         return JobContext(self.settings, self.store, self.cache, self.queue, cpu_budget)
@@ -243,7 +252,8 @@ class Components:
 
     @cached_property
     def scheduler(self) -> QueueScheduler:
-        return QueueScheduler(self.queue)
+        always = {"scan": self.settings.scan_max_attempts} if self.settings.scan_mode != "off" else {}
+        return QueueScheduler(self.queue, always)
 
     # -- services (web side) ---------------------------------------------------------
 
@@ -276,10 +286,23 @@ class Components:
         return TextService(self.settings, self.store, self.cache)
 
     @cached_property
+    def scan(self) -> ScanService:
+        from falconproc.scan.service import ScanService
+
+        return ScanService(self.settings, self.store, self.cache)
+
+    def processing_state(self, content_hash: str) -> dict[str, Any]:
+        """What the metadata route adds to the stored metadata: presets, text, EXIF,
+        document properties, scan state."""
+        return {**self.images.processing_state(content_hash), **self.scan.metadata_state(content_hash)}
+
+    @cached_property
     def health(self) -> HealthService:
         from falconproc.observability.health import HealthService
 
-        return HealthService(self.settings, self.store, queue_stats=self.queue.stats, governor=self.governor)
+        checks = {"scanner_unavailable": self.scan.healthy} if self.settings.scan_mode != "off" else {}
+        return HealthService(self.settings, self.store, queue_stats=self.queue.stats, governor=self.governor,
+                             checks=checks)
 
     def run_supervisor(self) -> None:
         """``falconproc worker``: the job supervisor over this process's queue."""

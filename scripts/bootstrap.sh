@@ -3,9 +3,10 @@
 #   scripts/bootstrap.sh          the service
 #   scripts/bootstrap.sh --test   the service + test tools
 # System packages: a C toolchain and OpenSSL headers (the Cython hot path links
-# libcrypto), tesseract for OCR; with --test also redis-server, Ceph RGW (the S3 server the
-# store tests start through scripts/s3_server.sh), curl, and node/npm (the resumable-upload
-# tests run tus-js-client) when missing. Uses sudo when not root.
+# libcrypto), tesseract for OCR (English, German, French); with --test also redis-server,
+# clamav-daemon, Ceph RGW (the S3 server the store tests start through scripts/s3_server.sh),
+# curl, and node/npm (the resumable-upload tests run tus-js-client) when missing. Uses sudo
+# when not root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,8 +16,11 @@ extra=""
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 packages="build-essential libssl-dev libwebp-dev python3-dev python3-venv tesseract-ocr tesseract-ocr-eng"
-# The tests run the Redis rate-limit storage against a real redis-server.
-[ -n "$extra" ] && packages="$packages redis-server curl"
+# German and French models as examples of OCR_LANGUAGES (eng,deu,fra); the tests use them.
+packages="$packages tesseract-ocr-deu tesseract-ocr-fra"
+# The tests run the Redis rate-limit storage against a real redis-server, and virus
+# scanning against a real clamd they start themselves (the service only talks to one).
+[ -n "$extra" ] && packages="$packages redis-server clamav-daemon curl"
 # tus-js-client (installed from npm by the tests into a temp dir) needs node and npm; a
 # node already on the PATH (nvm, nodesource) is used as it is.
 if [ -n "$extra" ] && ! { command -v node >/dev/null && command -v npm >/dev/null; }; then

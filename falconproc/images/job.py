@@ -34,6 +34,8 @@ def _handle(job: Job, context: JobContext) -> dict[str, Any]:
         # The same lock as on-demand renders: a GET meanwhile waits instead of decoding too.
         with service.cache.exclusive(job.content_hash, "image", settings.image_sync_timeout):
             made = service.generate(job.content_hash, service.missing_eager(job.content_hash))
+            if not made and "exif" not in service.cache.metadata(job.content_hash):
+                service.record_exif(job.content_hash)
     except (ImageUnreadable, ImageTooLarge, Image.DecompressionBombError) as exc:
         raise PermanentJobError(str(exc)) from None
     return {"presets": sorted(made)}

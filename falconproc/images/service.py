@@ -10,6 +10,7 @@ from typing import Any, BinaryIO
 from falconproc.clock import iso_utc
 from falconproc.config import Settings
 from falconproc.errors import ContentNotFound
+from falconproc.images.exif import read_exif
 from falconproc.images.pipeline import (
     Decoded,
     ImageTooLarge,
@@ -104,12 +105,23 @@ class ImageService:
     def missing_eager(self, content_hash: str) -> list[Preset]:
         return [p for p in self.catalog.eager if not self.cache.exists(content_hash, p.filename)]
 
-    def _decode(self, source: Path, targets: list[Target]) -> Decoded:
+    def _decode(self, source: Path, targets: list[Target], exif: dict[str, Any] | None = None) -> Decoded:
         """Decode for ``targets``. The file's own image is dropped on return: when it was
         rotated or converted, holding it through the render would keep a second
-        decoded-size buffer alive (50 MP: 200 MB) for nothing."""
+        decoded-size buffer alive (50 MP: 200 MB) for nothing. ``exif``, when given, gets
+        the header's EXIF (``metadata.exif``) from the same open, before the decode."""
         with open_checked(source, self.settings) as im:
+            if exif is not None:
+                exif["exif"] = read_exif(im, self.settings.expose_gps)
             return decode_for(targets, im)
+
+    def record_exif(self, content_hash: str) -> None:
+        """``metadata.exif`` from the header alone, for an image whose presets were all
+        made before its job ran (no decode)."""
+        self._check_source(content_hash)
+        with self.store.local_file(content_hash) as source, open_checked(source, self.settings) as im:
+            exif = read_exif(im, self.settings.expose_gps)
+        self.cache.update_metadata(content_hash, lambda m: m.__setitem__("exif", exif))
 
     def _threads(self, busy_slots: int) -> int:
         """A request's share of the cores: both threads when alone, one when the other
@@ -121,9 +133,10 @@ class ImageService:
         if not presets:
             return {}
         self._check_source(content_hash)
+        header: dict[str, Any] = {}
         try:
             with self.store.local_file(content_hash) as source:
-                decoded = self._decode(source, [_target(p) for p in presets])
+                decoded = self._decode(source, [_target(p) for p in presets], header)
         except ImageUnreadable as exc:
             error = {"error": "image_unreadable", "message": str(exc), "at": iso_utc()}
             self.cache.update_metadata(content_hash, lambda m: m.update(imageError=error))
@@ -168,6 +181,8 @@ class ImageService:
             if placeholder is not None:
                 meta.setdefault("image", {})["blurhash"] = placeholder
             meta.setdefault("presets", {}).update(entries)
+            if entries:  # the original's EXIF, read from the header this render opened
+                meta["exif"] = header.get("exif")
             for name, by_format in variants.items():
                 meta.setdefault("variants", {}).setdefault(name, {}).update(by_format)
 
@@ -195,7 +210,8 @@ class ImageService:
 
     def processing_state(self, content_hash: str) -> dict[str, Any]:
         meta = self.cache.metadata(content_hash)
-        return {key: meta[key] for key in ("presets", "variants", "image", "imageError", "text") if key in meta}
+        return {key: meta[key] for key in ("presets", "variants", "image", "imageError", "text", "exif", "document")
+                if meta.get(key) is not None}
 
 
 __all__ = ["ImageService", "UnknownPreset", "ImageTooLarge", "ImageUnreadable", "NotRenderable"]

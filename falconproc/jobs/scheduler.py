@@ -11,8 +11,11 @@ from falconproc.queue import REQUEST_ID_KEY, Job, JobQueue
 class QueueScheduler:
     """Implements ingest's JobScheduler: one job per registered type that applies."""
 
-    def __init__(self, queue: JobQueue):
+    def __init__(self, queue: JobQueue, always: dict[str, int | None] | None = None):
         self.queue = queue
+        # Job types every new upload gets whatever its type (the virus scan), with their
+        # attempts (None: the queue's default); enqueued first.
+        self.always = dict(always or {})
 
     def check_capacity(self) -> None:
         """Called before an upload's body is read: refuse early (QueueFull) when the queue is full."""
@@ -23,6 +26,8 @@ class QueueScheduler:
             return []
         jobs: list[Job] = []
         with self.queue.batch():
+            for name, attempts in self.always.items():
+                jobs.append(self.queue.enqueue(name, content_hash, max_attempts=attempts, force=True))
             for job_type in registry.all_types():
                 if job_type.applies_to is None or not job_type.applies_to(metadata):
                     continue

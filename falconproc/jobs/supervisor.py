@@ -34,6 +34,7 @@ from typing import Any
 import psutil
 
 from falconproc.config import Settings
+from falconproc.errors import ContentQuarantined
 from falconproc.jobs import registry
 from falconproc.jobs.registry import JobContext, PermanentJobError
 from falconproc.observability import metrics
@@ -117,7 +118,7 @@ def _job_process_main(conn: Connection, supervisor_pid: int, make_context: Conte
                 raise LookupError(f"no handler registered for job type {job.type!r}")
             result = job_type.handler(job, context)
             conn.send(("ok", result))
-        except PermanentJobError as exc:
+        except (PermanentJobError, ContentQuarantined) as exc:
             conn.send(("permanent", str(exc)))
         except Exception as exc:  # noqa: BLE001 - any handler error fails the attempt
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()

@@ -12,8 +12,10 @@ from falconproc.store import ContentStore
 
 class HealthService:
     def __init__(self, settings: Settings, store: ContentStore, queue_stats: Callable[[], dict[str, int]],
-                 governor: MemoryGovernor):
+                 governor: MemoryGovernor, checks: dict[str, Callable[[], bool]] | None = None):
         self.settings = settings
+        # reason -> check: a failing one degrades the report (clamd down: scans wait, retried)
+        self.checks = dict(checks or {})
         self.store = store
         self.queue_stats = queue_stats
         self.governor = governor
@@ -36,6 +38,7 @@ class HealthService:
             degraded.append("storage_low")
         if memory.used > high_water:
             degraded.append("memory_pressure")  # uploads are being answered 503
+        degraded.extend(reason for reason, ok in self.checks.items() if not ok())
         return {
             "status": "degraded" if degraded else "ok",
             "reasons": degraded,

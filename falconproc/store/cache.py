@@ -41,3 +41,9 @@ class DerivedCache(ABC):
     def exclusive(self, content_hash: str, name: str, timeout: float) -> AbstractContextManager[None]:
         """One producer of ``name`` for this hash at a time, across every process that
         shares the cache; others wait up to ``timeout`` (then ServiceOverloaded)."""
+
+    def quarantine(self, content_hash: str) -> int:
+        """From now on keep no derived file of this hash: delete those there are (returns
+        how many) and make ``write_file`` refuse new ones (ContentQuarantined), also a
+        write racing this call. The metadata stays. A backend that cannot must say so."""
+        raise NotImplementedError(f"{type(self).__name__} cannot quarantine derived files")

@@ -15,11 +15,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from falconproc.errors import ContentQuarantined
 from falconproc.fsutil import atomic_write_json, fsync_dir, read_json
 from falconproc.locks import DirectoryLock, file_lock
 from falconproc.store.base import is_content_hash
 from falconproc.store.cache import DerivedCache
 
+
+QUARANTINE_MARKER = ".quarantined"  # in a hash's entry: its content was found infected
 
 class LocalDerivedCache(DerivedCache):
     def __init__(self, root: Path, *, fsync: bool = True):
@@ -58,6 +61,9 @@ class LocalDerivedCache(DerivedCache):
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        if (entry / QUARANTINE_MARKER).exists():
+            (entry / name).unlink(missing_ok=True)
+            raise ContentQuarantined(f"{content_hash} is quarantined: {name} is not kept")
         if self.fsync:
             fsync_dir(entry)
         return size
@@ -76,6 +82,19 @@ class LocalDerivedCache(DerivedCache):
             update(meta)
             atomic_write_json(entry / "metadata.json", meta, fsync=self.fsync, tmp_dir=self.tmp_root)
         return meta
+
+    def quarantine(self, content_hash: str) -> int:
+        # The marker first, then the deletions; write_file renames first, then looks for
+        # the marker: whichever order they interleave in, no derived file survives.
+        entry = self.entry(content_hash)
+        entry.mkdir(exist_ok=True)
+        (entry / QUARANTINE_MARKER).touch()
+        removed = 0
+        for path in entry.iterdir():
+            if path.is_file() and path.name != "metadata.json" and not path.name.startswith("."):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     @contextmanager
     def exclusive(self, content_hash: str, name: str, timeout: float) -> Iterator[None]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from falconproc.config import Settings
 from falconproc.mediatypes import DOCX
+from falconproc.text.clean import clean_text
 from falconproc.text.extraction import Extraction, ExtractionError, clip_pages, iso_date, register_extractor
 
 MAX_DOCX_MEMBERS = 2000
@@ -86,7 +87,7 @@ def extract_docx(path: Path, settings: Settings) -> Extraction:
         lines: list[str] = []
         for block in container.iter_inner_content():
             if isinstance(block, Paragraph):
-                lines.append(block.text)
+                lines.append(clean_text(block.text))
             elif isinstance(block, Table):
                 for row in block.rows:
                     cells: list[str] = []

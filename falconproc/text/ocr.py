@@ -13,6 +13,8 @@ from PIL import Image
 
 from falconproc.config import Settings
 from falconproc.errors import FalconprocError
+from falconproc.text.clean import clean_text
+from falconproc.text.language import guess_language
 
 TESSERACT_MAX_SIDE = 32767  # tesseract refuses larger images
 
@@ -28,6 +30,27 @@ class OcrResult:
     text: str
     confidence: float | None  # mean word confidence 0-100, None when no words
     words: int
+    language: str | None = None  # the model the text was read with
+
+
+def installed_languages() -> set[str]:
+    import pytesseract
+
+    return set(pytesseract.get_languages(config=""))
+
+
+def check_languages(settings: Settings) -> None:
+    """At start-up: every OCR_LANGUAGES entry has its traineddata installed."""
+    from falconproc.config import SettingsError
+
+    try:
+        installed = installed_languages()
+    except Exception as exc:  # noqa: BLE001 - no tesseract at all: OCR jobs report it themselves
+        raise SettingsError(f"OCR_LANGUAGES: tesseract cannot list its languages: {exc}") from None
+    missing = [lang for lang in settings.ocr_languages if lang not in installed]
+    if missing:
+        raise SettingsError(f"OCR_LANGUAGES: no traineddata installed for {', '.join(missing)} "
+                            f"(installed: {', '.join(sorted(installed))})")
 
 
 def _scale_for(width: int, height: int, settings: Settings) -> float:
@@ -141,13 +164,26 @@ def prepare(im: Image.Image, settings: Settings) -> Image.Image:
 
 
 def run_tesseract(source: Image.Image | str, settings: Settings) -> OcrResult:
-    """OCR an image (prepared here) or, for a file already fit as it is, its path."""
+    """OCR an image (prepared here) or, for a file already fit as it is, its path.
+
+    With several OCR_LANGUAGES the page is read with the first; when its words say it is
+    in another allowed language, it is read again with that model alone (one model
+    reads better and faster than all of them at once)."""
+    image = source if isinstance(source, str) else prepare(source, settings)
+    languages = settings.ocr_languages
+    result = _read(image, languages[0], settings)
+    if len(languages) > 1:
+        guessed = guess_language(result.text, languages)
+        if guessed is not None and guessed != languages[0]:
+            result = _read(image, guessed, settings)
+    return result
+
+
+def _read(image: Image.Image | str, lang: str, settings: Settings) -> OcrResult:
     import pytesseract
 
     os.environ["OMP_THREAD_LIMIT"] = "1"  # faster per page than tesseract's own threading (benchmarks/README.md)
-    lang = "+".join(settings.ocr_languages)
     try:
-        image = source if isinstance(source, str) else prepare(source, settings)
         data = pytesseract.image_to_data(image, lang=lang, config="--psm 3",
                                          timeout=settings.ocr_timeout, output_type=pytesseract.Output.DICT)
     except RuntimeError as exc:  # pytesseract signals its timeout this way
@@ -173,4 +209,4 @@ def run_tesseract(source: Image.Image | str, settings: Settings) -> OcrResult:
         text_lines.append(" ".join(lines[key]))
         previous_par = key[:3]
     confidence = round(sum(confidences) / len(confidences), 2) if confidences else None
-    return OcrResult("\n".join(text_lines), confidence, len(confidences))
+    return OcrResult(clean_text("\n".join(text_lines), join_hyphens=True), confidence, len(confidences), lang)

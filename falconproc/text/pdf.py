@@ -14,6 +14,7 @@ from typing import Any
 from falconproc.config import Settings
 from falconproc.mediatypes import PDF
 from falconproc.osutil import die_with_parent
+from falconproc.text.clean import clean_text
 from falconproc.text.extraction import Extraction, ExtractionError, clip_pages, iso_date, register_extractor
 
 
@@ -183,7 +184,7 @@ def extract_pdf(path: Path, settings: Settings) -> Extraction:
         page_count = _page_count(reader)
         wanted = min(page_count, settings.pdf_max_pages)
         texts = _texts_of(reader, range(wanted), deadline)
-    pages = [{"page": i + 1, "text": t.replace("\x00", "")} for i, t in enumerate(texts)]
+    pages = [{"page": i + 1, "text": clean_text(t.replace("\x00", ""), join_hyphens=True)} for i, t in enumerate(texts)]
     without_text = [p["page"] for p in pages if not p["text"].strip()]
     pages, clipped = clip_pages(pages, settings.text_max_chars)
     info = {}

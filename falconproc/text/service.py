@@ -13,6 +13,7 @@ from falconproc.images.pipeline import ImageUnreadable, open_checked
 from falconproc.mediatypes import PDF, is_renderable_image
 from falconproc.store import ContentStore, DerivedCache
 from falconproc.text.extraction import Extraction, can_extract, clip_pages, extract
+from falconproc.text.language import guess_language, main_language
 from falconproc.text.ocr import run_tesseract, usable_as_is
 from falconproc.text.pdf import open_pdf
 
@@ -54,16 +55,39 @@ class TextService:
     # -- producing -----------------------------------------------------------------
 
     def _publish(self, content_hash: str, result: Extraction, state: dict[str, Any]) -> dict[str, Any]:
+        for page in result.pages:  # OCR pages say which model read them; text layers are guessed
+            if not page.get("language"):
+                page["language"] = guess_language(page.get("text") or "")
         document = {"source": result.source, "pageCount": result.page_count, "truncated": result.truncated,
-                    "properties": result.properties, "pages": result.pages, **result.extra}
+                    "language": main_language(result.pages), "properties": result.properties,
+                    "pages": result.pages, **result.extra}
         text = result.text
         self.cache.write_file(content_hash, TEXT_FILE, lambda fh: fh.write(text.encode("utf-8")))
         self.cache.write_file(content_hash, PAGES_FILE,
                               lambda fh: fh.write(json.dumps(document, ensure_ascii=False).encode("utf-8")))
         state = {"status": "done", "source": result.source, "pageCount": result.page_count,
                  "chars": len(text), "truncated": result.truncated, "processedAt": iso_utc(), **state}
-        self.cache.update_metadata(content_hash, lambda m: m.__setitem__("text", state))
+        properties = self.document_properties(result)
+
+        def record(m: dict[str, Any]) -> None:
+            m["text"] = state
+            if properties is not None:
+                m["document"] = properties
+
+        self.cache.update_metadata(content_hash, record)
         return state
+
+    @staticmethod
+    def document_properties(result: Extraction) -> dict[str, Any] | None:
+        """``metadata.document`` of a PDF or DOCX: its own properties and page count
+        (DOCX has no pages until laid out: its count is left out)."""
+        if result.source not in ("pdf", "pdf+ocr", "docx"):
+            return None
+        keys = ("title", "author", "subject", "created", "modified")
+        document = {k: result.properties[k] for k in keys if result.properties.get(k)}
+        if result.source != "docx":
+            document["pageCount"] = result.page_count
+        return document
 
     def record_failure(self, content_hash: str, code: str, message: str) -> None:
         state = {"status": "failed", "error": code, "message": message, "processedAt": iso_utc()}
@@ -93,7 +117,8 @@ class TextService:
                     ocr = run_tesseract(str(path), self.settings)  # no re-encode of the page
                 else:
                     ocr = run_tesseract(ImageOps.exif_transpose(im), self.settings)
-        result = Extraction("ocr", [{"page": 1, "text": ocr.text, "confidence": ocr.confidence}], page_count=1)
+        result = Extraction("ocr", [{"page": 1, "text": ocr.text, "confidence": ocr.confidence,
+                                     "language": ocr.language}], page_count=1)
         result.pages, result.truncated = clip_pages(result.pages, self.settings.text_max_chars)
         return self._publish(content_hash, result, {"confidence": ocr.confidence, "words": ocr.words})
 
@@ -105,6 +130,7 @@ class TextService:
             confidences = []
             for number in pages:
                 page_texts = []
+                page_language = None
                 try:
                     images = list(reader.pages[number - 1].images)
                 except Exception:  # noqa: BLE001 - a broken image stream loses that page only
@@ -120,12 +146,14 @@ class TextService:
                         continue
                     if ocr.text:
                         page_texts.append(ocr.text)
+                        page_language = ocr.language
                         if ocr.confidence is not None:
                             confidences.append(ocr.confidence)
                 for page in document["pages"]:
                     if page["page"] == number and page_texts:
                         page["text"] = "\n".join(page_texts)
                         page["source"] = "ocr"
+                        page["language"] = page_language
         result = Extraction("pdf+ocr" if confidences else document["source"], document["pages"],
                             properties=document.get("properties", {}), page_count=document.get("pageCount", 0),
                             truncated=document.get("truncated", False))

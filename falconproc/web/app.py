@@ -12,6 +12,7 @@ from PIL import Image
 from falconproc.errors import (
     ChecksumMismatch,
     ContentNotFound,
+    ContentQuarantined,
     EmptyUpload,
     HashMismatch,
     IncompleteUpload,
@@ -28,6 +29,7 @@ from falconproc.images.pipeline import ImageTooLarge, ImageUnreadable, NotRender
 from falconproc.images.service import UnknownPreset
 from falconproc.ingest.multipart import MultipartError
 from falconproc.observability.metrics import MetricsMiddleware, MetricsResource, ServiceStateCollector
+from falconproc.scan.service import Quarantined, ScanFailed, ScanPending
 from falconproc.web.resources.content import MetadataResource, OriginalResource, require_hash
 from falconproc.web.resources.errors import ApiError, error_body
 from falconproc.web.resources.health import HealthResource
@@ -37,6 +39,7 @@ from falconproc.web.resources.openapi import OpenApiResource
 from falconproc.web.resources.text import TextResource
 from falconproc.web.resources.tus import TusHeaders, UploadResource as TusUploadResource, UploadsResource
 from falconproc.web.requestid import RequestIdMiddleware
+from falconproc.web.quarantine import ScanGate
 from falconproc.web.resources.upload import UploadResource
 from falconproc.wiring import Components
 
@@ -104,6 +107,10 @@ def create_app(components: Components | None = None) -> falcon.App:
     if settings.auth_token:
         middleware.append(BearerAuth(settings.auth_token))
     middleware.append(TusHeaders())
+    gate = None
+    if settings.scan_mode != "off":
+        middleware.append(ScanGate(components.scan))
+        gate = components.scan.check
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(_serialize_error)
@@ -112,10 +119,10 @@ def create_app(components: Components | None = None) -> falcon.App:
     app.add_route("/uploads", UploadsResource(components.resumable, settings.max_upload_bytes))
     app.add_route("/uploads/{upload_id}", TusUploadResource(components.resumable))
     app.add_route("/cache/{content_hash}/original", OriginalResource(store))
-    app.add_route("/cache/{content_hash}/metadata", MetadataResource(store, images.processing_state))
+    app.add_route("/cache/{content_hash}/metadata", MetadataResource(store, components.processing_state))
     app.add_route("/cache/{content_hash}/text", TextResource(store, components.text, queue))
     app.add_route("/cache/{content_hash}/{preset}", PresetResource(images))
-    app.add_route("/optimize-for-ai", OptimizeResource(images))
+    app.add_route("/optimize-for-ai", OptimizeResource(images, gate))
     app.add_sink(_cache_fallback, prefix="/cache/")
     app.add_route("/health", HealthResource(components.health))
     app.add_route("/metrics", MetricsResource(ServiceStateCollector(
@@ -145,6 +152,11 @@ def create_app(components: Components | None = None) -> falcon.App:
                                               extra=lambda e: {"width": e.width, "height": e.height}))
     app.add_error_handler(Image.DecompressionBombError, _map(falcon.HTTP_422, "image_too_large"))
     app.add_error_handler(ImageUnreadable, _map(falcon.HTTP_422, "image_unreadable"))
+    app.add_error_handler(Quarantined, _map(falcon.HTTP_403, "quarantined",
+                                            extra=lambda e: {"signature": e.signature}))
+    app.add_error_handler(ContentQuarantined, _map(falcon.HTTP_403, "quarantined"))
+    app.add_error_handler(ScanPending, _map(falcon.HTTP_409, "scan_pending", retry_after=True))
+    app.add_error_handler(ScanFailed, _map(falcon.HTTP_422, "scan_failed"))
     app.add_error_handler(ServiceOverloaded, _map(falcon.HTTP_503, "overloaded", retry_after=True))
     app.add_error_handler(RateLimited, _map(falcon.HTTP_429, "rate_limited", retry_after=True,
                                             extra=lambda e: {"limit": e.limit, "retryAfter": e.retry_after}))

@@ -578,3 +578,13 @@ def poll_text(svc, content_hash: str, *, deadline: float = 60.0, json_format: bo
             raise AssertionError(f"text of {content_hash} still {resp.status_code} after {deadline} s: "
                                  f"{resp.text[:500]}\n{svc.log()[-3000:]}")
         time.sleep(0.1)
+
+
+def typeset_pdf() -> bytes:
+    """One page as a typesetter leaves it: "fi"/"fl" ligatures (StandardEncoding 0xAE/0xAF,
+    which pypdf reads as U+FB01/U+FB02) and words hyphenated at line ends."""
+    objs = {1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>", 3: FONT,
+            4: PAGE % (5, b""),
+            5: stream(b"BT /F1 12 Tf 14 TL 72 720 Td (Here's to the crazy ones, the mis\xaets and \xafoors, the infor-) Tj"
+                      b" T* (mation about Jean-) Tj T* (Paul here.) Tj ET")}
+    return build_pdf(objs)

@@ -14,11 +14,12 @@ from PIL import Image
 
 from falconproc.config import Settings
 from falconproc.text.docx import extract_docx
+from falconproc.text.language import guess_language
 from falconproc.text.pdf import extract_pdf
 from tests.support.content import DOCX_TYPE, sha256
 from tests.support.corpus import DOCS, OCR_PNG, OCR_TRUTH
 from tests.support.http import upload
-from tests.text._docs import image_pdf, poll_text, repeated_pdf, slow_pdf, word_recall
+from tests.text._docs import image_pdf, poll_text, repeated_pdf, slow_pdf, typeset_pdf, word_recall
 
 PDFS = ["hello-world.pdf", "pdflatex-outline.pdf", "two-different-pages.pdf", "attachment.pdf",
         "imagemagick-images.pdf"]
@@ -94,7 +95,8 @@ def test_corpus_docx_text(service, name):
     doc = poll_text(service, h).json()
     expected = extract_docx(DOCS / name, Settings())
     assert doc["source"] == "docx" and doc["pageCount"] == 1
-    assert doc["pages"] == [{"page": 1, "text": expected.pages[0]["text"]}]
+    assert doc["pages"] == [{"page": 1, "text": expected.pages[0]["text"],
+                             "language": guess_language(expected.pages[0]["text"])}]
     assert doc["properties"] == expected.properties
     assert doc["headers"] == expected.extra["headers"] and doc["footers"] == expected.extra["footers"]
     assert _plain(service, h).content.decode("utf-8") == expected.text
@@ -138,7 +140,7 @@ def test_plain_text_upload(service, encoding):
     text = f"Plain text {uuid.uuid4().hex}\nGrüße aus Köln — 你好\n"
     h = _upload(service, text.encode(encoding), "notes.txt", "text/plain")
     doc = poll_text(service, h).json()
-    assert doc["source"] == "text" and doc["pages"] == [{"page": 1, "text": text}]
+    assert doc["source"] == "text" and doc["pages"] == [{"page": 1, "text": text, "language": None}]
     assert doc["encoding"] == {"utf-8-sig": "utf-8"}.get(encoding, encoding)
     assert _plain(service, h).content.decode("utf-8") == text
 
@@ -269,3 +271,28 @@ def test_utf16_text_has_no_nul_in_output(service):
     text = f"wide {uuid.uuid4().hex}\n"
     h = _upload(service, codecs.BOM_UTF16_LE + text.encode("utf-16-le"), "wide.txt")
     assert b"\x00" not in poll_text(service, h, json_format=False).content
+
+
+def test_pdf_ligatures_and_line_end_hyphens_come_out_clean(service):
+    """A search for "misfits" finds the typeset "mis\ufb01ts"; "infor-/mation" reads "information"."""
+    h = _upload(service, typeset_pdf(), "typeset.pdf", "application/pdf")
+    doc = poll_text(service, h).json()
+    assert "misfits and floors" in doc["pages"][0]["text"]
+    text = _plain(service, h).text
+    assert "misfits" in text and "information about" in text and "\ufb01" not in text
+
+
+def test_document_properties_in_metadata(service):
+    """Title, author, dates and page count in metadata.document, not only in the text JSON."""
+    h = _upload(service, (DOCS / "pdflatex-outline.pdf").read_bytes(), "outline.pdf", "application/pdf")
+    poll_text(service, h)
+    meta = requests.get(f"{service.url}/cache/{h}/metadata", timeout=10).json()
+    assert meta["document"] == {"created": "2022-04-06T20:15:41+02:00", "modified": "2022-04-06T20:15:41+02:00",
+                                "pageCount": 4}
+    h = _upload(service, (DOCS / "doc-coreprops.docx").read_bytes(), "props.docx", DOCX_TYPE)
+    doc = poll_text(service, h).json()
+    meta = requests.get(f"{service.url}/cache/{h}/metadata", timeout=10).json()
+    props = doc["properties"]
+    assert meta["document"] == {k: props[k] for k in ("title", "author", "subject", "created", "modified")
+                                if k in props}
+    assert meta["document"]["title"] and "pageCount" not in meta["document"]

@@ -1,6 +1,8 @@
 """GET|HEAD /cache/{contentHash}/{preset} and POST /optimize-for-ai."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import falcon
 
 from falconproc.web.resources.content import require_hash
@@ -33,8 +35,9 @@ class PresetResource:
 
 
 class OptimizeResource:
-    def __init__(self, images: ImageService):
+    def __init__(self, images: ImageService, gate: Callable[[str], None] | None = None):
         self.images = images
+        self.gate = gate  # the scan gate (the hash is in the body, not the path)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         # Checked first: falcon would parse a form-encoded body as a form and its JSON
@@ -56,6 +59,8 @@ class OptimizeResource:
         if not isinstance(content_hash, str):
             raise ApiError(falcon.HTTP_400, "invalid_input", "contentHash is required")
         require_hash(content_hash)
+        if self.gate is not None:
+            self.gate(content_hash)
         max_size = body.get("maxSize", 2048)
         quality = body.get("quality", 85)
         if isinstance(max_size, bool) or not isinstance(max_size, int) or not 16 <= max_size <= 8192:

@@ -1,0 +1,113 @@
+"""Scan state (``metadata.scan``), the `scan` job's work, and the quarantine gate the web
+layer asks before serving anything of a content hash but its metadata."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from falconproc.clock import iso_utc
+from falconproc.config import Settings
+from falconproc.errors import FalconprocError
+from falconproc.scan.clamd import ClamdClient, ClamdUnavailable
+from falconproc.store import ContentStore, DerivedCache
+
+log = logging.getLogger(__name__)
+
+PENDING = {"status": "pending"}
+
+
+class Quarantined(FalconprocError, PermissionError):
+    """The content was found infected: nothing of it but its metadata is served."""
+
+    def __init__(self, signature: str | None):
+        super().__init__(f"this content is quarantined: {signature or 'infected'}")
+        self.signature = signature
+
+
+class ScanPending(FalconprocError, RuntimeError):
+    """SCAN_MODE=required and the content has not been scanned clean yet."""
+
+    retry_after = 2
+
+
+class ScanFailed(FalconprocError, RuntimeError):
+    """SCAN_MODE=required and the scan ended in an error (too large for clamd, clamd down
+    for every attempt): the content is never served as if clean."""
+
+
+def make_client(settings: Settings) -> ClamdClient:
+    return ClamdClient(settings.clamd_socket, settings.clamd_address, settings.clamd_timeout)
+
+
+class ScanService:
+    def __init__(self, settings: Settings, store: ContentStore, cache: DerivedCache,
+                 client: ClamdClient | None = None):
+        self.settings = settings
+        self.store = store
+        self.cache = cache
+        self.enabled = settings.scan_mode != "off"
+        self.client = client if client is not None or not self.enabled else make_client(settings)
+
+    # -- state -----------------------------------------------------------------------
+
+    def state(self, content_hash: str) -> dict[str, Any] | None:
+        return self.cache.metadata(content_hash).get("scan")
+
+    def metadata_state(self, content_hash: str, cache_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``{"scan": ...}`` for the metadata route: pending until the job records a result."""
+        meta = self.cache.metadata(content_hash) if cache_meta is None else cache_meta
+        if "scan" in meta:
+            return {"scan": meta["scan"]}
+        return {"scan": dict(PENDING)} if self.enabled else {}
+
+    def check(self, content_hash: str) -> None:
+        """Before serving anything of this hash but its metadata: Quarantined for infected
+        content; with SCAN_MODE=required, ScanPending/ScanFailed until it is scanned clean."""
+        if not self.enabled:
+            return
+        scan = self.state(content_hash) or PENDING
+        status = scan.get("status")
+        if status == "infected":
+            raise Quarantined(scan.get("signature"))
+        if self.settings.scan_mode == "required":
+            if status == "pending":
+                raise ScanPending("this content has not been scanned yet")
+            if status == "error":
+                raise ScanFailed(f"this content could not be scanned: {scan.get('reason')}")
+
+    def healthy(self) -> bool:
+        return not self.enabled or (self.client is not None and self.client.ping())
+
+    # -- the job ---------------------------------------------------------------------
+
+    def scan(self, content_hash: str) -> dict[str, Any]:
+        """Stream the original to clamd and record the verdict. ClamdUnavailable (retried
+        by the queue) when clamd cannot be reached."""
+        assert self.client is not None
+        try:
+            engine = self.client.version()
+            with self.store.local_file(content_hash) as path, open(path, "rb") as fh:
+                verdict = self.client.instream(fh)
+        except ClamdUnavailable as exc:
+            self.cache.update_metadata(content_hash, lambda m: m.setdefault("scan", dict(PENDING))
+                                       .__setitem__("lastError", str(exc)))
+            raise
+        state: dict[str, Any] = {"status": verdict.status, "signature": verdict.signature, "engine": engine,
+                                 "scannedAt": iso_utc()}
+        if verdict.reason:
+            state["reason"] = verdict.reason
+        self.record(content_hash, state)
+        return state
+
+    def record(self, content_hash: str, state: dict[str, Any]) -> None:
+        self.cache.update_metadata(content_hash, lambda m: m.__setitem__("scan", state))
+        if state["status"] == "infected":
+            # Quarantine: whatever was derived before the verdict goes, and nothing is
+            # served from here on (check() answers 403 for every route but metadata).
+            removed = self.cache.quarantine(content_hash)
+            log.warning("content %s is infected (%s): quarantined, %d derived files removed",
+                        content_hash, state.get("signature"), removed)
+
+    def record_error(self, content_hash: str, reason: str) -> None:
+        self.record(content_hash, {"status": "error", "signature": None, "engine": None, "scannedAt": iso_utc(),
+                                   "reason": reason})
