@@ -89,8 +89,9 @@ class ScanService:
             with self.store.local_file(content_hash) as path, open(path, "rb") as fh:
                 verdict = self.client.instream(fh)
         except ClamdUnavailable as exc:
+            error = str(exc)
             self.cache.update_metadata(content_hash, lambda m: m.setdefault("scan", dict(PENDING))
-                                       .__setitem__("lastError", str(exc)))
+                                       .__setitem__("lastError", error))
             raise
         state: dict[str, Any] = {"status": verdict.status, "signature": verdict.signature, "engine": engine,
                                  "scannedAt": iso_utc()}
