@@ -14,6 +14,7 @@ from tests.support.service import Launcher, make_service, service_env
 # alone): `-m blackbox` must select tests of each, and of no other module. A new module
 # that starts the service belongs here.
 STARTS_THE_SERVICE = {
+    "tests/images/test_exif.py",
     "tests/images/test_heic_avif.py",
     "tests/images/test_hostile.py",
     "tests/images/test_http_presets.py",
@@ -40,10 +41,12 @@ STARTS_THE_SERVICE = {
     "tests/observability/test_load.py",  # marked by hand: bench_load.py starts it
     "tests/observability/test_metrics_exposition.py",
     "tests/observability/test_request_ids_logs.py",
+    "tests/scan/test_service_scan.py",
     "tests/serving/test_filenames.py",
     "tests/serving/test_serving.py",
     "tests/store/test_enospc.py",
     "tests/store/test_s3_instances.py",
+    "tests/text/test_ocr_languages.py",
     "tests/text/test_service_hostile.py",
     "tests/text/test_service_text.py",
     "tests/web/test_contract.py",
