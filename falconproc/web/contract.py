@@ -38,27 +38,50 @@ ERRORS: tuple[ErrorCode, ...] = (
     ErrorCode(400, "invalid_json", "POST /optimize-for-ai: the body is not a JSON object", "fix the body"),
     ErrorCode(400, "invalid_input", "POST /optimize-for-ai: `contentHash` missing, `maxSize` outside "
               "16..8192 or `quality` outside 1..100", "fix the body"),
+    ErrorCode(400, "invalid_form", "POST /upload as multipart/form-data: no boundary, no file part, a part "
+              "without a file name (and no `x-filename`), or a malformed or truncated form",
+              "fix the form; one file part, with a filename"),
+    ErrorCode(400, "invalid_content_type", "POST /optimize-for-ai: the Content-Type is not application/json "
+              "(`contentType`)", "send the body as application/json"),
+    ErrorCode(400, "invalid_format", "GET|HEAD /cache/{contentHash}/{preset}: `format` is not a known image "
+              "format (`formats` lists them)", "use a listed format, or leave it out and send Accept"),
+    ErrorCode(400, "invalid_metadata", "tus POST /uploads: Upload-Metadata is malformed (not base64 of UTF-8) "
+              "or lacks `filename`, `driveId` or `userId` (`key` names it)", "fix the metadata"),
+    ErrorCode(400, "unsupported_checksum", "tus: Upload-Checksum names an algorithm other than sha256",
+              "send `Upload-Checksum: sha256 <base64>` or none"),
     ErrorCode(401, "unauthorized", "PROCESSOR_AUTH_TOKEN is set and the bearer token is missing or wrong",
               "send `Authorization: Bearer <token>`"),
     ErrorCode(404, "not_found", "no content under this hash, no job with this id, or no such route",
               "upload the content first (or check the id)"),
     ErrorCode(404, "unknown_preset", "no preset of this name (`presets` lists them)", "use a listed preset"),
     ErrorCode(404, "no_text", "the content's type has no text to extract", "do not poll for text"),
+    ErrorCode(404, "upload_not_found", "tus: no resumable upload with this id (never created, terminated "
+              "or expired)", "create a new upload with POST /uploads"),
     ErrorCode(405, "method_not_allowed", "the route exists, the method does not", "fix the method"),
+    ErrorCode(409, "offset_mismatch", "tus PATCH: Upload-Offset is not the upload's offset (`offset` is the "
+              "real one)", "HEAD the upload and resume from its Upload-Offset"),
+    ErrorCode(412, "unsupported_tus_version", "a request under /uploads (but OPTIONS) without "
+              "`Tus-Resumable: 1.0.0` (Tus-Version lists what the server speaks)", "send Tus-Resumable: 1.0.0"),
     ErrorCode(413, "payload_too_large", "the body is larger than MAX_UPLOAD_BYTES (`limit`)",
               "do not retry; the file is too large for this service"),
     ErrorCode(415, "unsupported_type", "the bytes are of a type not accepted (`mimeType`, `supportedTypes`)",
               "do not retry"),
     ErrorCode(415, "not_an_image", "a preset or optimize-for-ai of content that is not a renderable image",
               "use the original"),
+    ErrorCode(415, "unsupported_media_type", "tus PATCH without `Content-Type: application/offset+octet-stream`",
+              "send the chunk as application/offset+octet-stream"),
     ErrorCode(416, "range_not_satisfiable", "the Range lies outside the file (`size`)", "fix the range"),
     ErrorCode(422, "image_too_large", "the image has more pixels or a longer side than the service decodes",
               "use the original"),
     ErrorCode(422, "image_unreadable", "the image is corrupt or truncated", "use the original"),
     ErrorCode(422, "<text error>", "GET /text of a document whose extraction failed for good (encrypted, "
               "corrupt; the code is the job's, `state` has details)", "do not retry"),
+    ErrorCode(423, "upload_locked", "tus: another request is writing to this upload right now",
+              "wait for it to end (or drop it), HEAD the upload, then resume"),
     ErrorCode(429, "rate_limited", "the user passed UPLOAD_RATE_LIMIT (`limit`, `retryAfter`)",
               "wait `Retry-After` seconds, then retry"),
+    ErrorCode(460, "checksum_mismatch", "tus: the chunk does not hash to its Upload-Checksum; it was "
+              "discarded (the offset is unchanged)", "HEAD the upload and send the chunk again"),
     ErrorCode(500, "internal_error", "a bug; logged with the request id", "retry later; report the X-Request-ID"),
     ErrorCode(503, "overloaded", "memory pressure, a full job queue or a preset that took too long",
               "wait `Retry-After` seconds, then retry"),
@@ -85,6 +108,7 @@ _REQUEST_ID = {"name": "X-Request-ID", "in": "header", "required": False,
 _RESPONSE_HEADERS = {"X-Request-ID": {"description": "the request's id (the caller's or generated)",
                                       "schema": {"type": "string"}}}
 _RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}}}
+_IMAGE_TYPES = ("image/avif", "image/webp", "image/jpeg", "image/png")
 _FILE_HEADERS = {"ETag": {"schema": {"type": "string"}}, "Cache-Control": {"schema": {"type": "string"}}}
 
 
@@ -120,11 +144,13 @@ def _op(summary: str, responses: dict[int, Any], *, errors: tuple[int, ...] = ()
     return op
 
 
-def _file_ops(summary: str, types: tuple[str, ...], extra_errors: tuple[int, ...], params) -> dict[str, Any]:
+def _file_ops(summary: str, types: tuple[str, ...], extra_errors: tuple[int, ...], params,
+              headers: dict | None = None) -> dict[str, Any]:
     def make(head: bool) -> dict[str, Any]:
+        file_headers = {**_FILE_HEADERS, **(headers or {})}
         responses = {
-            200: _bytes(types, "the bytes", _FILE_HEADERS, body=not head),
-            206: _bytes(types, "the requested range", {**_FILE_HEADERS, "Content-Range": {"schema": {"type": "string"}}},
+            200: _bytes(types, "the bytes", file_headers, body=not head),
+            206: _bytes(types, "the requested range", {**file_headers, "Content-Range": {"schema": {"type": "string"}}},
                         body=not head),
             304: {"description": "If-None-Match matched", "headers": _RESPONSE_HEADERS},
         }
@@ -167,10 +193,91 @@ def _schemas() -> dict[str, Any]:
                       "properties": {"data": {"type": "string", "contentEncoding": "base64"},
                                      "mimeType": {"type": "string"}, "size": {"type": "integer"},
                                      "width": {"type": "integer"}, "height": {"type": "integer"}}},
+        "Metadata": {"type": "object",
+                     "properties": {"variants": {"type": "object",
+                                                 "description": "the presets and formats made so far"},
+                                    "image": {"type": "object",
+                                              "properties": {"blurhash": {"type": "string"}},
+                                              "description": "for images: width, height, frames and, once "
+                                                             "known, a blurhash placeholder"}}},
+        "UploadProgress": {"type": "object", "required": ["status", "offset", "length"],
+                           "properties": {"status": {"type": "string", "enum": ["uploading", "ingesting"]},
+                                          "offset": {"type": "integer", "minimum": 0},
+                                          "length": {"type": "integer", "minimum": 1}}},
         "Health": {"type": "object", "required": ["status", "uptime", "memory", "storage", "queue"],
                    "properties": {"status": {"type": "string", "enum": ["ok", "degraded"]},
                                   "uptime": {"type": "number"}, "memory": {"type": "object"},
                                   "storage": {"type": "object"}, "queue": {"type": "object"}}},
+    }
+
+
+def _tus_paths(id_headers: list[dict[str, Any]]) -> dict[str, Any]:
+    """tus 1.0.0 at /uploads: core, creation, creation-with-upload, termination, expiration, checksum."""
+    string = {"type": "string"}
+    tus_resumable = {"name": "Tus-Resumable", "in": "header", "required": True,
+                     "schema": {"type": "string", "enum": ["1.0.0"]},
+                     "description": "every request but OPTIONS; another value or none is 412"}
+    checksum = {"name": "Upload-Checksum", "in": "header", "required": False, "schema": string,
+                "description": "`sha256 <base64 of the chunk's digest>`; a mismatch is 460 and the chunk is dropped"}
+    upload_id = {"name": "upload_id", "in": "path", "required": True, "schema": string}
+    answer = {"Tus-Resumable": {"description": "on every answer under /uploads, errors too",
+                                "schema": {"const": "1.0.0"}}}
+    offset = {"Upload-Offset": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+              "Upload-Expires": {"required": True, "description": "an HTTP date", "schema": string}}
+    chunk = {"required": False, "content": {"application/offset+octet-stream": {
+        "schema": {"type": "string", "format": "binary"}}}}
+
+    def tus(summary: str, responses: dict[int, Any], errors: tuple[int, ...], params=(), **kw) -> dict[str, Any]:
+        op = _op(summary, responses, errors=(*errors, 412), params=params, **kw)
+        for response in op["responses"].values():
+            response["headers"] = {**response["headers"], **answer}
+        return op
+
+    def empty(description: str, headers: dict) -> dict[str, Any]:
+        return {"description": description, "headers": {**_RESPONSE_HEADERS, **headers}}
+
+    creation = [tus_resumable,
+                {"name": "Upload-Length", "in": "header", "required": True,
+                 "schema": {"type": "string", "pattern": "^[0-9]+$"}, "description": "the file's size, at least 1"},
+                {"name": "Upload-Metadata", "in": "header", "required": True, "schema": string,
+                 "description": "`key base64,...`: filename (required), driveId and userId (or the "
+                                "x-drive-id/x-user-id headers); filetype is ignored"},
+                *[{**h, "required": False} for h in id_headers], checksum]
+    options = _op("tus discovery: version, extensions, maximum size", {204: empty("the server's tus", {
+        "Tus-Version": {"required": True, "schema": {"const": "1.0.0"}},
+        "Tus-Extension": {"required": True, "schema": string},
+        "Tus-Max-Size": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+        "Tus-Checksum-Algorithm": {"required": True, "schema": {"const": "sha256"}}, **answer})})
+    return {
+        "/uploads": {
+            "options": options,
+            "post": tus("tus creation (with the first chunk if the body is application/offset+octet-stream)",
+                        {201: empty("created; Location is the upload's URL", {
+                            "Location": {"required": True, "schema": string}, **offset})},
+                        (400, 413, 415, 422, 429, 460, 503, 507), creation, body=chunk),
+        },
+        "/uploads/{upload_id}": {
+            "head": tus("tus: where the upload stands", {200: empty("the offset", {
+                "Upload-Length": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+                "Upload-Metadata": {"schema": string}, "Cache-Control": {"schema": string}, **offset})},
+                        (404,), [upload_id, tus_resumable]),
+            "patch": tus("tus: a chunk at Upload-Offset; the last one runs the ingest of POST /upload",
+                         {204: empty("the chunk is stored", offset)},
+                         (400, 404, 409, 413, 415, 422, 423, 429, 460, 503, 507),
+                         [upload_id, tus_resumable,
+                          {"name": "Upload-Offset", "in": "header", "required": True,
+                           "schema": {"type": "string", "pattern": "^[0-9]+$"}}, checksum],
+                         body={"required": True, "content": chunk["content"]}),
+            "delete": tus("tus termination: the upload and its bytes are removed",
+                          {204: empty("terminated", {})}, (404, 423), [upload_id, tus_resumable]),
+            "get": tus("the upload's result: POST /upload's answer once ingested, 202 before",
+                       {200: _json({"$ref": "#/components/schemas/UploadResult"}, "ingested",
+                                   {"Cache-Control": {"schema": string}}),
+                        202: _json({"$ref": "#/components/schemas/UploadProgress"}, "not finished",
+                                   {"Retry-After": {"required": True, "schema": string},
+                                    "Cache-Control": {"schema": string}})},
+                       (404,), [upload_id, tus_resumable]),
+        },
     }
 
 
@@ -183,8 +290,9 @@ def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 description of every route, header, body, response and error."""
     ident = {"type": "string", "minLength": 1}
     upload_headers = [
-        {"name": "x-filename", "in": "header", "required": True, "schema": ident,
-         "description": "the original name; UTF-8 may be percent-encoded"},
+        {"name": "x-filename", "in": "header", "required": False, "schema": ident,
+         "description": "the original name; UTF-8 may be percent-encoded. Required for a raw body; "
+                        "optional for multipart/form-data (then the file part's filename)"},
         {"name": "x-drive-id", "in": "header", "required": True, "schema": ident},
         {"name": "x-user-id", "in": "header", "required": True, "schema": ident},
         {"name": "x-content-sha256", "in": "header", "required": False,
@@ -197,11 +305,17 @@ def openapi_document() -> dict[str, Any]:
             {200: _json({"$ref": "#/components/schemas/UploadResult"}, "already stored"),
              201: _json({"$ref": "#/components/schemas/UploadResult"}, "stored now")},
             errors=(400, 413, 415, 429, 503, 507), params=upload_headers,
-            body={"required": True, "content": {"application/octet-stream": {"schema": {"type": "string",
-                                                                                         "format": "binary"}}}})},
+            body={"required": True, "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                                   "properties": {"file": {"type": "string", "format": "binary"}}},
+                                        "description": "one file part (its filename names the file unless "
+                                                       "x-filename is sent)"}}})},
+        **_tus_paths(upload_headers[1:3]),
         "/cache/{contentHash}/original": _file_ops("the stored bytes", ("*/*",), (), [_HASH]),
         "/cache/{contentHash}/metadata": {"get": _op(
-            "the original's metadata and processing state", {200: _json({"type": "object"}, "metadata")},
+            "the original's metadata and processing state", {200: _json({"$ref": "#/components/schemas/Metadata"},
+                                                                            "metadata")},
             errors=(400, 404), params=[_HASH])},
         "/cache/{contentHash}/text": {"get": _op(
             "the extracted text (202 while pending)",
@@ -210,13 +324,24 @@ def openapi_document() -> dict[str, Any]:
                                "application/json": {"schema": {"type": "object"}}}},
              202: _json({"type": "object", "required": ["status", "job"],
                          "properties": {"status": {"const": "pending"},
-                                        "job": {"$ref": "#/components/schemas/Job"}}}, "pending")},
+                                        "job": {"$ref": "#/components/schemas/Job"}}}, "pending",
+                        {"Retry-After": {"required": True, "description": "seconds until polling again is worth it",
+                                         "schema": {"type": "string"}}})},
             errors=(400, 404, 422, 503),
             params=[_HASH, {"name": "format", "in": "query", "required": False,
                             "schema": {"type": "string", "enum": ["json"]}}])},
-        "/cache/{contentHash}/{preset}": _file_ops("a preset, made now if not cached",
-                                                   ("image/jpeg", "image/webp", "image/png"), (415, 422, 503),
-                                                   [_HASH, preset]),
+        "/cache/{contentHash}/{preset}": _file_ops(
+            "a preset, made now if not cached, in the format `format` names or else Accept negotiates "
+            "(AVIF, WebP, then the preset's own format); answers carry Vary: Accept",
+            _IMAGE_TYPES, (415, 422, 503),
+            [_HASH, preset,
+             {"name": "format", "in": "query", "required": False,
+              "schema": {"type": "string", "enum": ["avif", "webp", "jpeg", "png"]},
+              "description": "overrides Accept; an unknown one is 400 invalid_format"},
+             {"name": "Accept", "in": "header", "required": False, "schema": {"type": "string"},
+              "description": "image/avif and image/webp are served when named; */* or image/* means "
+                             "the preset's own format"}],
+            {"Vary": {"required": True, "schema": {"type": "string", "pattern": "[Aa]ccept"}}}),
         "/optimize-for-ai": {"post": _op(
             "a resized, re-encoded image as base64",
             {200: _json({"$ref": "#/components/schemas/Optimized"}, "the image")},

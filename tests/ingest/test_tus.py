@@ -114,6 +114,24 @@ def test_creation_with_upload_termination_and_bad_requests(module_service):
     assert requests.head(svc.url + "/uploads/" + "0" * 31 + "g", headers=TUS, timeout=10).status_code == 404
 
 
+def test_odd_integer_and_checksum_headers_are_400_or_refusals_not_500(module_service):
+    """Were 500s (found probing the headers the contract declares): "²" passed
+    str.isdigit() and int() rejected it; int() refuses 4300+ digits; a non-ASCII
+    Upload-Checksum made b64decode raise a plain ValueError, not binascii.Error."""
+    svc = module_service
+    ids = meta(filename="a.txt", driveId="d", userId="u")
+    for length, status in (("\u00b2", 400), ("1\u00b9", 400), ("9" * 5000, 413)):
+        resp = requests.post(svc.url + "/uploads", headers={**TUS, "Upload-Length": length, "Upload-Metadata": ids},
+                             timeout=10)
+        assert_error(resp, status, "invalid_header" if status == 400 else "payload_too_large")
+    url = create(svc, 10)
+    assert_error(patch(url, 0, b"abc", **{"Upload-Offset": "\u00b2"}), 400, "invalid_header")
+    assert_error(patch(url, 0, b"abc", **{"Upload-Offset": "9" * 5000}), 409, "offset_mismatch")
+    assert_error(patch(url, 0, b"abc", **{"Upload-Checksum": "sha256 \u00e9\u00e9"}), 400, "invalid_header")
+    assert offset_of(url) == 0
+    assert patch(url, 0, b"abc", **{"Upload-Offset": "000"}).headers["Upload-Offset"] == "3"
+
+
 def test_a_refused_type_at_the_last_byte_is_the_upload_error_and_leaves_nothing(module_service):
     svc = module_service
     elf = b"\x7fELF" + os.urandom(2000)

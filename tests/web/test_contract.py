@@ -20,7 +20,7 @@ from tests.support.corpus import ROOT
 from tests.support.service import subprocess_env
 
 TOKEN = "contract-token"
-METHODS = ("get", "head", "post", "put", "patch", "delete")
+METHODS = ("get", "head", "post", "put", "patch", "delete", "options")
 
 
 def test_docs_api_md_shows_the_generated_error_table():
@@ -90,7 +90,7 @@ def test_schemathesis_finds_the_service_keeping_its_contract(contract_service, t
         [str(st), "run", contract_service.url + "/openapi.json", "--checks", checks,
          "--header", f"Authorization: Bearer {TOKEN}", "--max-examples", "25", "--seed", "12",
          "--phases", "examples,coverage,fuzzing,stateful", "--request-timeout", "30", "--generation-database", "none"],
-        env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        env=subprocess_env(SCHEMATHESIS_HOOKS="tests.web.schemathesis_hooks"), cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     print(proc.stdout[-3000:])
     tested = re.search(r"(\d+) generated", proc.stdout)

@@ -38,11 +38,16 @@ class TusHeaders:
             resp.set_header("Tus-Resumable", TUS_VERSION)
 
 
+_MAX_DIGITS = 19  # more is beyond any size this service takes (and int() refuses 4300+)
+
+
 def _int_header(req: falcon.Request, name: str) -> int:
-    value = req.get_header(name)
-    if value is None or not value.strip().isdigit():
+    value = (req.get_header(name) or "").strip()
+    # ASCII digits only: str.isdigit() also passes "²", which int() rejects.
+    if not value or not all("0" <= ch <= "9" for ch in value):
         raise ApiError(falcon.HTTP_400, "invalid_header", f"{name} must be a non-negative integer", header=name)
-    return int(value.strip())
+    value = value.lstrip("0") or "0"
+    return int(value) if len(value) <= _MAX_DIGITS else 10 ** _MAX_DIGITS
 
 
 def _http_date(ts: float) -> str:
@@ -64,7 +69,7 @@ def _checksum(req: falcon.Request) -> bytes | None:
                        headers={"Tus-Checksum-Algorithm": "sha256"})
     try:
         digest = base64.b64decode(encoded.strip(), validate=True)
-    except binascii.Error:
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII characters
         digest = b""
     if len(digest) != 32:
         raise ApiError(falcon.HTTP_400, "invalid_header", "Upload-Checksum must be 'sha256 <base64 of 32 bytes>'",
