@@ -54,9 +54,13 @@ def parse_mix(raw: str) -> dict[str, float]:
     return mix
 
 
+BACK_PRESSURE = (429, 503)
+
+
 def is_error(status: int) -> bool:
-    """Connection errors, 5xx and 4xx; 429 (rate limited) is back-pressure, shown in the mix."""
-    return status == 0 or (status >= 400 and status != 429)
+    """Connection errors, 5xx and 4xx. 429 and 503 are the service's back-pressure (they
+    carry Retry-After: the client is told when to come back), shown in the status mix."""
+    return status == 0 or (status >= 400 and status not in BACK_PRESSURE)
 
 
 def percentile(values: list[float], q: float) -> float:

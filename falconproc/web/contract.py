@@ -51,6 +51,12 @@ ERRORS: tuple[ErrorCode, ...] = (
               "send `Upload-Checksum: sha256 <base64>` or none"),
     ErrorCode(401, "unauthorized", "PROCESSOR_AUTH_TOKEN is set and the bearer token is missing or wrong",
               "send `Authorization: Bearer <token>`"),
+    ErrorCode(403, "quarantined", "SCAN_MODE is on and clamd found this content infected (`signature`); every "
+              "route of it but /metadata answers this", "do not retry; show the user the file was quarantined"),
+    ErrorCode(409, "scan_pending", "SCAN_MODE=required and the content is not scanned yet",
+              "wait `Retry-After` seconds, then retry"),
+    ErrorCode(422, "scan_failed", "SCAN_MODE=required and the scan ended in error (e.g. the file is over "
+              "clamd's stream limit; `reason`): the content is never served unscanned", "do not retry"),
     ErrorCode(404, "not_found", "no content under this hash, no job with this id, or no such route",
               "upload the content first (or check the id)"),
     ErrorCode(404, "unknown_preset", "no preset of this name (`presets` lists them)", "use a listed preset"),
@@ -108,6 +114,9 @@ _REQUEST_ID = {"name": "X-Request-ID", "in": "header", "required": False,
 _RESPONSE_HEADERS = {"X-Request-ID": {"description": "the request's id (the caller's or generated)",
                                       "schema": {"type": "string"}}}
 _RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}}}
+# With SCAN_MODE on, every content route but metadata: 403 quarantined, 409 scan_pending
+# (required mode, Retry-After), 422 scan_failed (required mode).
+_SCAN_ERRORS = (403, 409, 422)
 _IMAGE_TYPES = ("image/avif", "image/webp", "image/jpeg", "image/png")
 _FILE_HEADERS = {"ETag": {"schema": {"type": "string"}}, "Cache-Control": {"schema": {"type": "string"}}}
 
@@ -132,7 +141,7 @@ def _bytes(types: tuple[str, ...], description: str, headers: dict | None = None
 
 
 def _op(summary: str, responses: dict[int, Any], *, errors: tuple[int, ...] = (), params=(),
-        body: dict | None = None, public: bool = False, retry: tuple[int, ...] = (429, 503)) -> dict[str, Any]:
+        body: dict | None = None, public: bool = False, retry: tuple[int, ...] = (409, 429, 503)) -> dict[str, Any]:
     all_responses = {str(status): r for status, r in responses.items()}
     for status in (*errors, *(() if public else (401,))):
         all_responses[str(status)] = _error_response(status, retry=status in retry)
@@ -312,7 +321,7 @@ def openapi_document() -> dict[str, Any]:
                                         "description": "one file part (its filename names the file unless "
                                                        "x-filename is sent)"}}})},
         **_tus_paths(upload_headers[1:3]),
-        "/cache/{contentHash}/original": _file_ops("the stored bytes", ("*/*",), (), [_HASH]),
+        "/cache/{contentHash}/original": _file_ops("the stored bytes", ("*/*",), _SCAN_ERRORS, [_HASH]),
         "/cache/{contentHash}/metadata": {"get": _op(
             "the original's metadata and processing state", {200: _json({"$ref": "#/components/schemas/Metadata"},
                                                                             "metadata")},
@@ -327,13 +336,13 @@ def openapi_document() -> dict[str, Any]:
                                         "job": {"$ref": "#/components/schemas/Job"}}}, "pending",
                         {"Retry-After": {"required": True, "description": "seconds until polling again is worth it",
                                          "schema": {"type": "string"}}})},
-            errors=(400, 404, 422, 503),
+            errors=(400, 404, 422, 503, *_SCAN_ERRORS),
             params=[_HASH, {"name": "format", "in": "query", "required": False,
                             "schema": {"type": "string", "enum": ["json"]}}])},
         "/cache/{contentHash}/{preset}": _file_ops(
             "a preset, made now if not cached, in the format `format` names or else Accept negotiates "
             "(AVIF, WebP, then the preset's own format); answers carry Vary: Accept",
-            _IMAGE_TYPES, (415, 422, 503),
+            _IMAGE_TYPES, (415, 422, 503, *_SCAN_ERRORS),
             [_HASH, preset,
              {"name": "format", "in": "query", "required": False,
               "schema": {"type": "string", "enum": ["avif", "webp", "jpeg", "png"]},
@@ -345,7 +354,7 @@ def openapi_document() -> dict[str, Any]:
         "/optimize-for-ai": {"post": _op(
             "a resized, re-encoded image as base64",
             {200: _json({"$ref": "#/components/schemas/Optimized"}, "the image")},
-            errors=(400, 404, 415, 422, 503),
+            errors=(400, 404, 415, 422, 503, *_SCAN_ERRORS),
             body={"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "required": ["contentHash"],
                 "properties": {"contentHash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
