@@ -39,7 +39,8 @@ def test_closed_loop_writes_table_json_and_chart(bench_service, tmp_path):
     assert overall["requests"] == len(data["samples"]) > 10 and overall["errors"] == 0
     assert overall["p50_ms"] <= overall["p95_ms"] <= overall["p99_ms"] <= overall["max_ms"]
     assert set(data["results"]) >= {"upload", "preset", "text", "all"}
-    assert set(data["results"]["upload"]["statuses"]) <= {"200", "201"}
+    # 503 + Retry-After is the service pushing back (queue or upload slots full), not an error
+    assert set(data["results"]["upload"]["statuses"]) <= {"200", "201", "503"}
     assert data["memory"] and data["peakMemoryUsed"] > 0  # /health sampled
     (png,) = tmp_path.glob("bench-*.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
