@@ -319,8 +319,3 @@ def kill_supervisor_and_time_recovery(svc, sup: psutil.Process, root: Path) -> d
     assert not pending, f"jobs of the killed supervisor never ran again: {sorted(pending)}"
     return {"claimed": len(claimed), "new_supervisor": new_sup_after,
             "back_to_running": back_after if claimed else None}
-
-
-def flatfile_only(factory) -> None:
-    if factory.name != "flatfile":
-        pytest.skip("inspects the flat-file layout")

@@ -74,6 +74,12 @@ class RedisFactory:
 BACKENDS = ["flatfile", "redis"]
 
 
+@pytest.fixture
+def flatfile_factory(tmp_path):
+    """For the few tests that look at the flat-file layout on disk (not part of the contract)."""
+    return FlatFileFactory(tmp_path)
+
+
 @pytest.fixture(params=BACKENDS)
 def queue_factory(request, tmp_path):
     if request.param == "flatfile":

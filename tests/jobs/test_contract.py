@@ -1,7 +1,7 @@
 """The JobQueue contract: every backend (flat files today, Redis later) must pass this.
 
 Each test takes ``queue_factory`` (tests/jobs/conftest.py) and runs once per
-backend. Only the few tests that call ``flatfile_only`` look at files on disk.
+backend. Only the few tests that take ``flatfile_factory`` look at files on disk.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 
 from falconproc.queue import DEAD, DONE, FAILED, QUEUED, RUNNING, ClaimLost, Job, JobNotFound, QueueFull
 from falconproc.queue import flatfile as flatfile_module
-from tests.jobs._helpers import FakeClock, STATE_DIRS, content_hash, flatfile_only, state_files
+from tests.jobs._helpers import FakeClock, STATE_DIRS, content_hash, state_files
 
 FORK = multiprocessing.get_context("fork")
 API_FIELDS = {"id", "type", "contentHash", "status", "attempts", "lastError", "createdAt", "updatedAt"}
@@ -771,9 +771,8 @@ def test_unknown_well_formed_id_is_not_found(queue_factory):
         q.get("01-17000000000000000000-text-deadbeef")
 
 
-def test_invalid_ids_never_touch_the_filesystem(queue_factory, monkeypatch):
-    flatfile_only(queue_factory)
-    q = queue_factory()
+def test_invalid_ids_never_touch_the_filesystem(flatfile_factory, monkeypatch):
+    q = flatfile_factory()
     job = q.enqueue("text", content_hash(1))
     # a readable job file outside the state directories, where traversal would land
     (q.root / "secret.json").write_text(json.dumps(q.get(job.id).to_json()))
@@ -833,9 +832,8 @@ def test_get_never_misses_a_job_that_moves_between_states(queue_factory):
     assert misses == 0, f"{misses} of {lookups} lookups of an existing job raised JobNotFound"
 
 
-def test_no_half_written_job_file_is_ever_visible(queue_factory):
-    flatfile_only(queue_factory)
-    q = queue_factory(fsync=False, backoff_base=0.0, max_attempts=3)
+def test_no_half_written_job_file_is_ever_visible(flatfile_factory):
+    q = flatfile_factory(fsync=False, backoff_base=0.0, max_attempts=3)
     stop = threading.Event()
     errors: list[str] = []
     reads = Counter()
@@ -855,7 +853,7 @@ def test_no_half_written_job_file_is_ever_visible(queue_factory):
                         errors.append(f"{state}/{name}: {exc}: {data[:80]!r}")
 
     def writer(index: int) -> None:
-        client = queue_factory.reopen()
+        client = flatfile_factory.reopen()
         try:
             for i in range(60):
                 client.enqueue(["image", "text", "ocr"][i % 3], content_hash(f"{index}-{i}"),
