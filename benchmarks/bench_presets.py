@@ -1,8 +1,8 @@
 """Presets benchmark: the four default presets of each image, ours vs libvips vs naive Pillow.
 
 Side by side in one run, on one machine (see docs/performance.md and issue 4, section 5).
-For every image of ``--images`` (default tests/data/images, the same files as
-../shared/corpus/images) each variant makes ai-chat (max width 1920, JPEG q85), ai-vision
+For every image of ``--images`` (default tests/data/images, the project's copy of the
+shared corpus) each variant makes ai-chat (max width 1920, JPEG q85), ai-vision
 (2048, JPEG q90), thumbnail (fit 200x200, WebP q80) and preview (800, JPEG q85), from the
 encoded bytes, upright (EXIF orientation applied), metadata-free, alpha flattened on white
 for JPEG:
