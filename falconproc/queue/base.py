@@ -22,6 +22,8 @@ Semantics every backend keeps (tests/jobs/test_contract.py is the contract suite
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -122,7 +124,40 @@ class JobQueue(ABC):
     def batch(self) -> Iterator[None]:
         """Enqueues inside the block wake the supervisor once, at its end, so that it sees
         all of one upload's jobs together (and shares the cores among them)."""
-        yield
+        state = self._batch_state()
+        state.depth = getattr(state, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            state.depth -= 1
+            if not state.depth and getattr(state, "rang", False):
+                state.rang = False
+                self._wake_supervisors()
+
+    def _ring(self) -> None:
+        """After an enqueue: wake the supervisors now, or at the end of the current batch."""
+        if getattr(self._batch_state(), "depth", 0):
+            self._batch_state().rang = True
+        else:
+            self._wake_supervisors()
+
+    def _batch_state(self) -> threading.local:
+        # Per thread: web workers are threaded, and a batch is one request's.
+        if "_batches" not in self.__dict__:
+            self._batches = threading.local()
+        return self._batches
+
+    def _wake_supervisors(self) -> None:
+        """Signal the backend's wake-up (a backend without one: the supervisor polls)."""
+
+    @staticmethod
+    def _drain(fd: int) -> None:
+        """Read a non-blocking wake-up descriptor empty."""
+        try:
+            while os.read(fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
 
     def check_capacity(self) -> None:
         """Raise QueueFull if new work would be refused (uploads ask before reading a byte)."""

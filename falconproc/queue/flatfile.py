@@ -22,11 +22,10 @@ import hashlib
 import os
 import re
 import socket
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +72,6 @@ class FlatFileQueue(JobQueue):
         except OSError:  # a filesystem without FIFOs: the supervisor polls
             self._doorbell = None
         self._doorbell_fd: int | None = None
-        self._batch = threading.local()  # web workers are threaded: a batch is per thread
 
     # -- wake-ups ------------------------------------------------------------------
 
@@ -89,18 +87,10 @@ class FlatFileQueue(JobQueue):
         return self._doorbell_fd
 
     def clear_wakeup(self) -> None:
-        if self._doorbell_fd is None:
-            return
-        try:
-            while os.read(self._doorbell_fd, 4096):
-                pass
-        except BlockingIOError:
-            pass
+        if self._doorbell_fd is not None:
+            self._drain(self._doorbell_fd)
 
-    def _ring(self) -> None:
-        if getattr(self._batch, "depth", 0):
-            self._batch.rang = True
-            return
+    def _wake_supervisors(self) -> None:
         if self._doorbell is None:
             return
         try:
@@ -113,17 +103,6 @@ class FlatFileQueue(JobQueue):
             pass
         finally:
             os.close(fd)
-
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        self._batch.depth = getattr(self._batch, "depth", 0) + 1
-        try:
-            yield
-        finally:
-            self._batch.depth -= 1
-            if not self._batch.depth and getattr(self._batch, "rang", False):
-                self._batch.rang = False
-                self._ring()
 
     # -- helpers -------------------------------------------------------------------
 

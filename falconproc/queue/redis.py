@@ -25,8 +25,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from falconproc.queue.base import (DEAD, DONE, DONE_RETENTION_SECONDS, FAILED, QUEUED, RUNNING, ClaimLost, Job,
@@ -177,7 +176,6 @@ class RedisQueue(JobQueue):
         self._keys = [f"{namespace}:{name}" for name in ("pending", "claimed", "done", "dead", "keys", "seq")]
         self._scripts = {name: client.register_script(_LIB + body) for name, body in _SCRIPTS.items()}
         self._channel = f"{namespace}:wake"
-        self._batch = threading.local()
         self._wake_r = self._wake_w = -1
         self._listener: threading.Thread | None = None
 
@@ -215,33 +213,14 @@ class RedisQueue(JobQueue):
             pass  # full: a wake-up is pending anyway
 
     def clear_wakeup(self) -> None:
-        if self._wake_r < 0:
-            return
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
+        if self._wake_r >= 0:
+            self._drain(self._wake_r)
 
-    def _ring(self) -> None:
-        if getattr(self._batch, "depth", 0):
-            self._batch.rang = True
-            return
+    def _wake_supervisors(self) -> None:
         try:
             self.redis.publish(self._channel, b"1")
         except Exception:  # the job is stored; supervisors find it on their next pass
             pass
-
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        self._batch.depth = getattr(self._batch, "depth", 0) + 1
-        try:
-            yield
-        finally:
-            self._batch.depth -= 1
-            if not self._batch.depth and getattr(self._batch, "rang", False):
-                self._batch.rang = False
-                self._ring()
 
     # -- the interface ----------------------------------------------------------------
 
