@@ -49,6 +49,7 @@ cdef enum:
     TEXT_SAMPLE = 8192
     TEXT_UNITS = 4096  # TEXT_SAMPLE // 2
     PDF_WINDOW = 1024
+    EBML_WINDOW = 64  # the EBML header (where DocType sits) is some 30-40 bytes in practice
     KIND_DECIDE = 12
     JPEG_MAX_FILL = 1024
 
@@ -104,6 +105,14 @@ cdef enum:
     M_CSV
     M_MARKDOWN
     M_TEXT
+    M_MP4
+    M_QUICKTIME
+    M_M4V
+    M_3GPP
+    M_3GPP2
+    M_WEBM
+    M_MATROSKA
+    M_AVI
 
 MIMES = (
     "application/octet-stream",
@@ -128,6 +137,14 @@ MIMES = (
     "text/csv",
     "text/markdown",
     "text/plain",
+    "video/mp4",
+    "video/quicktime",
+    "video/x-m4v",
+    "video/3gpp",
+    "video/3gpp2",
+    "video/webm",
+    "video/x-matroska",
+    "video/x-msvideo",
 )
 
 
@@ -195,6 +212,13 @@ cdef inline bint _brand_heic(const unsigned char* b) noexcept nogil:
     return (memcmp(b, b"heic", 4) == 0 or memcmp(b, b"heix", 4) == 0 or memcmp(b, b"hevc", 4) == 0
             or memcmp(b, b"heim", 4) == 0 or memcmp(b, b"heis", 4) == 0)
 
+cdef inline bint _brand_mp4(const unsigned char* b) noexcept nogil:
+    """Major brands of ISO BMFF video (checked after the image brands)."""
+    return (memcmp(b, b"isom", 4) == 0 or memcmp(b, b"iso2", 4) == 0 or memcmp(b, b"iso4", 4) == 0
+            or memcmp(b, b"iso5", 4) == 0 or memcmp(b, b"iso6", 4) == 0 or memcmp(b, b"mp41", 4) == 0
+            or memcmp(b, b"mp42", 4) == 0 or memcmp(b, b"avc1", 4) == 0 or memcmp(b, b"dash", 4) == 0
+            or memcmp(b, b"mmp4", 4) == 0 or memcmp(b, b"MSNV", 4) == 0 or memcmp(b, b"f4v ", 4) == 0)
+
 cdef int _isobmff_type(const unsigned char* h, Py_ssize_t n) noexcept nogil:
     cdef unsigned long long box
     cdef Py_ssize_t end, k
@@ -221,6 +245,50 @@ cdef int _isobmff_type(const unsigned char* h, Py_ssize_t n) noexcept nogil:
         return M_AVIF
     if heic:
         return M_HEIC
+    if memcmp(h + 8, b"qt  ", 4) == 0:
+        return M_QUICKTIME
+    if memcmp(h + 8, b"M4V ", 4) == 0 or memcmp(h + 8, b"M4VH", 4) == 0 or memcmp(h + 8, b"M4VP", 4) == 0:
+        return M_M4V
+    if memcmp(h + 8, b"3gp", 3) == 0:
+        return M_3GPP
+    if memcmp(h + 8, b"3g2", 3) == 0:
+        return M_3GPP2
+    if _brand_mp4(h + 8):
+        return M_MP4
+    return M_OCTET
+
+cdef int _ebml_type(const unsigned char* h, Py_ssize_t n) noexcept nogil:
+    """WebM or Matroska, from the EBML header's DocType element (ID 0x4282, then its
+    size as an EBML variable-length integer, then the ASCII doc type)."""
+    cdef Py_ssize_t k, j, start, length
+    cdef unsigned long long value
+    cdef unsigned char first
+    if n > EBML_WINDOW:
+        n = EBML_WINDOW
+    if n < 4:
+        return M_OCTET
+    k = _find(h + 4, n - 4, b"\x42\x82", 2)
+    if k < 0:
+        return M_OCTET
+    k += 4
+    if k + 2 >= n:
+        return M_OCTET
+    first = h[k + 2]
+    if first == 0:
+        return M_OCTET
+    length = 1
+    while not (first & (0x80 >> (length - 1))):
+        length += 1
+    start = k + 2 + length
+    if start > n:
+        return M_OCTET
+    value = first & (0xFF >> length)
+    for j in range(k + 3, start):
+        value = (value << 8) | h[j]
+    if value == 4 and start + 4 <= n and memcmp(h + start, b"webm", 4) == 0:
+        return M_WEBM
+    if value == 8 and start + 8 <= n and memcmp(h + start, b"matroska", 8) == 0:
+        return M_MATROSKA
     return M_OCTET
 
 cdef inline bint _is_control(unsigned char c) noexcept nogil:
@@ -370,6 +438,10 @@ cdef int _sniff(const unsigned char* h, Py_ssize_t n, unsigned long long size) n
         return M_GIF
     if n >= 12 and memcmp(h, b"RIFF", 4) == 0 and memcmp(h + 8, b"WEBP", 4) == 0:
         return M_WEBP
+    if n >= 12 and memcmp(h, b"RIFF", 4) == 0 and memcmp(h + 8, b"AVI ", 4) == 0:
+        return M_AVI
+    if _eq(h, n, b"\x1a\x45\xdf\xa3", 4):
+        return _ebml_type(h, n)
     if n >= 18 and h[0] == 0x42 and h[1] == 0x4D:
         dib = _le32(h + 14)
         if dib == 12 or dib == 40 or dib == 52 or dib == 56 or dib == 108 or dib == 124:

@@ -51,6 +51,12 @@ BMP_DIB_SIZES = (12, 40, 52, 56, 108, 124)
 MACHO_MAGICS = (b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe")
 HEIC_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis")
 AVIF_BRANDS = (b"avif", b"avis")
+# Major brands of ISO BMFF video (checked after the image brands above).
+MP4_BRANDS = (b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"dash", b"mmp4", b"MSNV",
+              b"f4v ")
+M4V_BRANDS = (b"M4V ", b"M4VH", b"M4VP")
+EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+EBML_WINDOW = 64  # the EBML header (where DocType sits) is some 30-40 bytes in practice
 HTML_PREFIXES = (b"<!doctype html", b"<html", b"<head", b"<body", b"<script", b"<iframe")
 WS = b" \t\n\r\f"  # "whitespace" for the text rules (ASCII only, identical in the C twin)
 JSON_AFTER_BRACE = b'"}'
@@ -128,6 +134,44 @@ def _isobmff_type(h) -> str:
         return "image/avif"
     if heic:
         return "image/heic"
+    if major == b"qt  ":
+        return "video/quicktime"
+    if major in M4V_BRANDS:
+        return "video/x-m4v"
+    if major[:3] == b"3gp":
+        return "video/3gpp"
+    if major[:3] == b"3g2":
+        return "video/3gpp2"
+    if major in MP4_BRANDS:
+        return "video/mp4"
+    return OCTET
+
+
+def _ebml_type(h) -> str:
+    """WebM or Matroska, from the EBML header's DocType element (ID 0x4282, then its
+    size as an EBML variable-length integer, then the ASCII doc type)."""
+    n = min(len(h), EBML_WINDOW)
+    if n < 4:
+        return OCTET
+    k = h.find(b"\x42\x82", 4, n)
+    if k < 0 or k + 2 >= n:
+        return OCTET
+    first = h[k + 2]
+    if first == 0:
+        return OCTET
+    length = 1
+    while not first & (0x80 >> (length - 1)):
+        length += 1
+    start = k + 2 + length
+    if start > n:
+        return OCTET
+    value = first & (0xFF >> length)
+    for j in range(k + 3, start):
+        value = (value << 8) | h[j]
+    if value == 4 and start + 4 <= n and h[start:start + 4] == b"webm":
+        return "video/webm"
+    if value == 8 and start + 8 <= n and h[start:start + 8] == b"matroska":
+        return "video/x-matroska"
     return OCTET
 
 
@@ -228,6 +272,10 @@ def sniff(h, size: int) -> str:
         return "image/gif"
     if n >= 12 and h[:4] == b"RIFF" and h[8:12] == b"WEBP":
         return "image/webp"
+    if n >= 12 and h[:4] == b"RIFF" and h[8:12] == b"AVI ":
+        return "video/x-msvideo"
+    if h[:4] == EBML_MAGIC:
+        return _ebml_type(h)
     if n >= 18 and h[:2] == b"BM" and _le32(h, 14) in BMP_DIB_SIZES:
         return "image/bmp"
     if h[:4] in (b"II*\x00", b"MM\x00*"):

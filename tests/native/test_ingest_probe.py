@@ -350,6 +350,14 @@ def ftyp(major: bytes, *compat: bytes) -> bytes:
     return struct.pack(">I", len(body) + 4) + body + b"\x00\x00\x00\x08free"
 
 
+def ebml(doctype: bytes, size: bytes | None = None) -> bytes:
+    """An EBML header as mkvmerge/ffmpeg write it: version fields, then DocType (0x4282)."""
+    size = size if size is not None else bytes([0x80 | len(doctype)])
+    body = (b"\x42\x86\x81\x01" b"\x42\xf7\x81\x01" b"\x42\xf2\x81\x04" b"\x42\xf3\x81\x08"
+            + b"\x42\x82" + size + doctype + b"\x42\x87\x81\x04" b"\x42\x85\x81\x02")
+    return b"\x1a\x45\xdf\xa3" + bytes([0x80 | len(body)]) + body + b"\x18\x53\x80\x67" + b"\x00" * 16
+
+
 SNIFF_CASES = [
     # text family
     ("utf8-bom-plain", b"\xef\xbb\xbfhello w\xc3\xb6rld\n", "text/plain"),
@@ -428,7 +436,31 @@ SNIFF_CASES = [
     ("avis", ftyp(b"avis", b"msf1"), "image/avif"),
     ("mif1-avif", ftyp(b"mif1", b"mif1", b"avif", b"miaf"), "image/avif"),
     ("mif1-only", ftyp(b"mif1", b"mif1"), "application/octet-stream"),
-    ("mp4", ftyp(b"isom", b"isom", b"iso2", b"mp41"), "application/octet-stream"),
+    ("mp4-isom", ftyp(b"isom", b"isom", b"iso2", b"avc1", b"mp41"), "video/mp4"),
+    ("mp4-mp42", ftyp(b"mp42", b"mp42", b"isom"), "video/mp4"),
+    ("mp4-dash", ftyp(b"dash", b"iso6", b"mp41"), "video/mp4"),
+    ("mov", ftyp(b"qt  ", b"qt  "), "video/quicktime"),
+    ("m4v", ftyp(b"M4V ", b"M4V ", b"M4A ", b"mp42", b"isom"), "video/x-m4v"),
+    ("3gp4", ftyp(b"3gp4", b"isom", b"3gp4"), "video/3gpp"),
+    ("3gp6", ftyp(b"3gp6", b"3gp6", b"isom"), "video/3gpp"),
+    ("3g2a", ftyp(b"3g2a", b"3g2a"), "video/3gpp2"),
+    # audio-only MP4 is not a video upload
+    ("m4a", ftyp(b"M4A ", b"M4A ", b"mp42", b"isom"), "application/octet-stream"),
+    # a video brand with an image brand among the compatible ones is the image
+    ("isom-avif", ftyp(b"isom", b"avif", b"mif1"), "image/avif"),
+    # RIFF and EBML
+    ("avi", b"RIFF\x24\x10\x00\x00AVI LIST" + b"\x00" * 32, "video/x-msvideo"),
+    ("webm", ebml(b"webm"), "video/webm"),
+    ("matroska", ebml(b"matroska"), "video/x-matroska"),
+    ("webm-long-size", ebml(b"webm", size=b"\x10\x00\x00\x04"), "video/webm"),
+    ("matroska-2-byte-size", ebml(b"matroska", size=b"\x40\x08"), "video/x-matroska"),
+    ("ebml-other-doctype", ebml(b"mkaudio "), "application/octet-stream"),
+    ("ebml-size-mismatch", ebml(b"webm", size=b"\x85"), "application/octet-stream"),
+    ("ebml-zero-size-byte", ebml(b"webm", size=b"\x00"), "application/octet-stream"),
+    ("ebml-doctype-past-window", b"\x1a\x45\xdf\xa3" + b"\xbf" * 70 + b"\x42\x82\x84webm",
+     "application/octet-stream"),
+    ("ebml-magic-only", b"\x1a\x45\xdf\xa3", "application/octet-stream"),
+    ("ebml-cut-in-doctype", ebml(b"matroska")[:28], "application/octet-stream"),
     # magic prefixes only (too short for dimensions)
     ("jpeg-magic-only", b"\xff\xd8\xff", "image/jpeg"),
     ("png-magic-only", b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -735,6 +767,8 @@ MAGICS = [
     b"RIFF\x00\x01\x00\x00WEBPVP8X", b"RIFF\x00\x01\x00\x00WEBPVP8L", b"RIFF\x00\x01\x00\x00WEBPVP8 ",
     b"BM\x00\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00\x28\x00\x00\x00", b"BM" + b"\x00" * 12 + b"\x0c\x00\x00\x00",
     b"II*\x00\x08\x00\x00\x00", b"MM\x00*\x00\x00\x00\x08", b"\x00\x00\x00\x1cftypmif1", b"\x00\x00\x00\x00ftypheic",
+    b"\x00\x00\x00\x18ftypisom", b"\x00\x00\x00\x14ftypqt  ", b"\x00\x00\x00\x14ftyp3gp4",
+    b"RIFF\x00\x01\x00\x00AVI ", b"\x1a\x45\xdf\xa3", b"\x1a\x45\xdf\xa3\xa3\x42\x86\x81\x01\x42\x82",
     b"PK\x03\x04", b"\x7fELF", b"MZ", b"#!", b"%PDF-", b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff",
     b"<?xml", b"<svg", b"<!DOCTYPE html>", b"{", b"[", b"# ", b"",
 ]
