@@ -81,6 +81,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         "webpImportError": webp.IMPORT_ERROR,
         "python": sys.version.split()[0],
         "tesseract": shutil.which("tesseract"),
+        "ffmpeg": shutil.which(settings.ffmpeg_binary),
+        "ffprobe": shutil.which(settings.ffprobe_binary),
         "paths": {},
         "warnings": warnings,
         "settings": effective_config(settings),

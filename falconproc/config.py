@@ -175,6 +175,15 @@ def _name_list(raw: str) -> tuple[str, ...]:
     return names
 
 
+def _program(raw: str) -> str:
+    """A program name looked up on PATH, or a path to one (its presence is checked at
+    start-up as a warning: the service runs without it)."""
+    text = raw.strip()
+    if not text or any(c.isspace() for c in text):
+        raise SettingsError(f"expected a program name or path without spaces, got {raw!r}")
+    return text
+
+
 def _bool(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -369,7 +378,8 @@ class Settings:
     job_concurrency: dict[str, int] = knob("JOB_CONCURRENCY", lambda: {"image": 2, "text": 3, "ocr": 1},
                                            _type_map(_int_range(1, 64)),
                                            "simultaneous jobs per type (others default to 1)", factory=True)
-    job_timeouts: dict[str, float] = knob("JOB_TIMEOUTS", lambda: {"image": 60.0, "text": 120.0, "ocr": 120.0},
+    job_timeouts: dict[str, float] = knob("JOB_TIMEOUTS", lambda: {"image": 60.0, "text": 120.0, "ocr": 120.0,
+                                                                   "video": 90.0},
                                           _type_map(_float_range(0.1, 86400.0)),
                                           "wall-clock seconds per job type before its process is killed "
                                           "(others default to 60)", factory=True)
@@ -427,6 +437,20 @@ class Settings:
                                "larger images are downscaled before OCR")
     ocr_timeout: float = knob("OCR_TIMEOUT", 90.0, _float_range(1.0, 3600.0),
                               "seconds tesseract may run on one image before it is killed")
+    video_max_seconds: float = knob("VIDEO_MAX_SECONDS", 10.0, _float_range(0.5, 600.0),
+                                    "seconds from the start of a video that are read to choose its poster "
+                                    "frame (and ffprobe's analysis window); the rest is never decoded")
+    video_timeout: float = knob("VIDEO_TIMEOUT", 30.0, _float_range(0.1, 3600.0),
+                                "wall-clock seconds ffprobe and ffmpeg together may take for one video's "
+                                "metadata and poster before they are killed (the video's presets then answer "
+                                "422 video_unreadable, reason timeout)")
+    video_memory_bytes: int = knob("VIDEO_MEMORY_BYTES", 768 * 1024 * 1024, _size_range(64 * 1024 * 1024),
+                                   "address-space limit (RLIMIT_AS) of each ffprobe/ffmpeg process; a video "
+                                   "needing more fails with reason memory")
+    ffmpeg_binary: str = knob("FFMPEG_BINARY", "ffmpeg", _program,
+                              "ffmpeg, by name on PATH or by path; without it videos are stored but their "
+                              "presets answer 404 not_available")
+    ffprobe_binary: str = knob("FFPROBE_BINARY", "ffprobe", _program, "ffprobe, by name on PATH or by path")
     scan_mode: str = knob("SCAN_MODE", "off", _choice("off", "async", "required"),
                           "virus scanning with clamd: off, async (scan after storing, serve meanwhile) or "
                           "required (nothing but metadata is served until scanned clean)")

@@ -16,6 +16,9 @@ DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
 ZIP = "application/zip"
+MP4, QUICKTIME, M4V, WEBM, MATROSKA, AVI = ("video/mp4", "video/quicktime", "video/x-m4v", "video/webm",
+                                            "video/x-matroska", "video/x-msvideo")
+THREE_GPP, THREE_GPP2 = "video/3gpp", "video/3gpp2"
 # What the sniffer names bytes it does not recognise; refused unless ALLOWED_TYPES lists it.
 OCTET_STREAM = "application/octet-stream"
 
@@ -24,6 +27,8 @@ IMAGE_TYPES = (JPEG, PNG, GIF, WEBP, BMP, TIFF, HEIC, AVIF)
 # Images the preset pipeline and OCR decode (Pillow's decoders, pillow-heif's for HEIC).
 RENDERABLE_IMAGE_TYPES = frozenset({JPEG, PNG, GIF, WEBP, BMP, TIFF, HEIC, AVIF})
 DOCUMENT_TYPES = (PDF, DOCX, XLSX, PPTX, ZIP)
+# Videos the probe recognises; the video job (ffmpeg) makes their poster frame and metadata.
+VIDEO_TYPES = (MP4, QUICKTIME, M4V, WEBM, MATROSKA, AVI, THREE_GPP, THREE_GPP2)
 PLAIN_TEXT_TYPES = ("text/plain", "text/markdown", "text/csv", "application/json")
 # Served only as attachments under a sandboxing CSP: a browser must never run them.
 MARKUP_TYPES = ("image/svg+xml", "text/html", "application/xml", "text/javascript")
@@ -33,7 +38,7 @@ EXECUTABLE_TYPES = ("application/x-executable", "application/x-msdownload", "app
 # A ZIP whose central directory names one of these main parts is that OOXML type.
 OOXML_MAIN_PARTS = {"word/document.xml": DOCX, "xl/workbook.xml": XLSX, "ppt/presentation.xml": PPTX}
 
-DEFAULT_ALLOWED = IMAGE_TYPES + DOCUMENT_TYPES + PLAIN_TEXT_TYPES + MARKUP_TYPES
+DEFAULT_ALLOWED = IMAGE_TYPES + VIDEO_TYPES + DOCUMENT_TYPES + PLAIN_TEXT_TYPES + MARKUP_TYPES
 
 
 def allowed_types(configured: str | None) -> tuple[str, ...]:
@@ -49,3 +54,7 @@ def is_markup(mime_type: str) -> bool:
 
 def is_renderable_image(mime_type: str | None) -> bool:
     return mime_type in RENDERABLE_IMAGE_TYPES
+
+
+def is_video(mime_type: str | None) -> bool:
+    return mime_type in VIDEO_TYPES

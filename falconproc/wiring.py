@@ -28,9 +28,11 @@ if TYPE_CHECKING:  # the services are imported when first built (the gunicorn ma
     from falconproc.observability.health import HealthService
     from falconproc.scan.service import ScanService
     from falconproc.text.service import TextService
+    from falconproc.video.service import VideoService
 
 # Modules that register the built-in job types (each capability package's job module).
-CAPABILITIES: tuple[str, ...] = ("falconproc.images.job", "falconproc.text.job", "falconproc.scan.job")
+CAPABILITIES: tuple[str, ...] = ("falconproc.images.job", "falconproc.text.job", "falconproc.scan.job",
+                                 "falconproc.video.job")
 
 
 def _local_store(settings: Settings) -> ContentStore:
@@ -194,6 +196,16 @@ def check_settings(settings: Settings) -> list[str]:
         if missing:
             raise SettingsError(f"OCR_LANGUAGES: {', '.join(missing)} not installed for tesseract "
                                 f"(installed: {', '.join(sorted(installed))})")
+    from falconproc.video.tools import find_tools
+
+    if find_tools(settings) is None:
+        warnings.append(f"{settings.ffmpeg_binary}/{settings.ffprobe_binary} not found: videos are stored, "
+                        "their presets answer 404 not_available")
+    video_job_timeout = settings.job_timeouts.get("video", 60.0)
+    if settings.video_timeout >= video_job_timeout:
+        warnings.append(f"VIDEO_TIMEOUT ({settings.video_timeout:g} s) is not below the video job's timeout "
+                        f"(JOB_TIMEOUTS video={video_job_timeout:g}): a slow video is killed with its job "
+                        "instead of ending with reason timeout")
     if settings.job_backoff_base > settings.job_backoff_cap:
         warnings.append("JOB_BACKOFF_BASE is above JOB_BACKOFF_CAP: every retry waits JOB_BACKOFF_CAP")
     return warnings
@@ -277,7 +289,15 @@ class Components:
     def images(self) -> ImageService:
         from falconproc.images.service import ImageService
 
-        return ImageService(self.settings, self.store, self.cache)
+        # A video's presets are rendered from its poster (made on the first request if
+        # its job has not run yet).
+        return ImageService(self.settings, self.store, self.cache, posters=[self.video])
+
+    @cached_property
+    def video(self) -> VideoService:
+        from falconproc.video.service import VideoService
+
+        return VideoService(self.settings, self.store, self.cache)
 
     @cached_property
     def text(self) -> TextService:
@@ -293,8 +313,9 @@ class Components:
 
     def processing_state(self, content_hash: str) -> dict[str, Any]:
         """What the metadata route adds to the stored metadata: presets, text, EXIF,
-        document properties, scan state."""
-        return {**self.images.processing_state(content_hash), **self.scan.metadata_state(content_hash)}
+        document properties, video, scan state."""
+        return {**self.images.processing_state(content_hash), **self.video.metadata_state(content_hash),
+                **self.scan.metadata_state(content_hash)}
 
     @cached_property
     def health(self) -> HealthService:

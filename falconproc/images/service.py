@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from falconproc.clock import iso_utc
 from falconproc.config import Settings
@@ -38,17 +40,29 @@ class UnknownPreset(LookupError):
         self.known = known
 
 
+class PosterSource(Protocol):
+    """Where the presets of content that is not an image come from: the image it stands
+    for (a video's poster frame), kept in the cache. Given by the composition root, so
+    the image pipeline knows no video (or document) code."""
+
+    def handles(self, mime_type: str | None) -> bool: ...
+
+    def ensure_poster(self, content_hash: str) -> str:
+        """The poster's name in the cache, made first if missing."""
+
+
 def _target(preset: Preset) -> Target:
     return Target(preset.name, preset.max_width, preset.max_height, preset.pil_format, preset.quality)
 
 
 class ImageService:
     def __init__(self, settings: Settings, store: ContentStore, cache: DerivedCache,
-                 catalog: PresetCatalog | None = None):
+                 catalog: PresetCatalog | None = None, posters: Sequence[PosterSource] = ()):
         self.settings = settings
         self.store = store
         self.cache = cache
         self.catalog = catalog or PresetCatalog(settings)
+        self.posters = tuple(posters)
         # Renders in web workers share the image job concurrency across all processes.
         self.cpus = available_cpus()
         # Machine-wide, so kept on local disk (CACHE_PATH) whatever the cache backend.
@@ -56,9 +70,15 @@ class ImageService:
 
     # -- checks --------------------------------------------------------------------
 
+    def _poster_source(self, mime_type: str | None) -> PosterSource | None:
+        return next((p for p in self.posters if p.handles(mime_type)), None)
+
     def _check_source(self, content_hash: str) -> dict[str, Any]:
-        """The original's metadata, once it is known to be an image this service renders."""
+        """The original's metadata, once it is known to be an image this service renders
+        (or content with a poster source: its poster is checked when it is opened)."""
         meta = self.store.metadata(content_hash)
+        if self._poster_source(meta.get("mimeType")) is not None:
+            return meta
         if not is_renderable_image(meta.get("mimeType")):
             raise NotRenderable(f"{meta.get('mimeType')} is not an image this service can render")
         image = meta.get("image") or {}
@@ -105,7 +125,19 @@ class ImageService:
     def missing_eager(self, content_hash: str) -> list[Preset]:
         return [p for p in self.catalog.eager if not self.cache.exists(content_hash, p.filename)]
 
-    def _decode(self, source: Path, targets: list[Target], exif: dict[str, Any] | None = None) -> Decoded:
+    @contextlib.contextmanager
+    def _source(self, content_hash: str, meta: dict[str, Any]) -> Iterator[Path | BinaryIO]:
+        """What the presets are rendered from: the original, or the poster that stands for it."""
+        poster_source = self._poster_source(meta.get("mimeType"))
+        if poster_source is None:
+            with self.store.local_file(content_hash) as path:
+                yield path
+            return
+        fileobj, _ = self.cache.open(content_hash, poster_source.ensure_poster(content_hash))
+        with fileobj:
+            yield fileobj
+
+    def _decode(self, source: Path | BinaryIO, targets: list[Target], exif: dict[str, Any] | None = None) -> Decoded:
         """Decode for ``targets``. The file's own image is dropped on return: when it was
         rotated or converted, holding it through the render would keep a second
         decoded-size buffer alive (50 MP: 200 MB) for nothing. ``exif``, when given, gets
@@ -132,10 +164,10 @@ class ImageService:
         """Decode once, render every preset, publish each file and its metadata."""
         if not presets:
             return {}
-        self._check_source(content_hash)
+        meta = self._check_source(content_hash)
         header: dict[str, Any] = {}
         try:
-            with self.store.local_file(content_hash) as source:
+            with self._source(content_hash, meta) as source:
                 decoded = self._decode(source, [_target(p) for p in presets], header)
         except ImageUnreadable as exc:
             error = {"error": "image_unreadable", "message": str(exc), "at": iso_utc()}
@@ -173,6 +205,7 @@ class ImageService:
             else:  # a format variant: beside the preset's own entry, which stays as it was
                 variants.setdefault(preset.name, {})[preset.format] = entry
 
+        from_original = self._poster_source(meta.get("mimeType")) is None
         placeholder = None
         if "blurhash" not in self.cache.metadata(content_hash).get("image", {}):
             placeholder = blurhash_of(min(outputs, key=lambda o: o.width * o.height))
@@ -181,7 +214,7 @@ class ImageService:
             if placeholder is not None:
                 meta.setdefault("image", {})["blurhash"] = placeholder
             meta.setdefault("presets", {}).update(entries)
-            if entries:  # the original's EXIF, read from the header this render opened
+            if entries and from_original:  # the original's EXIF, read from the header this render opened
                 meta["exif"] = header.get("exif")
             for name, by_format in variants.items():
                 meta.setdefault("variants", {}).setdefault(name, {}).update(by_format)
@@ -194,7 +227,11 @@ class ImageService:
     def optimize(self, content_hash: str, max_size: int, quality: int) -> dict[str, Any]:
         if not self.store.exists(content_hash):
             raise ContentNotFound(content_hash)
-        self._check_source(content_hash)
+        meta = self._check_source(content_hash)
+        if self._poster_source(meta.get("mimeType")) is not None:
+            # One frame would stand for the whole video to a vision model: not done.
+            raise NotRenderable(f"optimize-for-ai takes images; {meta.get('mimeType')} has only a poster frame "
+                                "(GET its preset, e.g. preview, to use that)")
         target = Target("optimized", max_size, max_size, "JPEG", quality)
         with self.slots.acquire(self.settings.image_sync_timeout) as busy:
             with self.store.local_file(content_hash) as source:

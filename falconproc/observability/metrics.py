@@ -31,6 +31,10 @@ LATENCY = Histogram("falconproc_http_request_duration_seconds", "Time to answer,
 UPLOADS = Counter("falconproc_uploads_total", "Uploads stored", ["result"])
 UPLOAD_BYTES = Counter("falconproc_upload_bytes_total", "Bytes of new content stored")
 JOBS = Counter("falconproc_jobs_total", "Job attempts by outcome", ["type", "outcome"])
+# Video posters by how they were chosen (key_frames, all_frames: the key frames were blank,
+# dark: every frame was) or why there is none (error_corrupt, error_timeout, ...).
+VIDEO_POSTERS = Counter("falconproc_video_posters_total", "Video poster frames made, by method or error",
+                        ["result"])
 JOB_SECONDS = Histogram("falconproc_job_duration_seconds", "Wall time of job attempts", ["type"],
                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
 

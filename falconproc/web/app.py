@@ -30,6 +30,7 @@ from falconproc.images.service import UnknownPreset
 from falconproc.ingest.multipart import MultipartError
 from falconproc.observability.metrics import MetricsMiddleware, MetricsResource, ServiceStateCollector
 from falconproc.scan.service import Quarantined, ScanFailed, ScanPending
+from falconproc.video.tools import VideoToolsMissing, VideoUnreadable
 from falconproc.web.resources.content import MetadataResource, OriginalResource, require_hash
 from falconproc.web.resources.errors import ApiError, error_body
 from falconproc.web.resources.health import HealthResource
@@ -152,6 +153,9 @@ def create_app(components: Components | None = None) -> falcon.App:
                                               extra=lambda e: {"width": e.width, "height": e.height}))
     app.add_error_handler(Image.DecompressionBombError, _map(falcon.HTTP_422, "image_too_large"))
     app.add_error_handler(ImageUnreadable, _map(falcon.HTTP_422, "image_unreadable"))
+    app.add_error_handler(VideoUnreadable, _map(falcon.HTTP_422, "video_unreadable",
+                                                extra=lambda e: {"reason": e.reason}))
+    app.add_error_handler(VideoToolsMissing, _map(falcon.HTTP_404, "not_available"))
     app.add_error_handler(Quarantined, _map(falcon.HTTP_403, "quarantined",
                                             extra=lambda e: {"signature": e.signature}))
     app.add_error_handler(ContentQuarantined, _map(falcon.HTTP_403, "quarantined"))

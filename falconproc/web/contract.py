@@ -60,6 +60,8 @@ ERRORS: tuple[ErrorCode, ...] = (
     ErrorCode(404, "not_found", "no content under this hash, no job with this id, or no such route",
               "upload the content first (or check the id)"),
     ErrorCode(404, "unknown_preset", "no preset of this name (`presets` lists them)", "use a listed preset"),
+    ErrorCode(404, "not_available", "a preset of a video while ffmpeg/ffprobe are not installed on the "
+              "server (the video itself is stored)", "use the original; ask the operator to install ffmpeg"),
     ErrorCode(404, "no_text", "the content's type has no text to extract", "do not poll for text"),
     ErrorCode(404, "upload_not_found", "tus: no resumable upload with this id (never created, terminated "
               "or expired)", "create a new upload with POST /uploads"),
@@ -80,6 +82,9 @@ ERRORS: tuple[ErrorCode, ...] = (
     ErrorCode(422, "image_too_large", "the image has more pixels or a longer side than the service decodes",
               "use the original"),
     ErrorCode(422, "image_unreadable", "the image is corrupt or truncated", "use the original"),
+    ErrorCode(422, "video_unreadable", "a preset of a video that ffprobe/ffmpeg cannot read: `reason` is "
+              "`corrupt` (truncated, garbage), `no_video_stream`, `timeout` (VIDEO_TIMEOUT), `memory` "
+              "(VIDEO_MEMORY_BYTES) or `killed` (the video job was killed)", "do not retry; use the original"),
     ErrorCode(422, "<text error>", "GET /text of a document whose extraction failed for good (encrypted, "
               "corrupt; the code is the job's, `state` has details)", "do not retry"),
     ErrorCode(423, "upload_locked", "tus: another request is writing to this upload right now",
@@ -208,7 +213,21 @@ def _schemas() -> dict[str, Any]:
                                     "image": {"type": "object",
                                               "properties": {"blurhash": {"type": "string"}},
                                               "description": "for images: width, height, frames and, once "
-                                                             "known, a blurhash placeholder"}}},
+                                                             "known, a blurhash placeholder (videos: of the "
+                                                             "poster)"},
+                                    "video": {"type": "object",
+                                              "properties": {"duration": {"type": ["number", "null"]},
+                                                             "width": {"type": "integer"},
+                                                             "height": {"type": "integer"},
+                                                             "codec": {"type": ["string", "null"]},
+                                                             "fps": {"type": ["number", "null"]},
+                                                             "hasAudio": {"type": "boolean"}},
+                                              "description": "for videos, once the video job (or a preset "
+                                                             "request) read it; width and height as displayed "
+                                                             "(rotation and pixel aspect applied)"},
+                                    "videoError": {"type": "object",
+                                                   "description": "a video that cannot be read: error, reason, "
+                                                                  "message, at"}}},
         "UploadProgress": {"type": "object", "required": ["status", "offset", "length"],
                            "properties": {"status": {"type": "string", "enum": ["uploading", "ingesting"]},
                                           "offset": {"type": "integer", "minimum": 0},
@@ -340,8 +359,8 @@ def openapi_document() -> dict[str, Any]:
             params=[_HASH, {"name": "format", "in": "query", "required": False,
                             "schema": {"type": "string", "enum": ["json"]}}])},
         "/cache/{contentHash}/{preset}": _file_ops(
-            "a preset, made now if not cached, in the format `format` names or else Accept negotiates "
-            "(AVIF, WebP, then the preset's own format); answers carry Vary: Accept",
+            "a preset, made now if not cached (a video's from its poster frame), in the format `format` names "
+            "or else Accept negotiates (AVIF, WebP, then the preset's own format); answers carry Vary: Accept",
             _IMAGE_TYPES, (415, 422, 503, *_SCAN_ERRORS),
             [_HASH, preset,
              {"name": "format", "in": "query", "required": False,
