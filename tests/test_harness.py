@@ -49,6 +49,7 @@ STARTS_THE_SERVICE = {
     "tests/text/test_ocr_languages.py",
     "tests/text/test_service_hostile.py",
     "tests/text/test_service_text.py",
+    "tests/video/test_service_video.py",
     "tests/web/test_contract.py",
     "tests/web/test_errors.py",
     "tests/web/test_gunicorn_runtime.py",
