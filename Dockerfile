@@ -43,10 +43,11 @@ FROM ${PYTHON_IMAGE} AS runtime
 
 # tesseract for OCR, with German and French beside English (OCR_LANGUAGES=eng,deu,fra;
 # add tesseract-ocr-<lang> for others: start-up refuses a language it lacks); libssl3 provides libcrypto.so.3 and libwebp7
-# libwebp.so.7, which the compiled modules link against.
+# libwebp.so.7, which the compiled modules link against. ffmpeg (with ffprobe) makes video
+# posters and metadata; Debian's build decodes every container and codec the service accepts.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng \
-        tesseract-ocr-deu tesseract-ocr-fra libssl3 libwebp7 \
+        tesseract-ocr-deu tesseract-ocr-fra libssl3 libwebp7 ffmpeg \
  && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 falconproc \

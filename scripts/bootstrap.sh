@@ -3,7 +3,8 @@
 #   scripts/bootstrap.sh          the service
 #   scripts/bootstrap.sh --test   the service + test tools
 # System packages: a C toolchain and OpenSSL headers (the Cython hot path links
-# libcrypto), tesseract for OCR (English, German, French); with --test also redis-server,
+# libcrypto), tesseract for OCR (English, German, French), ffmpeg (video posters and
+# metadata: ffmpeg + ffprobe); with --test also redis-server,
 # clamav-daemon, Ceph RGW (the S3 server the store tests start through scripts/s3_server.sh),
 # curl, and node/npm (the resumable-upload tests run tus-js-client) when missing. Uses sudo
 # when not root.
@@ -18,6 +19,9 @@ SUDO=""
 packages="build-essential libssl-dev libwebp-dev python3-dev python3-venv tesseract-ocr tesseract-ocr-eng"
 # German and French models as examples of OCR_LANGUAGES (eng,deu,fra); the tests use them.
 packages="$packages tesseract-ocr-deu tesseract-ocr-fra"
+# Video posters and metadata (a run-time feature: without it videos are stored, their
+# presets answer 404 not_available); the video tests generate their clips with it too.
+packages="$packages ffmpeg"
 # The tests run the Redis rate-limit storage against a real redis-server, and virus
 # scanning against a real clamd they start themselves (the service only talks to one).
 [ -n "$extra" ] && packages="$packages redis-server clamav-daemon curl"

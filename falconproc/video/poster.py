@@ -49,7 +49,8 @@ class VideoRead:
 
 
 def _ratio(text: str | None) -> float | None:
-    num, _, den = (text or "").partition("/")
+    """``30000/1001`` (rates), ``16:11`` (aspect ratios) or a plain number; None for 0 or N/A."""
+    num, _, den = (text or "").replace(":", "/").partition("/")
     try:
         value = float(num) / float(den or 1)
     except (ValueError, ZeroDivisionError):
