@@ -27,8 +27,10 @@ from falconproc.video.tools import Deadline, Tools, VideoUnreadable, finish, run
 
 # The poster is at most this long a side: the largest built-in preset (ai-vision).
 POSTER_MAX_SIDE = 2048
-# Key frames the thumbnail filter compares (it holds them all: 16 frames of 4K are ~200 MB).
-KEY_FRAMES_COMPARED = 16
+# Key frames the thumbnail filter compares (it holds them all: 5 frames of 4K are ~60 MB).
+# Each is a full decode: at 1080p H.264, 5 cost ~100 ms beyond ffmpeg's start, 16 ~300 ms
+# (benchmarks/bench_video.py); with a key frame a second (phones) 5 span the first 5 s.
+KEY_FRAMES_COMPARED = 5
 # signalstats' average luma (0-255) at or below which a frame counts as dark.
 DARK_LUMA = 24
 # A poster whose luma varies less than this (standard deviation) is one flat colour.
