@@ -52,6 +52,16 @@ CASES = [
     ("tiff", _image("TIFF"), "image/tiff", (37, 23, None)),
     ("heic", _ftyp(b"heic"), "image/heic", None),
     ("avif", _ftyp(b"avif"), "image/avif", None),
+    # Videos: only the container's header here (tests/video/ uploads real ones).
+    ("mp4", _ftyp(b"isom"), "video/mp4", None),
+    ("mov", _ftyp(b"qt  "), "video/quicktime", None),
+    ("m4v", _ftyp(b"M4V "), "video/x-m4v", None),
+    ("3gp", _ftyp(b"3gp5"), "video/3gpp", None),
+    ("avi", b"RIFF\x00\x10\x00\x00AVI LIST" + b"\0" * 64, "video/x-msvideo", None),
+    ("webm", b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81\x01\x42\xf2\x81\x04\x42\xf3\x81\x08"
+             b"\x42\x82\x84webm\x42\x87\x81\x04\x42\x85\x81\x02" + b"\0" * 64, "video/webm", None),
+    ("mkv", b"\x1a\x45\xdf\xa3\xa3\x42\x86\x81\x01\x42\xf7\x81\x01\x42\xf2\x81\x04\x42\xf3\x81\x08"
+            b"\x42\x82\x88matroska\x42\x87\x81\x04\x42\x85\x81\x02" + b"\0" * 64, "video/x-matroska", None),
     ("csv", b"name,age,city\nbob,31,berlin\nann,27,paris\n", "text/csv", None),
     ("markdown", b"# Notes\n\nSee [the docs](https://example.org) first.\n", "text/markdown", None),
     ("json", b'{"name": "x", "n": [1, 2, 3]}', "application/json", None),
