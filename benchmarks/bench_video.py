@@ -8,7 +8,10 @@ audio; made once with libx264 -preset veryfast and kept in --work).
   blurhash through the image pipeline, every file written to a fresh cache.
 - cli: `ffprobe -show_format -show_streams -of json`, then `ffmpeg -i clip -frames:v 1
   -vf scale=800:-2 out.jpg` (the first frame, no blank-frame check, one output), one
-  after the other as a shell script would.
+  after the other as a shell script would. This is the baseline of the ratios.
+- cli, same poster choice: ffprobe, then ffmpeg with our key-frame filter (5 key frames,
+  `thumbnail`) writing one 800-px JPEG: what the poster choice itself costs, apart from
+  our Python and Pillow work.
 
 Interleaved runs, median wall time and CPU (user+sys of this process and its children)
 per video, and the ratios; the target (issue 13) is ours within 1.5x of the CLI.
@@ -42,6 +45,7 @@ from benchmarks._common import (  # noqa: E402
 from falconproc.images.service import ImageService  # noqa: E402
 from falconproc.ingest.service import IngestService, UploadRequest  # noqa: E402
 from falconproc.video.job import EAGER_VIDEO_PRESETS  # noqa: E402
+from falconproc.video.poster import KEY_FRAMES_COMPARED  # noqa: E402
 from falconproc.video.service import VideoService  # noqa: E402
 from falconproc.wiring import Components  # noqa: E402
 from tests.support.inprocess import unit_settings  # noqa: E402
@@ -97,7 +101,15 @@ def measure(runs: int, work: Path) -> dict:
         subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(clip), "-frames:v", "1",
                         "-vf", "scale=800:-2", str(out)], check=True, capture_output=True)
 
-    peers = {"falconproc video job": ours, "ffprobe + ffmpeg CLI": cli}
+    def cli_key_frames() -> None:
+        subprocess.run(["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(clip)],
+                       check=True, capture_output=True)
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-skip_frame", "nokey", "-t", "10",
+                        "-i", str(clip), "-vf", f"thumbnail={KEY_FRAMES_COMPARED},scale=800:-2",
+                        "-frames:v", "1", str(out)], check=True, capture_output=True)
+
+    peers = {"falconproc video job": ours, "ffprobe + ffmpeg CLI": cli,
+             "CLI, same poster choice": cli_key_frames}
     for run in peers.values():  # warm the page cache and the imports once
         run()
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in peers}

@@ -133,9 +133,9 @@ def read_video(tools: Tools, source: Path, settings: Settings, threads: int = 2)
     """Metadata and poster, bounded by VIDEO_TIMEOUT / VIDEO_MEMORY_BYTES / VIDEO_MAX_SECONDS."""
     deadline = Deadline(settings.video_timeout)
     memory = settings.video_memory_bytes
-    probe = run(_probe_args(tools, source, settings), deadline, memory)
+    probe = run(tools, _probe_args(tools, source, settings), deadline, memory)
     try:
-        poster = run(_poster_args(tools, source, settings, threads, key_frames=True), deadline, memory)
+        poster = run(tools, _poster_args(tools, source, settings, threads, key_frames=True), deadline, memory)
     except BaseException:
         probe.kill()
         probe.communicate()
@@ -150,8 +150,8 @@ def read_video(tools: Tools, source: Path, settings: Settings, threads: int = 2)
                 proc.communicate()
     if first is not None and not is_blank(first):
         return VideoRead(info, first, "key_frames")
-    second = _image(finish(run(_poster_args(tools, source, settings, threads, key_frames=False), deadline, memory),
-                           deadline, "ffmpeg", str(source)))
+    every_frame = run(tools, _poster_args(tools, source, settings, threads, key_frames=False), deadline, memory)
+    second = _image(finish(every_frame, deadline, "ffmpeg", str(source)))
     if second is not None:
         return VideoRead(info, second, "all_frames")
     if first is not None:

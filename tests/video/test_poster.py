@@ -3,6 +3,7 @@ metadata.video (rotation, pixel aspect, cover art), the blank-frame test, and th
 memory and time bounds of the child processes."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -64,12 +65,18 @@ def test_blank_frames():
     assert not is_blank(gradient)
 
 
-def test_ffmpeg_runs_under_the_memory_limit(videos):
+@pytest.mark.parametrize("how", ["prlimit", "preexec_fn"])
+def test_ffmpeg_runs_under_the_memory_limit(videos, how):
     # 64 MB of address space is less than ffprobe's shared libraries: the limit is really
-    # applied to the child (RLIMIT_AS), and the failure is named.
+    # applied to the child (RLIMIT_AS), by util-linux's prlimit or, without it, between
+    # fork and exec; and the failure is named.
     settings = Settings().replace(video_memory_bytes=64 * 1024 * 1024)
+    tools = require_tools(settings)
+    assert tools.prlimit is not None, "prlimit (util-linux) is expected on PATH"
+    if how == "preexec_fn":
+        tools = dataclasses.replace(tools, prlimit=None)
     with pytest.raises(VideoUnreadable) as caught:
-        read_video(require_tools(settings), videos["plain.mp4"], settings)
+        read_video(tools, videos["plain.mp4"], settings)
     assert caught.value.reason == "memory"
     # The default limit reads the same video.
     assert read_video(require_tools(Settings()), videos["plain.mp4"], Settings()).info["width"] == 320
