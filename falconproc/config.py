@@ -373,8 +373,8 @@ class Settings:
                                    "retry backoff: base seconds, doubled per attempt")
     job_backoff_cap: float = knob("JOB_BACKOFF_CAP", 10.0, _float_range(0.0, 86400.0),
                                   "retry backoff: maximum seconds")
-    job_priorities: tuple[str, ...] = knob("JOB_PRIORITIES", ("image", "text", "ocr"), _name_list,
-                                           "job types, highest priority first")
+    job_priorities: tuple[str, ...] = knob("JOB_PRIORITIES", ("image", "video", "text", "ocr"), _name_list,
+                                           "job types, highest priority first (unlisted ones last)")
     job_concurrency: dict[str, int] = knob("JOB_CONCURRENCY", lambda: {"image": 2, "text": 3, "ocr": 1},
                                            _type_map(_int_range(1, 64)),
                                            "simultaneous jobs per type (others default to 1)", factory=True)

@@ -99,7 +99,7 @@ def test_priority_by_type_then_fifo(queue_factory):
 
 
 def test_configured_priority_order_is_honoured(queue_factory):
-    """JOB_PRIORITIES in another order than the default (image,text,ocr) decides the claims."""
+    """JOB_PRIORITIES in another order than the default (image,video,text,ocr) decides the claims."""
     q = queue_factory(priorities=("ocr", "text", "image"))
     order = ["image", "work", "text", "ocr", "image", "text", "ocr"]
     enqueued = [q.enqueue(t, content_hash(i)) for i, t in enumerate(order)]

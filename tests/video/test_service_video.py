@@ -204,6 +204,21 @@ def test_video_timeout_kills_ffmpeg_and_ends_in_error(fresh_service, tmp_path_fa
     assert health(svc)["status"] == "ok"
 
 
+def test_a_killed_video_job_takes_ffmpeg_with_it_and_records_the_error(fresh_service, tmp_path_factory):
+    # The supervisor's kill (JOB_TIMEOUTS) comes before VIDEO_TIMEOUT: ffmpeg, in the job's
+    # process group, dies with the job, and the dead job's bookkeeping records why.
+    path = slow_video(tmp_path_factory.getbasetemp())
+    svc = fresh_service(JOB_TIMEOUTS="video=1", VIDEO_TIMEOUT="60", VIDEO_MAX_SECONDS="30", JOB_MAX_ATTEMPTS="1")
+    body = _upload(svc, path)
+    assert wait_for(lambda: _ffmpeg_children_of(svc), 10, interval=0.02, message="ffmpeg started by the job")
+    job = wait_job(svc, _video_job(body)["id"], timeout=60)
+    assert job["status"] == "dead", job
+    assert wait_for(lambda: not _ffmpeg_children_of(svc), 10, message="ffmpeg/ffprobe gone")
+    error = assert_error(_preset(svc, body["contentHash"], "preview"), 422, "video_unreadable")
+    assert error["reason"] == "killed"
+    assert health(svc)["status"] == "ok"
+
+
 def test_without_ffmpeg_videos_are_stored_and_presets_not_available(fresh_service, videos):
     svc = fresh_service(FFMPEG_BINARY="/nonexistent/ffmpeg")
     body = _upload(svc, videos["plain.mp4"])
