@@ -96,6 +96,16 @@ def parse_probe(output: bytes) -> dict[str, Any]:
             "hasAudio": any(s.get("codec_type") == "audio" for s in streams)}
 
 
+def check_frame_size(info: dict[str, Any], settings: Settings) -> None:
+    """A frame is decoded like an image: the image limits apply (MAX_IMAGE_PIXELS,
+    MAX_IMAGE_SIDE), so a giant frame is refused from the header, not found out of memory."""
+    width, height = info["width"], info["height"]
+    if width * height > settings.max_image_pixels or max(width, height) > settings.max_image_side:
+        raise VideoUnreadable("too_large", f"the video's frames are {width}x{height}; the limits are "
+                                           f"{settings.max_image_pixels} pixels and {settings.max_image_side} "
+                                           "pixels per side (MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE)")
+
+
 def _probe_args(tools: Tools, source: Path, settings: Settings) -> list[str]:
     window = str(int(settings.video_max_seconds * 1_000_000))
     return [tools.ffprobe, "-v", "error", "-analyzeduration", window, "-show_format", "-show_streams",
@@ -142,6 +152,7 @@ def read_video(tools: Tools, source: Path, settings: Settings, threads: int = 2)
         raise
     try:
         info = parse_probe(finish(probe, deadline, "ffprobe", str(source)))
+        check_frame_size(info, settings)  # before ffmpeg gets far into a giant frame
         first = _image(finish(poster, deadline, "ffmpeg", str(source)))
     finally:
         for proc in (probe, poster):

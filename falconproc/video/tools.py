@@ -32,7 +32,8 @@ _CHILD_ENV = {"MALLOC_ARENA_MAX": "2", "LC_ALL": "C"}
 
 class VideoUnreadable(FalconprocError, ValueError):
     """The video cannot be probed or decoded: ``reason`` is one of ``corrupt``,
-    ``no_video_stream``, ``timeout``, ``memory``."""
+    ``no_video_stream``, ``too_large``, ``timeout``, ``memory`` (``killed`` is recorded
+    for a job the supervisor killed)."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(message)
@@ -50,8 +51,8 @@ class Tools:
     prlimit: str | None = None
 
 
-@functools.cache
 def _which(program: str) -> str | None:
+    # Not cached: ffmpeg installed while the service runs is found by the next request.
     return shutil.which(program)
 
 

@@ -83,8 +83,9 @@ ERRORS: tuple[ErrorCode, ...] = (
               "use the original"),
     ErrorCode(422, "image_unreadable", "the image is corrupt or truncated", "use the original"),
     ErrorCode(422, "video_unreadable", "a preset of a video that ffprobe/ffmpeg cannot read: `reason` is "
-              "`corrupt` (truncated, garbage), `no_video_stream`, `timeout` (VIDEO_TIMEOUT), `memory` "
-              "(VIDEO_MEMORY_BYTES) or `killed` (the video job was killed)", "do not retry; use the original"),
+              "`corrupt` (truncated, garbage), `no_video_stream`, `too_large` (frames over MAX_IMAGE_PIXELS "
+              "or MAX_IMAGE_SIDE), `timeout` (VIDEO_TIMEOUT), `memory` (VIDEO_MEMORY_BYTES) or `killed` (the "
+              "video job was killed)", "do not retry; use the original"),
     ErrorCode(422, "<text error>", "GET /text of a document whose extraction failed for good (encrypted, "
               "corrupt; the code is the job's, `state` has details)", "do not retry"),
     ErrorCode(423, "upload_locked", "tus: another request is writing to this upload right now",

@@ -97,4 +97,14 @@ def slow_video(root: Path) -> Path:
     return out
 
 
-__all__ = ["make_all", "slow_video"]
+def giant_frames(root: Path) -> Path:
+    """One 8192x8192 frame (67 MP, over MAX_IMAGE_PIXELS' 50 MP): 200 KB on disk, 100 MB
+    decoded, and more for every frame ffmpeg holds."""
+    out = root / "giant.mp4"
+    if not out.exists():
+        run_ffmpeg("-f", "lavfi", "-i", "color=gray:s=8192x8192:r=5:d=0.2", "-c:v", "libx264", "-preset",
+                   "ultrafast", "-pix_fmt", "yuv420p", str(out))
+    return out
+
+
+__all__ = ["make_all", "slow_video", "giant_frames"]

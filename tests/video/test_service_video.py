@@ -15,7 +15,7 @@ from PIL import Image, ImageStat
 from tests.support.content import sha256
 from tests.support.http import assert_error, cache_metadata, health, upload, wait_job
 from tests.support.wait import wait_for
-from tests.video._videos import slow_video
+from tests.video._videos import giant_frames, slow_video
 
 # name -> (sniffed type, codec, hasAudio, displayed width, height)
 PLAYABLE = {
@@ -139,6 +139,17 @@ def test_unreadable_video_ends_in_a_clear_422(module_service, uploaded, name):
     # The original is still served as stored.
     original = requests.get(f"{module_service.url}/cache/{body['contentHash']}/original", timeout=30)
     assert original.status_code == 200 and original.headers["Content-Type"].startswith("video/mp4")
+    assert health(module_service)["status"] == "ok"
+
+
+def test_giant_frames_are_refused_from_the_header(module_service, tmp_path_factory):
+    body = _upload(module_service, giant_frames(tmp_path_factory.getbasetemp()))
+    start = time.monotonic()
+    job = wait_job(module_service, _video_job(body)["id"], timeout=60)
+    assert job["status"] == "dead", job
+    error = assert_error(_preset(module_service, body["contentHash"], "thumbnail"), 422, "video_unreadable")
+    assert error["reason"] == "too_large" and "8192x8192" in error["message"]
+    assert time.monotonic() - start < 20
     assert health(module_service)["status"] == "ok"
 
 
