@@ -133,7 +133,8 @@ def print_table(report: dict) -> None:
     print(f"1-minute 1080p H.264 ({report['clip']['bytes'] / 1e6:.1f} MB), median of {report['runs']} runs")
     print(format_table(["peer", "wall (median)", "CPU (median)", "wall vs CLI", "CPU vs CLI"], table))
     ours = ratio(rows["falconproc video job"]["seconds"], cli["seconds"])
-    print(f"target: within {report['target']}x of the CLI -> {'met' if ours and ours <= report['target'] else 'MISSED'}")
+    verdict = "met" if ours and ours <= report["target"] else "MISSED"
+    print(f"target: within {report['target']}x of the CLI -> {verdict}")
 
 
 def chart(report: dict):
