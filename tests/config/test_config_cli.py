@@ -138,6 +138,27 @@ def test_doctor_honours_no_extensions(tmp_path):
     assert report["extensionsDisabled"] is True
 
 
+def test_doctor_reports_ffmpeg_and_warns_without_it(tmp_path):
+    report = _doctor(tmp_path)
+    assert report["ffmpeg"] and Path(report["ffmpeg"]).is_file()
+    assert report["ffprobe"] and Path(report["ffprobe"]).is_file()
+    assert not any("not_available" in w for w in report["warnings"])
+    missing = _doctor(tmp_path, FFPROBE_BINARY="/nonexistent/ffprobe")
+    assert missing["ffprobe"] is None and missing["ffmpeg"] == report["ffmpeg"]
+    assert any("not_available" in w for w in missing["warnings"])
+
+
+def test_video_settings_are_validated():
+    settings = Settings.from_env({"VIDEO_MAX_SECONDS": "5", "VIDEO_TIMEOUT": "12.5", "VIDEO_MEMORY_BYTES": "1G",
+                                  "FFMPEG_BINARY": "/opt/ffmpeg/bin/ffmpeg"})
+    assert (settings.video_max_seconds, settings.video_timeout, settings.video_memory_bytes) == (5, 12.5, 1 << 30)
+    assert settings.ffmpeg_binary == "/opt/ffmpeg/bin/ffmpeg"
+    for variable, value in (("VIDEO_MAX_SECONDS", "0"), ("VIDEO_TIMEOUT", "-1"), ("VIDEO_MEMORY_BYTES", "1M"),
+                            ("FFMPEG_BINARY", "ffmpeg -y"), ("FFPROBE_BINARY", "")):
+        with pytest.raises(SettingsError, match=variable):
+            Settings.from_env({variable: value})
+
+
 def test_doctor_with_bad_settings_fails_cleanly(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "falconproc.cli", "doctor"], env=subprocess_env(FSYNC="maybe"),
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
