@@ -67,6 +67,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from falconproc import __version__
+    from falconproc.documents.office import find_soffice
     from falconproc.native import NO_EXTENSIONS, ingest, webp
 
     components, warnings = _checked_components()
@@ -81,6 +82,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         "webpImportError": webp.IMPORT_ERROR,
         "python": sys.version.split()[0],
         "tesseract": shutil.which("tesseract"),
+        "libreoffice": find_soffice(settings),
         "paths": {},
         "warnings": warnings,
         "settings": effective_config(settings),

@@ -15,6 +15,8 @@ PDF = "application/pdf"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+ODT = "application/vnd.oasis.opendocument.text"
+ODP = "application/vnd.oasis.opendocument.presentation"
 ZIP = "application/zip"
 # What the sniffer names bytes it does not recognise; refused unless ALLOWED_TYPES lists it.
 OCTET_STREAM = "application/octet-stream"
@@ -23,7 +25,11 @@ OCTET_STREAM = "application/octet-stream"
 IMAGE_TYPES = (JPEG, PNG, GIF, WEBP, BMP, TIFF, HEIC, AVIF)
 # Images the preset pipeline and OCR decode (Pillow's decoders, pillow-heif's for HEIC).
 RENDERABLE_IMAGE_TYPES = frozenset({JPEG, PNG, GIF, WEBP, BMP, TIFF, HEIC, AVIF})
-DOCUMENT_TYPES = (PDF, DOCX, XLSX, PPTX, ZIP)
+DOCUMENT_TYPES = (PDF, DOCX, XLSX, PPTX, ODT, ODP, ZIP)
+# Documents whose page 1 becomes the thumbnail and preview presets: PDFs rendered as they
+# are, the office formats after LibreOffice converted them to PDF.
+OFFICE_TYPES = frozenset({DOCX, ODT, PPTX, ODP})
+PAGED_DOCUMENT_TYPES = frozenset({PDF}) | OFFICE_TYPES
 PLAIN_TEXT_TYPES = ("text/plain", "text/markdown", "text/csv", "application/json")
 # Served only as attachments under a sandboxing CSP: a browser must never run them.
 MARKUP_TYPES = ("image/svg+xml", "text/html", "application/xml", "text/javascript")
@@ -32,6 +38,8 @@ EXECUTABLE_TYPES = ("application/x-executable", "application/x-msdownload", "app
                     "text/x-shellscript")
 # A ZIP whose central directory names one of these main parts is that OOXML type.
 OOXML_MAIN_PARTS = {"word/document.xml": DOCX, "xl/workbook.xml": XLSX, "ppt/presentation.xml": PPTX}
+# A ZIP whose `mimetype` entry holds one of these is that OpenDocument type (ODF 1.2, 3.3).
+ODF_MIMETYPES = {ODT: ODT, ODP: ODP}
 
 DEFAULT_ALLOWED = IMAGE_TYPES + DOCUMENT_TYPES + PLAIN_TEXT_TYPES + MARKUP_TYPES
 
@@ -49,3 +57,7 @@ def is_markup(mime_type: str) -> bool:
 
 def is_renderable_image(mime_type: str | None) -> bool:
     return mime_type in RENDERABLE_IMAGE_TYPES
+
+
+def has_page_thumbnail(mime_type: str | None) -> bool:
+    return mime_type in PAGED_DOCUMENT_TYPES

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple, Protocol
 
 from falconproc.clock import iso_utc
 from falconproc.config import Settings
@@ -38,17 +40,40 @@ class UnknownPreset(LookupError):
         self.known = known
 
 
+class PageSource(Protocol):
+    """Where the presets of content that is not an image come from: a document's page 1,
+    rendered by the `document` job (falconproc/documents), given to this pipeline as a
+    lossless raster so that its presets are the same formats, sizes and variants as a
+    photo's."""
+
+    preset_names: tuple[str, ...]  # the presets documents have
+
+    def handles(self, mime_type: str | None) -> bool: ...
+
+    def check(self, content_hash: str) -> None:
+        """Raise PageImagePending, DocumentUnrenderable or RendererNotAvailable unless the
+        page image is there."""
+
+    def open_page(self, content_hash: str) -> AbstractContextManager[BinaryIO]: ...
+
+
+class Source(NamedTuple):
+    open: Callable[[], AbstractContextManager[Path | BinaryIO]]
+    is_original: bool  # False: a document's page image (no EXIF of its own)
+
+
 def _target(preset: Preset) -> Target:
     return Target(preset.name, preset.max_width, preset.max_height, preset.pil_format, preset.quality)
 
 
 class ImageService:
     def __init__(self, settings: Settings, store: ContentStore, cache: DerivedCache,
-                 catalog: PresetCatalog | None = None):
+                 catalog: PresetCatalog | None = None, pages: PageSource | None = None):
         self.settings = settings
         self.store = store
         self.cache = cache
         self.catalog = catalog or PresetCatalog(settings)
+        self.pages = pages
         # Renders in web workers share the image job concurrency across all processes.
         self.cpus = available_cpus()
         # Machine-wide, so kept on local disk (CACHE_PATH) whatever the cache backend.
@@ -56,17 +81,26 @@ class ImageService:
 
     # -- checks --------------------------------------------------------------------
 
-    def _check_source(self, content_hash: str) -> dict[str, Any]:
-        """The original's metadata, once it is known to be an image this service renders."""
+    def _check_source(self, content_hash: str, presets: list[Preset] | None = None) -> Source:
+        """What the presets are made from, once it is known to be there and renderable:
+        the original image, or (for ``presets`` of a document) its rendered page 1."""
         meta = self.store.metadata(content_hash)
-        if not is_renderable_image(meta.get("mimeType")):
+        mime = meta.get("mimeType")
+        if presets and self.pages is not None and self.pages.handles(mime):
+            others = sorted({p.name for p in presets} - set(self.pages.preset_names))
+            if others:
+                raise NotRenderable(f"{mime} has only the {' and '.join(self.pages.preset_names)} presets, "
+                                    f"not {', '.join(others)}")
+            self.pages.check(content_hash)
+            return Source(lambda: self.pages.open_page(content_hash), False)
+        if not is_renderable_image(mime):
             raise NotRenderable(f"{meta.get('mimeType')} is not an image this service can render")
         image = meta.get("image") or {}
         check_dimensions(image.get("width"), image.get("height"), self.settings)
         previous = self.cache.metadata(content_hash).get("imageError")
         if previous:  # a broken image stays broken: answer without decoding it again
             raise ImageUnreadable(previous["message"])
-        return meta
+        return Source(lambda: self.store.local_file(content_hash), True)
 
     def preset(self, name: str) -> Preset:
         preset = self.catalog.get(name)
@@ -82,7 +116,7 @@ class ImageService:
             raise ContentNotFound(content_hash)
         if self.cache.exists(content_hash, preset.filename):
             return
-        self._check_source(content_hash)  # fail fast (415/422) before waiting for locks
+        self._check_source(content_hash, [preset])  # fail fast (415/422) before waiting for locks
         timeout = self.settings.image_sync_timeout
         with self.cache.exclusive(content_hash, "image", timeout):
             if not self.cache.exists(content_hash, preset.filename):  # another worker may have made it
@@ -105,7 +139,7 @@ class ImageService:
     def missing_eager(self, content_hash: str) -> list[Preset]:
         return [p for p in self.catalog.eager if not self.cache.exists(content_hash, p.filename)]
 
-    def _decode(self, source: Path, targets: list[Target], exif: dict[str, Any] | None = None) -> Decoded:
+    def _decode(self, source: Path | BinaryIO, targets: list[Target], exif: dict[str, Any] | None = None) -> Decoded:
         """Decode for ``targets``. The file's own image is dropped on return: when it was
         rotated or converted, holding it through the render would keep a second
         decoded-size buffer alive (50 MP: 200 MB) for nothing. ``exif``, when given, gets
@@ -132,10 +166,10 @@ class ImageService:
         """Decode once, render every preset, publish each file and its metadata."""
         if not presets:
             return {}
-        self._check_source(content_hash)
-        header: dict[str, Any] = {}
+        source_file = self._check_source(content_hash, presets)
+        header: dict[str, Any] | None = {} if source_file.is_original else None
         try:
-            with self.store.local_file(content_hash) as source:
+            with source_file.open() as source:
                 decoded = self._decode(source, [_target(p) for p in presets], header)
         except ImageUnreadable as exc:
             error = {"error": "image_unreadable", "message": str(exc), "at": iso_utc()}
@@ -181,7 +215,7 @@ class ImageService:
             if placeholder is not None:
                 meta.setdefault("image", {})["blurhash"] = placeholder
             meta.setdefault("presets", {}).update(entries)
-            if entries:  # the original's EXIF, read from the header this render opened
+            if entries and header is not None:  # the original's EXIF, read from the header this render opened
                 meta["exif"] = header.get("exif")
             for name, by_format in variants.items():
                 meta.setdefault("variants", {}).setdefault(name, {}).update(by_format)
@@ -210,8 +244,9 @@ class ImageService:
 
     def processing_state(self, content_hash: str) -> dict[str, Any]:
         meta = self.cache.metadata(content_hash)
-        return {key: meta[key] for key in ("presets", "variants", "image", "imageError", "text", "exif", "document")
+        return {key: meta[key] for key in ("presets", "variants", "image", "imageError", "text", "exif", "document",
+                                           "pageImage")
                 if meta.get(key) is not None}
 
 
-__all__ = ["ImageService", "UnknownPreset", "ImageTooLarge", "ImageUnreadable", "NotRenderable"]
+__all__ = ["ImageService", "PageSource", "UnknownPreset", "ImageTooLarge", "ImageUnreadable", "NotRenderable"]
