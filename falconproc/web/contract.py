@@ -61,6 +61,9 @@ ERRORS: tuple[ErrorCode, ...] = (
               "upload the content first (or check the id)"),
     ErrorCode(404, "unknown_preset", "no preset of this name (`presets` lists them)", "use a listed preset"),
     ErrorCode(404, "no_text", "the content's type has no text to extract", "do not poll for text"),
+    ErrorCode(404, "not_available", "GET|HEAD /cache/{contentHash}/thumbnail or /preview of a DOCX, ODT, PPTX or "
+              "ODP where LibreOffice is not installed (`falconproc doctor` says so)",
+              "show a generic document icon; do not retry"),
     ErrorCode(404, "upload_not_found", "tus: no resumable upload with this id (never created, terminated "
               "or expired)", "create a new upload with POST /uploads"),
     ErrorCode(405, "method_not_allowed", "the route exists, the method does not", "fix the method"),
@@ -72,14 +75,16 @@ ERRORS: tuple[ErrorCode, ...] = (
               "do not retry; the file is too large for this service"),
     ErrorCode(415, "unsupported_type", "the bytes are of a type not accepted (`mimeType`, `supportedTypes`)",
               "do not retry"),
-    ErrorCode(415, "not_an_image", "a preset or optimize-for-ai of content that is not a renderable image",
-              "use the original"),
+    ErrorCode(415, "not_an_image", "a preset or optimize-for-ai of content that is not a renderable image "
+              "(documents have only the thumbnail and preview presets)", "use the original"),
     ErrorCode(415, "unsupported_media_type", "tus PATCH without `Content-Type: application/offset+octet-stream`",
               "send the chunk as application/offset+octet-stream"),
     ErrorCode(416, "range_not_satisfiable", "the Range lies outside the file (`size`)", "fix the range"),
     ErrorCode(422, "image_too_large", "the image has more pixels or a longer side than the service decodes",
               "use the original"),
     ErrorCode(422, "image_unreadable", "the image is corrupt or truncated", "use the original"),
+    ErrorCode(422, "document_unrenderable", "a document's page 1 cannot be rendered, for good (`reason`: encrypted, "
+              "corrupt, empty, conversion_failed, timed_out or failed)", "show a generic document icon; do not retry"),
     ErrorCode(422, "<text error>", "GET /text of a document whose extraction failed for good (encrypted, "
               "corrupt; the code is the job's, `state` has details)", "do not retry"),
     ErrorCode(423, "upload_locked", "tus: another request is writing to this upload right now",
@@ -154,7 +159,7 @@ def _op(summary: str, responses: dict[int, Any], *, errors: tuple[int, ...] = ()
 
 
 def _file_ops(summary: str, types: tuple[str, ...], extra_errors: tuple[int, ...], params,
-              headers: dict | None = None) -> dict[str, Any]:
+              headers: dict | None = None, pending: dict[str, Any] | None = None) -> dict[str, Any]:
     def make(head: bool) -> dict[str, Any]:
         file_headers = {**_FILE_HEADERS, **(headers or {})}
         responses = {
@@ -163,6 +168,8 @@ def _file_ops(summary: str, types: tuple[str, ...], extra_errors: tuple[int, ...
                         body=not head),
             304: {"description": "If-None-Match matched", "headers": _RESPONSE_HEADERS},
         }
+        if pending is not None:
+            responses[202] = pending
         return _op(("HEAD: " if head else "") + summary, responses, errors=(400, 404, 416, *extra_errors),
                    params=params)
 
@@ -208,7 +215,13 @@ def _schemas() -> dict[str, Any]:
                                     "image": {"type": "object",
                                               "properties": {"blurhash": {"type": "string"}},
                                               "description": "for images: width, height, frames and, once "
-                                                             "known, a blurhash placeholder"}}},
+                                                             "known, a blurhash placeholder (documents: the "
+                                                             "blurhash of their page-1 thumbnail)"},
+                                    "pageImage": {"type": "object",
+                                                  "properties": {"status": {"enum": ["done", "failed",
+                                                                                     "not_available"]},
+                                                                 "reason": {"type": "string"}},
+                                                  "description": "documents: the state of page 1's render"}}},
         "UploadProgress": {"type": "object", "required": ["status", "offset", "length"],
                            "properties": {"status": {"type": "string", "enum": ["uploading", "ingesting"]},
                                           "offset": {"type": "integer", "minimum": 0},
@@ -341,7 +354,8 @@ def openapi_document() -> dict[str, Any]:
                             "schema": {"type": "string", "enum": ["json"]}}])},
         "/cache/{contentHash}/{preset}": _file_ops(
             "a preset, made now if not cached, in the format `format` names or else Accept negotiates "
-            "(AVIF, WebP, then the preset's own format); answers carry Vary: Accept",
+            "(AVIF, WebP, then the preset's own format); answers carry Vary: Accept. Documents (PDF, DOCX, "
+            "ODT, PPTX, ODP) have thumbnail and preview of page 1: 202 until the document job rendered it",
             _IMAGE_TYPES, (415, 422, 503, *_SCAN_ERRORS),
             [_HASH, preset,
              {"name": "format", "in": "query", "required": False,
@@ -350,7 +364,13 @@ def openapi_document() -> dict[str, Any]:
              {"name": "Accept", "in": "header", "required": False, "schema": {"type": "string"},
               "description": "image/avif and image/webp are served when named; */* or image/* means "
                              "the preset's own format"}],
-            {"Vary": {"required": True, "schema": {"type": "string", "pattern": "[Aa]ccept"}}}),
+            {"Vary": {"required": True, "schema": {"type": "string", "pattern": "[Aa]ccept"}}},
+            pending=_json({"type": "object", "required": ["status", "job"],
+                           "properties": {"status": {"const": "pending"},
+                                          "job": {"$ref": "#/components/schemas/Job"}}},
+                          "a document whose page 1 is not rendered yet",
+                          {"Retry-After": {"required": True, "schema": {"type": "string"}},
+                           "Vary": {"required": True, "schema": {"type": "string", "pattern": "[Aa]ccept"}}})),
         "/optimize-for-ai": {"post": _op(
             "a resized, re-encoded image as base64",
             {200: _json({"$ref": "#/components/schemas/Optimized"}, "the image")},
