@@ -93,7 +93,7 @@ class ContentQuarantined(FalconprocError, PermissionError):
 
 class DocumentUnrenderable(FalconprocError, ValueError):
     """A document's page 1 could not be rendered, for good: ``reason`` is encrypted, corrupt,
-    empty, conversion_failed or timed_out."""
+    refused, empty, conversion_failed or timed_out."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(message)

@@ -23,6 +23,8 @@ from falconproc.errors import DocumentUnrenderable, PageImagePending, RendererNo
 from falconproc.images.presets import PresetCatalog
 from falconproc.mediatypes import OFFICE_TYPES, PDF, has_page_thumbnail
 from falconproc.store import ContentStore, DerivedCache
+from falconproc.text.docx import check_docx
+from falconproc.text.extraction import ExtractionError
 
 PAGE_IMAGE = "page-1.png"
 STATE_KEY = "pageImage"
@@ -105,6 +107,7 @@ class DocumentPages:
                 page = render_first_page(original, *limits)
                 converted_in = None
             else:
+                _check_package(original, self.settings)
                 with tempfile.TemporaryDirectory(prefix="falconproc-soffice-") as workdir:
                     pdf = convert_to_pdf(original, mime, Path(workdir), find_soffice(self.settings) or "soffice",
                                          conversion_timeout(self.settings))
@@ -117,3 +120,12 @@ class DocumentPages:
         if converted_in is not None:
             state["conversionSeconds"] = converted_in
         return self._record(content_hash, state)
+
+
+def _check_package(path: Path, settings: Settings) -> None:
+    """The zip-bomb and DTD checks of DOCX text extraction, before LibreOffice sees the file
+    (they hold for any OOXML or ODF package: a ZIP of XML parts)."""
+    try:
+        check_docx(path, settings)
+    except ExtractionError as exc:
+        raise DocumentUnrenderable(exc.code, str(exc)) from None

@@ -83,8 +83,9 @@ ERRORS: tuple[ErrorCode, ...] = (
     ErrorCode(422, "image_too_large", "the image has more pixels or a longer side than the service decodes",
               "use the original"),
     ErrorCode(422, "image_unreadable", "the image is corrupt or truncated", "use the original"),
-    ErrorCode(422, "document_unrenderable", "a document's page 1 cannot be rendered, for good (`reason`: encrypted, "
-              "corrupt, empty, conversion_failed, timed_out or failed)", "show a generic document icon; do not retry"),
+    ErrorCode(422, "document_unrenderable", "a document's page 1 cannot be rendered, for good (`reason`: "
+              "encrypted, corrupt, refused (a zip bomb or DTD), empty, conversion_failed, timed_out or failed)",
+              "show a generic document icon; do not retry"),
     ErrorCode(422, "<text error>", "GET /text of a document whose extraction failed for good (encrypted, "
               "corrupt; the code is the job's, `state` has details)", "do not retry"),
     ErrorCode(423, "upload_locked", "tus: another request is writing to this upload right now",

@@ -17,6 +17,7 @@ from pypdf.generic import RectangleObject
 from tests.support.corpus import DOCS
 from tests.support.http import assert_error, cache_metadata, health, upload, wait_job
 from tests.support.service import run_cli
+from tests.text import _docs
 
 ODT = "application/vnd.oasis.opendocument.text"
 PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
@@ -268,6 +269,21 @@ def test_a_pptx_gets_a_landscape_thumbnail_of_its_first_slide(docs_service):
 def _aspect_of(svc, body: dict) -> float:
     page = cache_metadata(svc, body["contentHash"])["pageImage"]
     return page["width"] / page["height"]
+
+
+@pytest.mark.parametrize("name, make", [
+    ("zip-bomb.docx", lambda: _docs.zip_bomb_docx(200)),
+    ("xxe.docx", _docs.xxe_docx),
+    ("billion-laughs.docx", _docs.billion_laughs_docx),
+])
+def test_a_hostile_office_file_is_refused_before_libreoffice(docs_service, name, make):
+    body = _upload(docs_service, make(), name)
+    job = _document_job(docs_service, body, timeout=30)
+    assert job["status"] == "dead" and job["lastError"].startswith("refused"), job
+    error = assert_error(_get(docs_service, body["contentHash"], "thumbnail"), 422, "document_unrenderable")
+    assert error["reason"] == "refused" and "conversionSeconds" not in cache_metadata(
+        docs_service, body["contentHash"])["pageImage"]
+    assert "root:x:0:0" not in docs_service.log()
 
 
 # -- without LibreOffice ----------------------------------------------------------------------
