@@ -443,7 +443,7 @@ class Settings:
     libreoffice_path: str = knob("LIBREOFFICE_PATH", "soffice", _command,
                                  "LibreOffice's `soffice` (a name looked up on PATH, or a path); without it "
                                  "DOCX/ODT/PPTX/ODP have no thumbnail (404 not_available)")
-    libreoffice_timeout: float = knob("LIBREOFFICE_TIMEOUT", 60.0, _float_range(1.0, 3600.0),
+    libreoffice_timeout: float = knob("LIBREOFFICE_TIMEOUT", 60.0, _float_range(0.1, 3600.0),
                                       "seconds one document's conversion to PDF may take before LibreOffice is "
                                       "killed (at most 3/4 of the document job's timeout)")
     scan_mode: str = knob("SCAN_MODE", "off", _choice("off", "async", "required"),

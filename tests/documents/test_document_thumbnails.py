@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import io
 import zipfile
+from datetime import datetime
 
 import blurhash
 import numpy as np
+import psutil
 import pytest
 import requests
 from PIL import Image
@@ -284,6 +286,68 @@ def test_a_hostile_office_file_is_refused_before_libreoffice(docs_service, name,
     assert error["reason"] == "refused" and "conversionSeconds" not in cache_metadata(
         docs_service, body["contentHash"])["pageImage"]
     assert "root:x:0:0" not in docs_service.log()
+
+
+def _conversions_running() -> list[str]:
+    """LibreOffice processes of the service's conversions anywhere on the machine (an orphaned
+    soffice.bin leaves the service's tree): their command line names the temporary profile."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if any("falconproc-soffice-" in part for part in proc.info["cmdline"] or ()):
+            found.append(" ".join(proc.info["cmdline"]))
+    return found
+
+
+def _long_docx(paragraphs: int) -> bytes:
+    """A corpus DOCX whose body is ``paragraphs`` paragraphs (written as XML: python-docx's
+    add_paragraph is quadratic)."""
+    with zipfile.ZipFile(DOCS / "par-known-paragraphs.docx") as source:
+        parts = {info: source.read(info) for info in source.infolist()}
+    body = "".join(f"<w:p><w:r><w:t>Paragraph {i} of a long report, with enough words to wrap over the "
+                   "line once.</w:t></w:r></w:p>" for i in range(paragraphs))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as out:
+        for info, data in parts.items():
+            if info.filename == "word/document.xml":
+                head, _, rest = data.decode("utf-8").partition("<w:body>")
+                data = (head + "<w:body>" + body + rest[rest.index("<w:sectPr"):]).encode("utf-8")
+            out.writestr(info.filename, data)
+    return buffer.getvalue()
+
+
+def test_concurrent_conversions_each_get_their_own_profile(fresh_service):
+    # Three at once: the memory governor must admit three soffice estimates (~550 MB each).
+    svc = fresh_service(JOB_CONCURRENCY="document=3", MEMORY_LIMIT_BYTES="4G")
+    bodies = [_upload(svc, data, name) for data, name in (
+        ((DOCS / "blk-paras-and-tables.docx").read_bytes(), "tables.docx"),
+        (_odt("Converted beside two others"), "beside.odt"),
+        (_pptx("Three at once"), "three.pptx"))]
+    spans = []
+    for body in bodies:
+        assert _document_job(svc, body, timeout=120)["status"] == "done", body["originalName"]
+        page = cache_metadata(svc, body["contentHash"])["pageImage"]
+        assert page["renderer"] == "libreoffice+pdfium"
+        _not_blank(_image(_get(svc, body["contentHash"], "preview")))
+        end = datetime.fromisoformat(page["processedAt"].replace("Z", "+00:00")).timestamp()
+        spans.append((end - page["seconds"], end))
+    # the conversions did run at the same time (each with its own profile directory)
+    assert max(start for start, _ in spans) < min(end for _, end in spans), spans
+    assert not _conversions_running()
+
+
+def test_a_conversion_past_its_timeout_is_killed_with_its_tree(fresh_service):
+    # 30,000 paragraphs take LibreOffice well over 10 s of CPU to lay out: at 3 s soffice.bin
+    # is running (a child of oosplash, which the `soffice` script became) and far from done.
+    svc = fresh_service(LIBREOFFICE_TIMEOUT="3")
+    body = _upload(svc, _long_docx(30_000), "long.docx")
+    job = _document_job(svc, body, timeout=60)
+    assert job["status"] == "dead" and job["lastError"].startswith("timed_out"), job
+    error = assert_error(_get(svc, body["contentHash"], "thumbnail"), 422, "document_unrenderable")
+    assert error["reason"] == "timed_out"
+    assert not _conversions_running()  # oosplash and soffice.bin, not only the process started
+    pdf = _upload(svc, (DOCS / "hello-world.pdf").read_bytes(), "after.pdf")
+    assert _document_job(svc, pdf)["status"] == "done"
+    assert health(svc)["status"] == "ok"
 
 
 # -- without LibreOffice ----------------------------------------------------------------------
