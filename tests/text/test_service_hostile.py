@@ -10,7 +10,7 @@ import requests
 
 from tests.support.content import DOCX_TYPE
 from tests.support.corpus import DOCS, OCR_PNG
-from tests.support.http import upload
+from tests.support.http import upload, wait_job
 from tests.text import _docs
 from tests.text._docs import poll_text
 
@@ -216,5 +216,6 @@ def test_a_pdf_too_slow_for_the_timeout_keeps_its_first_pages(fresh_service):
     doc = resp.json()
     assert doc["truncated"] is True and doc["pageCount"] == 120
     assert 1 <= len(doc["pages"]) < 120 and all("ab" in p["text"] for p in doc["pages"])
-    job = requests.get(f"{svc.url}/jobs/{_text_job(body)['id']}", timeout=10).json()
+    # (the text is served as soon as it is published; the job is marked done right after)
+    job = wait_job(svc, _text_job(body)["id"], timeout=10)
     assert job["status"] == "done", job
