@@ -41,6 +41,12 @@ RUN FALCONPROC_REQUIRE_EXTENSIONS=1 pip wheel --wheel-dir /wheels ".[redis]" \
 # --------------------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE} AS runtime
 
+# LibreOffice (Writer + Impress, no GUI) makes DOCX/ODT/PPTX/ODP thumbnails. It is in the
+# image by default because a workspace's grid of files is mostly documents; it adds about
+# 400 MB to the image. `--build-arg WITH_LIBREOFFICE=0` leaves it out (PDF thumbnails still
+# work, pdfium is in the wheels; office documents answer 404 not_available).
+ARG WITH_LIBREOFFICE=1
+
 # tesseract for OCR, with German and French beside English (OCR_LANGUAGES=eng,deu,fra;
 # add tesseract-ocr-<lang> for others: start-up refuses a language it lacks); libssl3 provides libcrypto.so.3 and libwebp7
 # libwebp.so.7, which the compiled modules link against. ffmpeg (with ffprobe) makes video
@@ -48,6 +54,10 @@ FROM ${PYTHON_IMAGE} AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng \
         tesseract-ocr-deu tesseract-ocr-fra libssl3 libwebp7 ffmpeg \
+ && if [ "$WITH_LIBREOFFICE" = "1" ]; then \
+        apt-get install -y --no-install-recommends libreoffice-writer-nogui libreoffice-impress-nogui \
+            fonts-dejavu-core fonts-liberation2; \
+    fi \
  && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 falconproc \

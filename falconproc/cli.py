@@ -67,6 +67,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from falconproc import __version__
+    from falconproc.documents.office import find_soffice
     from falconproc.native import NO_EXTENSIONS, ingest, webp
 
     components, warnings = _checked_components()
@@ -83,6 +84,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         "tesseract": shutil.which("tesseract"),
         "ffmpeg": shutil.which(settings.ffmpeg_binary),
         "ffprobe": shutil.which(settings.ffprobe_binary),
+        "libreoffice": find_soffice(settings),
         "paths": {},
         "warnings": warnings,
         "settings": effective_config(settings),

@@ -179,7 +179,7 @@ def _program(raw: str) -> str:
     """A program name looked up on PATH, or a path to one (its presence is checked at
     start-up as a warning: the service runs without it)."""
     text = raw.strip()
-    if not text or any(c.isspace() for c in text):
+    if not text or any(c.isspace() or c == "\x00" for c in text):
         raise SettingsError(f"expected a program name or path without spaces, got {raw!r}")
     return text
 
@@ -373,13 +373,14 @@ class Settings:
                                    "retry backoff: base seconds, doubled per attempt")
     job_backoff_cap: float = knob("JOB_BACKOFF_CAP", 10.0, _float_range(0.0, 86400.0),
                                   "retry backoff: maximum seconds")
-    job_priorities: tuple[str, ...] = knob("JOB_PRIORITIES", ("image", "video", "text", "ocr"), _name_list,
-                                           "job types, highest priority first (unlisted ones last)")
-    job_concurrency: dict[str, int] = knob("JOB_CONCURRENCY", lambda: {"image": 2, "text": 3, "ocr": 1},
+    job_priorities: tuple[str, ...] = knob("JOB_PRIORITIES", ("image", "video", "document", "text", "ocr"),
+                                           _name_list, "job types, highest priority first (unlisted ones last)")
+    job_concurrency: dict[str, int] = knob("JOB_CONCURRENCY", lambda: {"image": 2, "document": 1, "text": 3,
+                                                                                "ocr": 1},
                                            _type_map(_int_range(1, 64)),
                                            "simultaneous jobs per type (others default to 1)", factory=True)
-    job_timeouts: dict[str, float] = knob("JOB_TIMEOUTS", lambda: {"image": 60.0, "text": 120.0, "ocr": 120.0,
-                                                                   "video": 90.0},
+    job_timeouts: dict[str, float] = knob("JOB_TIMEOUTS", lambda: {"image": 60.0, "video": 90.0, "document": 90.0,
+                                                                   "text": 120.0, "ocr": 120.0},
                                           _type_map(_float_range(0.1, 86400.0)),
                                           "wall-clock seconds per job type before its process is killed "
                                           "(others default to 60)", factory=True)
@@ -451,6 +452,16 @@ class Settings:
                               "ffmpeg, by name on PATH or by path; without it videos are stored but their "
                               "presets answer 404 not_available")
     ffprobe_binary: str = knob("FFPROBE_BINARY", "ffprobe", _program, "ffprobe, by name on PATH or by path")
+    document_render_max_pixels: int = knob("DOCUMENT_RENDER_MAX_PIXELS", 4_000_000, _int_range(10_000, 50_000_000),
+                                           "a document's page 1 is rendered at the size its largest preset needs, "
+                                           "but never at more pixels than this (a page with a giant or extreme "
+                                           "MediaBox is scaled down to fit)")
+    libreoffice_path: str = knob("LIBREOFFICE_PATH", "soffice", _program,
+                                 "LibreOffice's `soffice` (a name looked up on PATH, or a path); without it "
+                                 "DOCX/ODT/PPTX/ODP have no thumbnail (404 not_available)")
+    libreoffice_timeout: float = knob("LIBREOFFICE_TIMEOUT", 60.0, _float_range(0.1, 3600.0),
+                                      "seconds one document's conversion to PDF may take before LibreOffice is "
+                                      "killed (at most 3/4 of the document job's timeout)")
     scan_mode: str = knob("SCAN_MODE", "off", _choice("off", "async", "required"),
                           "virus scanning with clamd: off, async (scan after storing, serve meanwhile) or "
                           "required (nothing but metadata is served until scanned clean)")

@@ -89,3 +89,20 @@ class ChecksumMismatch(FalconprocError, ValueError):
 class ContentQuarantined(FalconprocError, PermissionError):
     """A derived file of content found infected: it is not kept (the job producing it
     fails for good, not retried)."""
+
+
+class DocumentUnrenderable(FalconprocError, ValueError):
+    """A document's page 1 could not be rendered, for good: ``reason`` is encrypted, corrupt,
+    refused, empty, conversion_failed or timed_out."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class RendererNotAvailable(FalconprocError, LookupError):
+    """This document type needs a renderer this installation lacks (LibreOffice)."""
+
+
+class PageImagePending(FalconprocError, RuntimeError):
+    """The document job has not rendered page 1 yet."""

@@ -22,6 +22,7 @@ from falconproc.queue import Job, JobQueue
 from falconproc.store import ContentStore, DerivedCache
 
 if TYPE_CHECKING:  # the services are imported when first built (the gunicorn master needs none)
+    from falconproc.documents.service import DocumentPages
     from falconproc.images.service import ImageService
     from falconproc.ingest.resumable import ResumableUploads
     from falconproc.ingest.service import IngestService
@@ -31,8 +32,8 @@ if TYPE_CHECKING:  # the services are imported when first built (the gunicorn ma
     from falconproc.video.service import VideoService
 
 # Modules that register the built-in job types (each capability package's job module).
-CAPABILITIES: tuple[str, ...] = ("falconproc.images.job", "falconproc.text.job", "falconproc.scan.job",
-                                 "falconproc.video.job")
+CAPABILITIES: tuple[str, ...] = ("falconproc.images.job", "falconproc.video.job", "falconproc.documents.job",
+                                 "falconproc.text.job", "falconproc.scan.job")
 
 
 def _local_store(settings: Settings) -> ContentStore:
@@ -188,6 +189,11 @@ def check_settings(settings: Settings) -> list[str]:
         if unknown:
             raise SettingsError(f"{variable}: unknown job types {', '.join(unknown)} "
                                 f"(registered: {', '.join(sorted(types))})")
+    from falconproc.documents.office import find_soffice
+
+    if find_soffice(settings) is None:
+        warnings.append(f"LibreOffice ({settings.libreoffice_path}) is not installed: DOCX/ODT/PPTX/ODP have no "
+                        "thumbnail (404 not_available)")
     installed = installed_ocr_languages()
     if installed is None:
         warnings.append("tesseract is not installed: OCR jobs will fail")
@@ -286,12 +292,18 @@ class Components:
         return ResumableUploads(self.settings, self.ingest)
 
     @cached_property
+    def documents(self) -> DocumentPages:
+        from falconproc.documents.service import DocumentPages
+
+        return DocumentPages(self.settings, self.store, self.cache)
+
+    @cached_property
     def images(self) -> ImageService:
         from falconproc.images.service import ImageService
 
-        # A video's presets are rendered from its poster (made on the first request if
-        # its job has not run yet).
-        return ImageService(self.settings, self.store, self.cache, posters=[self.video])
+        # A video's presets are rendered from its poster (made on the first request if its
+        # job has not run yet), a document's thumbnail and preview from its page 1.
+        return ImageService(self.settings, self.store, self.cache, stand_ins=[self.video, self.documents])
 
     @cached_property
     def video(self) -> VideoService:

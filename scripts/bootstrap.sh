@@ -6,8 +6,10 @@
 # libcrypto), tesseract for OCR (English, German, French), ffmpeg (video posters and
 # metadata: ffmpeg + ffprobe); with --test also redis-server,
 # clamav-daemon, Ceph RGW (the S3 server the store tests start through scripts/s3_server.sh),
-# curl, and node/npm (the resumable-upload tests run tus-js-client) when missing. Uses sudo
-# when not root.
+# curl, LibreOffice (Writer and Impress without GUI: the document-thumbnail tests convert
+# DOCX/ODT/PPTX; optional for the service, see README "Document thumbnails"), poppler-utils
+# (benchmarks/bench_doc_thumbnails.py compares pdftoppm), and node/npm (the resumable-upload
+# tests run tus-js-client) when missing. Uses sudo when not root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +27,9 @@ packages="$packages ffmpeg"
 # The tests run the Redis rate-limit storage against a real redis-server, and virus
 # scanning against a real clamd they start themselves (the service only talks to one).
 [ -n "$extra" ] && packages="$packages redis-server clamav-daemon curl"
+# Document thumbnails of office files: LibreOffice converts them to PDF (the tests need it;
+# the service answers 404 not_available without it). Fonts so that pages render text.
+[ -n "$extra" ] && packages="$packages libreoffice-writer-nogui libreoffice-impress-nogui fonts-dejavu-core poppler-utils"
 # tus-js-client (installed from npm by the tests into a temp dir) needs node and npm; a
 # node already on the PATH (nvm, nodesource) is used as it is.
 if [ -n "$extra" ] && ! { command -v node >/dev/null && command -v npm >/dev/null; }; then

@@ -14,6 +14,7 @@ from tests.support.service import Launcher, make_service, service_env
 # alone): `-m blackbox` must select tests of each, and of no other module. A new module
 # that starts the service belongs here.
 STARTS_THE_SERVICE = {
+    "tests/documents/test_document_thumbnails.py",
     "tests/images/test_exif.py",
     "tests/images/test_heic_avif.py",
     "tests/images/test_hostile.py",

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, NamedTuple, Protocol
 
 from falconproc.clock import iso_utc
 from falconproc.config import Settings
@@ -40,15 +40,28 @@ class UnknownPreset(LookupError):
         self.known = known
 
 
-class PosterSource(Protocol):
-    """Where the presets of content that is not an image come from: the image it stands
-    for (a video's poster frame), kept in the cache. Given by the composition root, so
-    the image pipeline knows no video (or document) code."""
+class StandInSource(Protocol):
+    """Where the presets of content that is not an image come from: an image that stands
+    for it -- a video's poster frame (falconproc/video), a document's page 1
+    (falconproc/documents) -- kept in the cache and handed to this pipeline, so that its
+    presets are the same formats, sizes and variants as a photo's. Given by the
+    composition root: the image pipeline knows no video or document code."""
+
+    preset_names: tuple[str, ...] | None  # the presets such content has (None: every preset)
 
     def handles(self, mime_type: str | None) -> bool: ...
 
-    def ensure_poster(self, content_hash: str) -> str:
-        """The poster's name in the cache, made first if missing."""
+    def check(self, content_hash: str) -> None:
+        """Raise (pending, unreadable, renderer not available) when the stand-in image
+        cannot be had; may do nothing when open_image finds out itself."""
+
+    def open_image(self, content_hash: str) -> AbstractContextManager[BinaryIO]:
+        """The stand-in image, made first if it is missing."""
+
+
+class Source(NamedTuple):
+    open: Callable[[], AbstractContextManager[Path | BinaryIO]]
+    is_original: bool  # False: a poster frame or page image (no EXIF of its own)
 
 
 def _target(preset: Preset) -> Target:
@@ -57,12 +70,12 @@ def _target(preset: Preset) -> Target:
 
 class ImageService:
     def __init__(self, settings: Settings, store: ContentStore, cache: DerivedCache,
-                 catalog: PresetCatalog | None = None, posters: Sequence[PosterSource] = ()):
+                 catalog: PresetCatalog | None = None, stand_ins: Sequence[StandInSource] = ()):
         self.settings = settings
         self.store = store
         self.cache = cache
         self.catalog = catalog or PresetCatalog(settings)
-        self.posters = tuple(posters)
+        self.stand_ins = tuple(stand_ins)
         # Renders in web workers share the image job concurrency across all processes.
         self.cpus = available_cpus()
         # Machine-wide, so kept on local disk (CACHE_PATH) whatever the cache backend.
@@ -70,23 +83,33 @@ class ImageService:
 
     # -- checks --------------------------------------------------------------------
 
-    def _poster_source(self, mime_type: str | None) -> PosterSource | None:
-        return next((p for p in self.posters if p.handles(mime_type)), None)
-
-    def _check_source(self, content_hash: str) -> dict[str, Any]:
-        """The original's metadata, once it is known to be an image this service renders
-        (or content with a poster source: its poster is checked when it is opened)."""
+    def _check_source(self, content_hash: str, presets: list[Preset] | None = None) -> Source:
+        """What the presets are made from, once it is known to be there and renderable:
+        the original image, or (for ``presets`` of a video or document) the image that
+        stands for it. Without ``presets`` (optimize-for-ai, EXIF) only an image will do."""
         meta = self.store.metadata(content_hash)
-        if self._poster_source(meta.get("mimeType")) is not None:
-            return meta
-        if not is_renderable_image(meta.get("mimeType")):
+        mime = meta.get("mimeType")
+        stand_in = next((s for s in self.stand_ins if s.handles(mime)), None)
+        if stand_in is not None:
+            if not presets:
+                # One frame or page would stand for the whole file to a vision model: not done.
+                raise NotRenderable(f"{mime} is not an image: only its presets are made (from its poster "
+                                    "frame or first page); GET one of them, e.g. preview")
+            names = stand_in.preset_names
+            others = sorted({p.name for p in presets} - set(names)) if names is not None else []
+            if others:
+                raise NotRenderable(f"{mime} has only the {' and '.join(names)} presets, "
+                                    f"not {', '.join(others)}")
+            stand_in.check(content_hash)
+            return Source(lambda: stand_in.open_image(content_hash), False)
+        if not is_renderable_image(mime):
             raise NotRenderable(f"{meta.get('mimeType')} is not an image this service can render")
         image = meta.get("image") or {}
         check_dimensions(image.get("width"), image.get("height"), self.settings)
         previous = self.cache.metadata(content_hash).get("imageError")
         if previous:  # a broken image stays broken: answer without decoding it again
             raise ImageUnreadable(previous["message"])
-        return meta
+        return Source(lambda: self.store.local_file(content_hash), True)
 
     def preset(self, name: str) -> Preset:
         preset = self.catalog.get(name)
@@ -102,7 +125,7 @@ class ImageService:
             raise ContentNotFound(content_hash)
         if self.cache.exists(content_hash, preset.filename):
             return
-        self._check_source(content_hash)  # fail fast (415/422) before waiting for locks
+        self._check_source(content_hash, [preset])  # fail fast (415/422) before waiting for locks
         timeout = self.settings.image_sync_timeout
         with self.cache.exclusive(content_hash, "image", timeout):
             if not self.cache.exists(content_hash, preset.filename):  # another worker may have made it
@@ -124,18 +147,6 @@ class ImageService:
 
     def missing_eager(self, content_hash: str) -> list[Preset]:
         return [p for p in self.catalog.eager if not self.cache.exists(content_hash, p.filename)]
-
-    @contextlib.contextmanager
-    def _source(self, content_hash: str, meta: dict[str, Any]) -> Iterator[Path | BinaryIO]:
-        """What the presets are rendered from: the original, or the poster that stands for it."""
-        poster_source = self._poster_source(meta.get("mimeType"))
-        if poster_source is None:
-            with self.store.local_file(content_hash) as path:
-                yield path
-            return
-        fileobj, _ = self.cache.open(content_hash, poster_source.ensure_poster(content_hash))
-        with fileobj:
-            yield fileobj
 
     def _decode(self, source: Path | BinaryIO, targets: list[Target], exif: dict[str, Any] | None = None) -> Decoded:
         """Decode for ``targets``. The file's own image is dropped on return: when it was
@@ -164,10 +175,10 @@ class ImageService:
         """Decode once, render every preset, publish each file and its metadata."""
         if not presets:
             return {}
-        meta = self._check_source(content_hash)
-        header: dict[str, Any] = {}
+        source_file = self._check_source(content_hash, presets)
+        header: dict[str, Any] | None = {} if source_file.is_original else None
         try:
-            with self._source(content_hash, meta) as source:
+            with source_file.open() as source:
                 decoded = self._decode(source, [_target(p) for p in presets], header)
         except ImageUnreadable as exc:
             error = {"error": "image_unreadable", "message": str(exc), "at": iso_utc()}
@@ -205,7 +216,6 @@ class ImageService:
             else:  # a format variant: beside the preset's own entry, which stays as it was
                 variants.setdefault(preset.name, {})[preset.format] = entry
 
-        from_original = self._poster_source(meta.get("mimeType")) is None
         placeholder = None
         if "blurhash" not in self.cache.metadata(content_hash).get("image", {}):
             placeholder = blurhash_of(min(outputs, key=lambda o: o.width * o.height))
@@ -214,7 +224,7 @@ class ImageService:
             if placeholder is not None:
                 meta.setdefault("image", {})["blurhash"] = placeholder
             meta.setdefault("presets", {}).update(entries)
-            if entries and from_original:  # the original's EXIF, read from the header this render opened
+            if entries and header is not None:  # the original's EXIF, read from the header this render opened
                 meta["exif"] = header.get("exif")
             for name, by_format in variants.items():
                 meta.setdefault("variants", {}).setdefault(name, {}).update(by_format)
@@ -227,11 +237,7 @@ class ImageService:
     def optimize(self, content_hash: str, max_size: int, quality: int) -> dict[str, Any]:
         if not self.store.exists(content_hash):
             raise ContentNotFound(content_hash)
-        meta = self._check_source(content_hash)
-        if self._poster_source(meta.get("mimeType")) is not None:
-            # One frame would stand for the whole video to a vision model: not done.
-            raise NotRenderable(f"optimize-for-ai takes images; {meta.get('mimeType')} has only a poster frame "
-                                "(GET its preset, e.g. preview, to use that)")
+        self._check_source(content_hash)
         target = Target("optimized", max_size, max_size, "JPEG", quality)
         with self.slots.acquire(self.settings.image_sync_timeout) as busy:
             with self.store.local_file(content_hash) as source:
@@ -247,8 +253,9 @@ class ImageService:
 
     def processing_state(self, content_hash: str) -> dict[str, Any]:
         meta = self.cache.metadata(content_hash)
-        return {key: meta[key] for key in ("presets", "variants", "image", "imageError", "text", "exif", "document")
+        return {key: meta[key] for key in ("presets", "variants", "image", "imageError", "text", "exif", "document",
+                                           "pageImage")
                 if meta.get(key) is not None}
 
 
-__all__ = ["ImageService", "UnknownPreset", "ImageTooLarge", "ImageUnreadable", "NotRenderable"]
+__all__ = ["ImageService", "StandInSource", "UnknownPreset", "ImageTooLarge", "ImageUnreadable", "NotRenderable"]

@@ -1,13 +1,17 @@
 """Type refinement after the native probe: a ZIP is refined to DOCX/XLSX/PPTX by
-reading its central directory (the probe names the rest from magic bytes)."""
+reading its central directory, and to ODT/ODP by its `mimetype` entry (the probe names
+the rest from magic bytes)."""
 from __future__ import annotations
 
 import struct
 import zipfile
+import zlib
 from typing import BinaryIO
 
-from falconproc.mediatypes import OOXML_MAIN_PARTS, ZIP
+from falconproc.mediatypes import ODF_MIMETYPES, OOXML_MAIN_PARTS, ZIP
 
+# An ODF `mimetype` entry is a short media type; a longer one is not read.
+MAX_ODF_MIMETYPE_BYTES = 100
 # A central directory bigger than this is not read (zipfile would hold it all in memory).
 MAX_ZIP_ENTRIES = 10_000
 _EOCD = struct.Struct("<4s4H2LH")
@@ -31,10 +35,20 @@ def refine_zip(fh: BinaryIO) -> str:
         fh.seek(0)
         with zipfile.ZipFile(fh) as zf:
             names = set(zf.namelist())
-    except (OSError, zipfile.BadZipFile, struct.error, ValueError, NotImplementedError):
+            odf = _odf_mimetype(zf) if "mimetype" in names else None
+    except (OSError, zipfile.BadZipFile, struct.error, ValueError, NotImplementedError, RuntimeError, zlib.error):
         return ZIP
     if "[Content_Types].xml" in names:
         for part, mime in OOXML_MAIN_PARTS.items():
             if part in names:
                 return mime
-    return ZIP
+    return ODF_MIMETYPES.get(odf or "", ZIP)
+
+
+def _odf_mimetype(zf: zipfile.ZipFile) -> str | None:
+    """The `mimetype` entry's text, when it is small (the first entry, stored, in ODF)."""
+    info = zf.getinfo("mimetype")
+    if info.file_size > MAX_ODF_MIMETYPE_BYTES:
+        return None
+    with zf.open(info) as entry:
+        return entry.read(MAX_ODF_MIMETYPE_BYTES).decode("ascii", "replace").strip()

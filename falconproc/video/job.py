@@ -27,7 +27,7 @@ def _handle(job: Job, context: JobContext) -> dict[str, Any]:
     settings = context.settings
     threads = max(1, min(2, context.cpu_budget))
     videos = VideoService(settings, context.store, context.cache, threads)
-    images = ImageService(settings.replace(image_threads=threads), context.store, context.cache, posters=[videos])
+    images = ImageService(settings.replace(image_threads=threads), context.store, context.cache, stand_ins=[videos])
     try:
         videos.ensure_poster(job.content_hash)
         with images.cache.exclusive(job.content_hash, "image", settings.image_sync_timeout):

@@ -9,8 +9,10 @@ the `video` job after upload, or by the first preset request that comes before t
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 from falconproc.clock import iso_utc
 from falconproc.config import Settings
@@ -33,10 +35,22 @@ class VideoService:
         self.cache = cache
         self.threads = threads
 
-    # -- the image pipeline's poster source ------------------------------------------
+    # -- the image pipeline's stand-in source (images.service.StandInSource) ----------
+
+    preset_names = None  # every preset of a video is rendered from its poster
 
     def handles(self, mime_type: str | None) -> bool:
         return is_video(mime_type)
+
+    def check(self, content_hash: str) -> None:
+        """Nothing before the poster is asked for: ensure_poster raises what stands in
+        the way (a recorded error, missing ffmpeg) when open_image runs."""
+
+    @contextlib.contextmanager
+    def open_image(self, content_hash: str) -> Iterator[BinaryIO]:
+        fileobj, _ = self.cache.open(content_hash, self.ensure_poster(content_hash))
+        with fileobj:
+            yield fileobj
 
     def ensure_poster(self, content_hash: str) -> str:
         """The cache name of the video's poster, made now if missing (once across every

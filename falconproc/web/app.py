@@ -13,11 +13,13 @@ from falconproc.errors import (
     ChecksumMismatch,
     ContentNotFound,
     ContentQuarantined,
+    DocumentUnrenderable,
     EmptyUpload,
     HashMismatch,
     IncompleteUpload,
     InsufficientStorage,
     RateLimited,
+    RendererNotAvailable,
     ServiceOverloaded,
     UnsupportedType,
     UploadLocked,
@@ -122,7 +124,7 @@ def create_app(components: Components | None = None) -> falcon.App:
     app.add_route("/cache/{content_hash}/original", OriginalResource(store))
     app.add_route("/cache/{content_hash}/metadata", MetadataResource(store, components.processing_state))
     app.add_route("/cache/{content_hash}/text", TextResource(store, components.text, queue))
-    app.add_route("/cache/{content_hash}/{preset}", PresetResource(images))
+    app.add_route("/cache/{content_hash}/{preset}", PresetResource(images, queue))
     app.add_route("/optimize-for-ai", OptimizeResource(images, gate))
     app.add_sink(_cache_fallback, prefix="/cache/")
     app.add_route("/health", HealthResource(components.health))
@@ -156,6 +158,9 @@ def create_app(components: Components | None = None) -> falcon.App:
     app.add_error_handler(VideoUnreadable, _map(falcon.HTTP_422, "video_unreadable",
                                                 extra=lambda e: {"reason": e.reason}))
     app.add_error_handler(VideoToolsMissing, _map(falcon.HTTP_404, "not_available"))
+    app.add_error_handler(DocumentUnrenderable, _map(falcon.HTTP_422, "document_unrenderable",
+                                                     extra=lambda e: {"reason": e.reason}))
+    app.add_error_handler(RendererNotAvailable, _map(falcon.HTTP_404, "not_available"))
     app.add_error_handler(Quarantined, _map(falcon.HTTP_403, "quarantined",
                                             extra=lambda e: {"signature": e.signature}))
     app.add_error_handler(ContentQuarantined, _map(falcon.HTTP_403, "quarantined"))

@@ -60,9 +60,11 @@ ERRORS: tuple[ErrorCode, ...] = (
     ErrorCode(404, "not_found", "no content under this hash, no job with this id, or no such route",
               "upload the content first (or check the id)"),
     ErrorCode(404, "unknown_preset", "no preset of this name (`presets` lists them)", "use a listed preset"),
-    ErrorCode(404, "not_available", "a preset of a video while ffmpeg/ffprobe are not installed on the "
-              "server (the video itself is stored)", "use the original; ask the operator to install ffmpeg"),
     ErrorCode(404, "no_text", "the content's type has no text to extract", "do not poll for text"),
+    ErrorCode(404, "not_available", "a preset whose renderer is not installed on the server: a video's "
+              "without ffmpeg/ffprobe, a DOCX/ODT/PPTX/ODP's thumbnail or preview without LibreOffice "
+              "(`falconproc doctor` says which); the file itself is stored",
+              "show a generic icon; do not retry"),
     ErrorCode(404, "upload_not_found", "tus: no resumable upload with this id (never created, terminated "
               "or expired)", "create a new upload with POST /uploads"),
     ErrorCode(405, "method_not_allowed", "the route exists, the method does not", "fix the method"),
@@ -74,8 +76,8 @@ ERRORS: tuple[ErrorCode, ...] = (
               "do not retry; the file is too large for this service"),
     ErrorCode(415, "unsupported_type", "the bytes are of a type not accepted (`mimeType`, `supportedTypes`)",
               "do not retry"),
-    ErrorCode(415, "not_an_image", "a preset or optimize-for-ai of content that is not a renderable image",
-              "use the original"),
+    ErrorCode(415, "not_an_image", "a preset or optimize-for-ai of content that is not a renderable image "
+              "(documents have only the thumbnail and preview presets)", "use the original"),
     ErrorCode(415, "unsupported_media_type", "tus PATCH without `Content-Type: application/offset+octet-stream`",
               "send the chunk as application/offset+octet-stream"),
     ErrorCode(416, "range_not_satisfiable", "the Range lies outside the file (`size`)", "fix the range"),
@@ -86,6 +88,9 @@ ERRORS: tuple[ErrorCode, ...] = (
               "`corrupt` (truncated, garbage), `no_video_stream`, `too_large` (frames over MAX_IMAGE_PIXELS "
               "or MAX_IMAGE_SIDE), `timeout` (VIDEO_TIMEOUT), `memory` (VIDEO_MEMORY_BYTES) or `killed` (the "
               "video job was killed)", "do not retry; use the original"),
+    ErrorCode(422, "document_unrenderable", "a document's page 1 cannot be rendered, for good (`reason`: "
+              "encrypted, corrupt, refused (a zip bomb or DTD), empty, conversion_failed, timed_out or failed)",
+              "show a generic document icon; do not retry"),
     ErrorCode(422, "<text error>", "GET /text of a document whose extraction failed for good (encrypted, "
               "corrupt; the code is the job's, `state` has details)", "do not retry"),
     ErrorCode(423, "upload_locked", "tus: another request is writing to this upload right now",
@@ -160,7 +165,7 @@ def _op(summary: str, responses: dict[int, Any], *, errors: tuple[int, ...] = ()
 
 
 def _file_ops(summary: str, types: tuple[str, ...], extra_errors: tuple[int, ...], params,
-              headers: dict | None = None) -> dict[str, Any]:
+              headers: dict | None = None, pending: dict[str, Any] | None = None) -> dict[str, Any]:
     def make(head: bool) -> dict[str, Any]:
         file_headers = {**_FILE_HEADERS, **(headers or {})}
         responses = {
@@ -169,6 +174,8 @@ def _file_ops(summary: str, types: tuple[str, ...], extra_errors: tuple[int, ...
                         body=not head),
             304: {"description": "If-None-Match matched", "headers": _RESPONSE_HEADERS},
         }
+        if pending is not None:
+            responses[202] = pending
         return _op(("HEAD: " if head else "") + summary, responses, errors=(400, 404, 416, *extra_errors),
                    params=params)
 
@@ -215,7 +222,7 @@ def _schemas() -> dict[str, Any]:
                                               "properties": {"blurhash": {"type": "string"}},
                                               "description": "for images: width, height, frames and, once "
                                                              "known, a blurhash placeholder (videos: of the "
-                                                             "poster)"},
+                                                             "poster; documents: of their page-1 thumbnail)"},
                                     "video": {"type": "object",
                                               "properties": {"duration": {"type": ["number", "null"]},
                                                              "width": {"type": "integer"},
@@ -228,7 +235,12 @@ def _schemas() -> dict[str, Any]:
                                                              "(rotation and pixel aspect applied)"},
                                     "videoError": {"type": "object",
                                                    "description": "a video that cannot be read: error, reason, "
-                                                                  "message, at"}}},
+                                                                  "message, at"},
+                                    "pageImage": {"type": "object",
+                                                  "properties": {"status": {"enum": ["done", "failed",
+                                                                                     "not_available"]},
+                                                                 "reason": {"type": "string"}},
+                                                  "description": "documents: the state of page 1's render"}}},
         "UploadProgress": {"type": "object", "required": ["status", "offset", "length"],
                            "properties": {"status": {"type": "string", "enum": ["uploading", "ingesting"]},
                                           "offset": {"type": "integer", "minimum": 0},
@@ -361,7 +373,9 @@ def openapi_document() -> dict[str, Any]:
                             "schema": {"type": "string", "enum": ["json"]}}])},
         "/cache/{contentHash}/{preset}": _file_ops(
             "a preset, made now if not cached (a video's from its poster frame), in the format `format` names "
-            "or else Accept negotiates (AVIF, WebP, then the preset's own format); answers carry Vary: Accept",
+            "or else Accept negotiates (AVIF, WebP, then the preset's own format); answers carry Vary: Accept. "
+            "Documents (PDF, DOCX, ODT, PPTX, ODP) have thumbnail and preview of page 1: 202 until the document "
+            "job rendered it",
             _IMAGE_TYPES, (415, 422, 503, *_SCAN_ERRORS),
             [_HASH, preset,
              {"name": "format", "in": "query", "required": False,
@@ -370,7 +384,13 @@ def openapi_document() -> dict[str, Any]:
              {"name": "Accept", "in": "header", "required": False, "schema": {"type": "string"},
               "description": "image/avif and image/webp are served when named; */* or image/* means "
                              "the preset's own format"}],
-            {"Vary": {"required": True, "schema": {"type": "string", "pattern": "[Aa]ccept"}}}),
+            {"Vary": {"required": True, "schema": {"type": "string", "pattern": "[Aa]ccept"}}},
+            pending=_json({"type": "object", "required": ["status", "job"],
+                           "properties": {"status": {"const": "pending"},
+                                          "job": {"$ref": "#/components/schemas/Job"}}},
+                          "a document whose page 1 is not rendered yet",
+                          {"Retry-After": {"required": True, "schema": {"type": "string"}},
+                           "Vary": {"required": True, "schema": {"type": "string", "pattern": "[Aa]ccept"}}})),
         "/optimize-for-ai": {"post": _op(
             "a resized, re-encoded image as base64",
             {200: _json({"$ref": "#/components/schemas/Optimized"}, "the image")},

@@ -153,10 +153,12 @@ def test_non_image_preset_is_415(ondemand_service, kind):
         data, name, mime = unique_text(), "notes.txt", "text/plain"
     body = upload_ok(svc, data, name, new=None)
     assert body["mimeType"] == mime
-    for preset in ("thumbnail", "preview"):
+    # A PDF has thumbnail and preview of its page 1 (tests/documents), no other preset.
+    presets = ("ai-chat", "ai-vision") if kind == "pdf" else ("thumbnail", "preview")
+    for preset in presets:
         assert_error(get_preset(svc, body["contentHash"], preset), 415, "not_an_image")
-    assert get_preset(svc, body["contentHash"], "thumbnail", "HEAD").status_code == 415
-    assert not (Path(svc.env["CACHE_PATH"]) / body["contentHash"] / "thumbnail.webp").exists()
+    assert get_preset(svc, body["contentHash"], presets[0], "HEAD").status_code == 415
+    assert not (Path(svc.env["CACHE_PATH"]) / body["contentHash"] / f"{presets[0]}.jpg").exists()
 
 
 def test_concurrent_requests_render_once_across_workers(ondemand_service):

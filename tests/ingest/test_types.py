@@ -16,6 +16,8 @@ from tests.support.http import upload
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+ODT = "application/vnd.oasis.opendocument.text"
+ODP = "application/vnd.oasis.opendocument.presentation"
 
 
 def _image(fmt: str, size=(37, 23), **save) -> bytes:
@@ -45,6 +47,16 @@ def _zip(*names: str) -> bytes:
     return buf.getvalue()
 
 
+def _odf(mimetype: str) -> bytes:
+    """An OpenDocument package: the `mimetype` entry first and stored, as ODF 1.2 (3.3) asks."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(zipfile.ZipInfo("mimetype"), mimetype, compress_type=zipfile.ZIP_STORED)
+        zf.writestr("content.xml", "<office:document-content/>")
+        zf.writestr("META-INF/manifest.xml", "<manifest:manifest/>")
+    return buf.getvalue()
+
+
 CASES = [
     # (id, bytes, expected mimeType, expected (width, height, frames) or None)
     ("gif-animated", _animated_gif(), "image/gif", (40, 30, 3)),
@@ -70,6 +82,9 @@ CASES = [
     ("xlsx", _zip("[Content_Types].xml", "xl/workbook.xml", "xl/worksheets/sheet1.xml"), XLSX, None),
     ("pptx", _zip("[Content_Types].xml", "ppt/presentation.xml", "ppt/slides/slide1.xml"), PPTX, None),
     ("docx-minimal", _zip("[Content_Types].xml", "word/document.xml"), DOCX, None),
+    ("odt", _odf(ODT), ODT, None),
+    ("odp", _odf(ODP), ODP, None),
+    ("epub-is-zip", _odf("application/epub+zip"), "application/zip", None),  # an ODF-like package, not accepted as ODF
     ("zip", _zip("notes.txt", "data/a.bin"), "application/zip", None),
     ("zip-named-like-docx", _zip("word/document.xml"), "application/zip", None),  # no [Content_Types].xml
 ]

@@ -5,6 +5,8 @@ from collections.abc import Callable
 
 import falcon
 
+from falconproc.errors import PageImagePending
+from falconproc.queue import JobQueue, QueueFull
 from falconproc.web.resources.content import require_hash
 from falconproc.web.resources.errors import ApiError
 from falconproc.web.resources.serving import serve_file
@@ -12,9 +14,13 @@ from falconproc.images.negotiation import UnknownFormat, choose_format
 from falconproc.images.service import ImageService
 
 
+PENDING_RETRY_AFTER = "2"  # seconds: a PDF's page renders in well under a second, a DOCX in a few
+
+
 class PresetResource:
-    def __init__(self, images: ImageService):
+    def __init__(self, images: ImageService, queue: JobQueue):
         self.images = images
+        self.queue = queue
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, content_hash: str, preset: str) -> None:
         require_hash(content_hash)
@@ -23,7 +29,11 @@ class PresetResource:
             fmt = choose_format(own.format, req.get_header("Accept"), req.get_param("format"))
         except UnknownFormat as exc:
             raise ApiError(falcon.HTTP_400, "invalid_format", str(exc), formats=exc.known) from None
-        spec, fileobj, size = self.images.open_preset(content_hash, preset, fmt)
+        try:
+            spec, fileobj, size = self.images.open_preset(content_hash, preset, fmt)
+        except PageImagePending:
+            self._pending(resp, content_hash)
+            return
         # The answer depends on Accept; each format has its own ETag (the own format's
         # is unchanged, so caches keep what they hold).
         resp.vary = ("Accept",)
@@ -32,6 +42,21 @@ class PresetResource:
                    content_type=spec.mime_type)
 
     on_head = on_get
+
+    def _pending(self, resp: falcon.Response, content_hash: str) -> None:
+        """202 while the `document` job renders page 1 (queued now if it is not there)."""
+        job = self.queue.find("document", content_hash)
+        if job is None:
+            try:
+                job = self.queue.enqueue("document", content_hash)
+            except QueueFull:
+                raise ApiError(falcon.HTTP_503, "overloaded", "the job queue is full; retry shortly",
+                               headers={"Retry-After": "10"}) from None
+        resp.status = falcon.HTTP_202
+        resp.set_header("Retry-After", PENDING_RETRY_AFTER)
+        resp.set_header("Cache-Control", "no-cache")
+        resp.vary = ("Accept",)
+        resp.media = {"status": "pending", "job": job.public()}
 
 
 class OptimizeResource:
