@@ -7,6 +7,7 @@ from falconproc.native import ingest as native_ingest
 from falconproc.config import Settings
 from falconproc.observability.governor import MemoryGovernor
 from falconproc.observability.runtime import uptime_seconds
+from falconproc.queue import DEAD, QUEUED, RETRYING, RUNNING
 from falconproc.store import ContentStore
 
 
@@ -58,5 +59,11 @@ class HealthService:
                 "cgroupInactiveFile": memory.cgroup_inactive_file,
             },
             "storage": {"files": files, "totalSize": total, "availableSpace": available, **storage},
-            "queue": {"pending": queue["pending"], "processing": queue["processing"], "failed": queue["failed"]},
+            "queue": {
+                # v1's names: pending = queued + retrying, processing = running ...
+                "pending": queue[QUEUED] + queue[RETRYING], "processing": queue[RUNNING],
+                "retrying": queue[RETRYING], "dead": queue[DEAD],
+                # ... and failed, kept for v1 clients: a deprecated alias of dead
+                "failed": queue[DEAD],
+            },
         }

@@ -39,11 +39,6 @@ JOB_SECONDS = Histogram("falconproc_job_duration_seconds", "Wall time of job att
 IN_FLIGHT = Gauge("falconproc_http_requests_in_flight", "Requests being handled, over all web workers",
                   multiprocess_mode="livesum")
 
-# The queue's states (JobQueue.stats keys) by the names GET /jobs uses: "failed" there
-# means waiting for a retry, so the dead-lettered jobs are "dead" here too.
-QUEUE_STATE_NAMES = {"pending": "pending", "processing": "running", "failed": "dead", "done": "done"}
-
-
 class MetricsMiddleware:
     """Counts and times every request by its route template (bounded label values)."""
 
@@ -79,10 +74,11 @@ class ServiceStateCollector:
     def collect(self):
         yield build_info()
         queue = GaugeMetricFamily("falconproc_queue_jobs",
-                                  "Jobs by state: pending (queued or waiting for a retry), running, dead "
-                                  "(dead-lettered), done", labels=["state"])
+                                  "Jobs by state, as GET /jobs names them: queued, running, retrying "
+                                  "(waiting for a retry after a failed attempt), done, dead (dead-lettered)",
+                                  labels=["state"])
         for state, count in self.queue_stats().items():
-            queue.add_metric([QUEUE_STATE_NAMES.get(state, state)], count)
+            queue.add_metric([state], count)
         yield queue
         if self.oldest_pending is not None:
             age = GaugeMetricFamily("falconproc_queue_oldest_pending_age_seconds",

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from falconproc.queue.base import (DEAD, DONE, DONE_RETENTION_SECONDS, FAILED, QUEUED, RUNNING, ClaimLost, Job,
+from falconproc.queue.base import (DEAD, DONE, DONE_RETENTION_SECONDS, QUEUED, RETRYING, RUNNING, ClaimLost, Job,
                                    JobNotFound, JobQueue, QueueFull)
 
 _ID_RE = re.compile(r"[0-9]{2}-[0-9]{20}-[a-z0-9_]{1,32}-[0-9a-f]{8}")
@@ -61,7 +61,7 @@ local function end_attempt(id, err, now, retry_at)
   end
   redis.call('HSET', j, 'state', 'pending', 'not_before', retry_at)
   redis.call('ZADD', KEYS[1], f[3], id)
-  return 'failed'
+  return 'retrying'
 end
 """
 
@@ -144,6 +144,16 @@ local beat = redis.call('ZSCORE', KEYS[2], ARGV[2])
 local expired = beat and (tonumber(ARGV[4]) - tonumber(beat) > tonumber(ARGV[5]))
 if not (expired or ARGV[6] == '1') then return 'skip' end
 return end_attempt(ARGV[2], ARGV[7], ARGV[4], ARGV[4])
+""",
+    # ARGV: ns. Retrying and queued jobs share the pending zset: their attempts tell them
+    # apart (the jobs looked at are bounded by MAX_QUEUE_SIZE, plus an upload's forced jobs).
+    "stats": r"""
+local retrying = 0
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if tonumber(redis.call('HGET', jk(id), 'attempts')) > 0 then retrying = retrying + 1 end
+end
+return {redis.call('ZCARD', KEYS[1]), retrying, redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
+        redis.call('ZCARD', KEYS[4])}
 """,
     # ARGV: ns cutoff
     "prune_done": r"""
@@ -291,7 +301,7 @@ class RedisQueue(JobQueue):
         for name in ("status", "attempts", "max_attempts", "last_error", "updated_at", "not_before",
                      "claim_token", "result"):
             setattr(job, name, getattr(stored, name))
-        if stored.status in (QUEUED, FAILED) and stored.claimed_by is None:
+        if stored.status in (QUEUED, RETRYING) and stored.claimed_by is None:
             job.claimed_by = None
         return job
 
@@ -309,7 +319,7 @@ class RedisQueue(JobQueue):
             outcome = self._run("reap_one", job_id, token, repr(now), repr(lease_seconds),
                                 "1" if dead_claimer else "0",
                                 "the job's process died or stopped heartbeating (lease expired)")
-            if outcome in ("dead", "failed"):
+            if outcome in ("dead", "retrying"):
                 reaped += 1
                 if outcome == "dead":
                     dead.append(self.get(job_id))
@@ -332,7 +342,7 @@ class RedisQueue(JobQueue):
         data = json.loads(f["data"])
         attempts = int(f["attempts"])
         state = f["state"]
-        status = {"pending": FAILED if attempts > 0 else QUEUED, "claimed": RUNNING, "done": DONE,
+        status = {"pending": RETRYING if attempts > 0 else QUEUED, "claimed": RUNNING, "done": DONE,
                   "dead": DEAD}[state]
         return Job(id=job_id, type=data["type"], content_hash=data["content_hash"], variant=data["variant"],
                    priority=data["priority"], status=status, attempts=attempts,
@@ -351,17 +361,14 @@ class RedisQueue(JobQueue):
             job = self.get(job_id)
         except JobNotFound:
             return None
-        return job if job.status in (QUEUED, FAILED, RUNNING) else None
+        return job if job.status in (QUEUED, RETRYING, RUNNING) else None
 
     def pending_count(self) -> int:
         return int(self.redis.zcard(self._keys[0]))
 
     def stats(self) -> dict[str, int]:
-        with self.redis.pipeline(transaction=False) as pipe:
-            for key in self._keys[:4]:
-                pipe.zcard(key)
-            pending, claimed, done, dead = pipe.execute()
-        return {"pending": pending, "processing": claimed, "failed": dead, "done": done}
+        pending, retrying, claimed, done, dead = self._run("stats")
+        return {QUEUED: pending - retrying, RUNNING: claimed, RETRYING: retrying, DONE: done, DEAD: dead}
 
 
 def _text(value: Any) -> Any:

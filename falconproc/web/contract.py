@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from falconproc import __version__
+from falconproc.queue import JOB_STATES
 
 
 @dataclass(frozen=True)
@@ -176,8 +177,10 @@ def _schemas() -> dict[str, Any]:
     return {
         "Error": {"type": "object", "required": ["error", "message"],
                   "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
-        "JobStatus": {"type": "string", "enum": ["queued", "running", "done", "failed", "dead"],
-                      "description": "failed: waiting for a retry; dead: dead-lettered, no more attempts"},
+        "JobStatus": {"type": "string", "enum": list(JOB_STATES),
+                      "description": "retrying: back in the queue after a failed attempt, waiting for its "
+                                     "retry; dead: dead-lettered, no attempt left (/metrics' state label and "
+                                     "/health's queue counts use the same names)"},
         "JobSummary": job_summary,
         "Job": {"type": "object",
                 "required": ["id", "type", "contentHash", "status", "attempts", "maxAttempts", "createdAt",
@@ -216,7 +219,14 @@ def _schemas() -> dict[str, Any]:
         "Health": {"type": "object", "required": ["status", "uptime", "memory", "storage", "queue"],
                    "properties": {"status": {"type": "string", "enum": ["ok", "degraded"]},
                                   "uptime": {"type": "number"}, "memory": {"type": "object"},
-                                  "storage": {"type": "object"}, "queue": {"type": "object"}}},
+                                  "storage": {"type": "object"}, "queue": {"$ref": "#/components/schemas/QueueCounts"}}},
+        "QueueCounts": {"type": "object", "required": ["pending", "processing", "retrying", "dead", "failed"],
+                        "properties": {"pending": {"type": "integer", "description": "queued + retrying"},
+                                       "processing": {"type": "integer", "description": "running"},
+                                       "retrying": {"type": "integer"}, "dead": {"type": "integer"},
+                                       "failed": {"type": "integer", "deprecated": True,
+                                                  "description": "v1's name of dead (dead-lettered); read "
+                                                                 "dead instead"}}},
     }
 
 

@@ -65,7 +65,7 @@ def test_oldest_pending_age_and_state_names(idle_queue_service):
 
     assert wait_for(age, timeout=10)[0] < 600
     states = {s.labels["state"]: s.value for s in _scrape(svc)["falconproc_queue_jobs"]}
-    assert set(states) == {"pending", "running", "dead", "done"} and states["pending"] >= 1
+    assert set(states) == {"queued", "running", "retrying", "done", "dead"} and states["queued"] >= 1
 
 
 def _health_requests(svc) -> float:
