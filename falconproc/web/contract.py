@@ -103,6 +103,13 @@ def errors_markdown() -> str:
     return "\n".join(rows)
 
 
+def api_markdown() -> str:
+    """docs/api.md as this installed version ships it (package data: web/api.md)."""
+    from importlib.resources import files
+
+    return files("falconproc.web").joinpath("api.md").read_text(encoding="utf-8")
+
+
 # -- OpenAPI -----------------------------------------------------------------------
 
 _REF_ERROR = {"$ref": "#/components/schemas/Error"}
