@@ -253,7 +253,7 @@ class Components:
     @cached_property
     def scheduler(self) -> QueueScheduler:
         always = {"scan": self.settings.scan_max_attempts} if self.settings.scan_mode != "off" else {}
-        return QueueScheduler(self.queue, always)
+        return QueueScheduler(self.queue, always, deferred=self.cache)
 
     # -- services (web side) ---------------------------------------------------------
 
@@ -309,4 +309,5 @@ class Components:
         from falconproc.jobs.supervisor import run_supervisor
 
         self.load_job_types()
-        run_supervisor(self.settings, self.queue, self.governor, self.job_context)
+        run_supervisor(self.settings, self.queue, self.governor, self.job_context,
+                       queue_deferred=lambda: self.scheduler.enqueue_deferred(self.store.metadata))

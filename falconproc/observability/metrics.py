@@ -19,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from falconproc.observability.metrics_dir import fold_lock
 from falconproc.observability.runtime import service_root_pid
+from falconproc.queue import QueueUnavailable
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -74,16 +75,22 @@ class ServiceStateCollector:
                                   "Jobs by state, as GET /jobs names them: queued, running, retrying "
                                   "(waiting for a retry after a failed attempt), done, dead (dead-lettered)",
                                   labels=["state"])
-        for state, count in self.queue_stats().items():
-            queue.add_metric([state], count)
-        yield queue
+        try:
+            for state, count in self.queue_stats().items():
+                queue.add_metric([state], count)
+            yield queue
+        except QueueUnavailable:  # Redis down: /health says so; no figures rather than a failed scrape
+            pass
         if self.oldest_pending is not None:
             age = GaugeMetricFamily("falconproc_queue_oldest_pending_age_seconds",
                                     "Age of the oldest pending job, by job type", labels=["type"])
             now = time.time()
-            for job_type, enqueued_at in sorted(self.oldest_pending().items()):
-                age.add_metric([job_type], max(0.0, now - enqueued_at))
-            yield age
+            try:
+                for job_type, enqueued_at in sorted(self.oldest_pending().items()):
+                    age.add_metric([job_type], max(0.0, now - enqueued_at))
+                yield age
+            except QueueUnavailable:
+                pass
         yield from process_metrics()
         reading = self.governor.reading()
         yield GaugeMetricFamily("falconproc_memory_used_bytes",

@@ -3,7 +3,7 @@ falconproc/wiring.py, which also wires the dead-letter callback)."""
 from __future__ import annotations
 
 from falconproc.queue.base import (DEAD, DONE, JOB_STATES, QUEUED, REQUEST_ID_KEY, RETRYING, RUNNING, ClaimLost, Job,
-                                   JobNotFound, JobQueue, QueueFull)
+                                   JobNotFound, JobQueue, QueueFull, QueueUnavailable)
 
 __all__ = ["DEAD", "DONE", "JOB_STATES", "QUEUED", "REQUEST_ID_KEY", "RETRYING", "RUNNING", "ClaimLost", "Job",
-           "JobNotFound", "JobQueue", "QueueFull"]
+           "JobNotFound", "JobQueue", "QueueFull", "QueueUnavailable"]

@@ -45,6 +45,10 @@ class QueueFull(RuntimeError):
     """More jobs are pending than the queue accepts."""
 
 
+class QueueUnavailable(ConnectionError):
+    """The queue's backend does not answer (Redis down or unreachable): nothing was changed."""
+
+
 class JobNotFound(LookupError):
     pass
 

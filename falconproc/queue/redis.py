@@ -25,11 +25,12 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from falconproc.queue.base import (DEAD, DONE, DONE_RETENTION_SECONDS, QUEUED, RETRYING, RUNNING, ClaimLost, Job,
-                                   JobNotFound, JobQueue, QueueFull)
+                                   JobNotFound, JobQueue, QueueFull, QueueUnavailable)
 
 _ID_RE = re.compile(r"[0-9]{2}-[0-9]{20}-[a-z0-9_]{1,32}-[0-9a-f]{8}")
 _TYPE_RE = re.compile(r"[a-z0-9_]{1,32}")
@@ -190,7 +191,8 @@ class RedisQueue(JobQueue):
         self._listener: threading.Thread | None = None
 
     def _run(self, name: str, *args: Any) -> Any:
-        result = self._scripts[name](keys=self._keys, args=[self.ns, *args])
+        with _reachable():
+            result = self._scripts[name](keys=self._keys, args=[self.ns, *args])
         return result.decode() if isinstance(result, bytes) else result
 
     # -- wake-ups: Redis pub/sub feeding a pipe the supervisor's select() waits on ----------
@@ -250,7 +252,8 @@ class RedisQueue(JobQueue):
                   content_hash=content_hash, variant=variant, priority=priority,
                   max_attempts=max_attempts or self.max_attempts, created_at=now, updated_at=now,
                   payload=payload or {})
-        seq = self.redis.incr(self._keys[5])
+        with _reachable():
+            seq = self.redis.incr(self._keys[5])
         data = json.dumps({"type": type, "content_hash": content_hash, "variant": variant, "priority": priority,
                            "created_at": repr(now), "payload": job.payload})
         outcome, job_id = self._run("enqueue", job.id, job.key, type, priority * _PRIORITY_WEIGHT + seq, data,
@@ -309,9 +312,12 @@ class RedisQueue(JobQueue):
         now = self.clock()
         reaped = 0
         dead: list[Job] = []
-        for raw_id, beat in self.redis.zrange(self._keys[1], 0, -1, withscores=True):
+        with _reachable():
+            claimed = self.redis.zrange(self._keys[1], 0, -1, withscores=True)
+        for raw_id, beat in claimed:
             job_id = _text(raw_id)
-            fields = self.redis.hmget(self._key(job_id), "claimed_by", "claim_token")
+            with _reachable():
+                fields = self.redis.hmget(self._key(job_id), "claimed_by", "claim_token")
             by, token = _text(fields[0]), _text(fields[1])
             dead_claimer = alive is not None and bool(by) and not alive(by)
             if not (now - beat > lease_seconds or dead_claimer):
@@ -335,7 +341,8 @@ class RedisQueue(JobQueue):
     def get(self, job_id: str) -> Job:
         if not is_job_id(job_id):
             raise JobNotFound(job_id)
-        raw = self.redis.hgetall(self._key(job_id))
+        with _reachable():
+            raw = self.redis.hgetall(self._key(job_id))
         if not raw:
             raise JobNotFound(job_id)
         f = {_text(k): _text(v) for k, v in raw.items()}
@@ -354,7 +361,8 @@ class RedisQueue(JobQueue):
 
     def find(self, type: str, content_hash: str, variant: str = "") -> Job | None:
         key = Job(id="", type=type, content_hash=content_hash, variant=variant).key
-        job_id = _text(self.redis.hget(self._keys[4], key))
+        with _reachable():
+            job_id = _text(self.redis.hget(self._keys[4], key))
         if not job_id:
             return None
         try:
@@ -364,11 +372,23 @@ class RedisQueue(JobQueue):
         return job if job.status in (QUEUED, RETRYING, RUNNING) else None
 
     def pending_count(self) -> int:
-        return int(self.redis.zcard(self._keys[0]))
+        with _reachable():
+            return int(self.redis.zcard(self._keys[0]))
 
     def stats(self) -> dict[str, int]:
         pending, retrying, claimed, done, dead = self._run("stats")
         return {QUEUED: pending - retrying, RUNNING: claimed, RETRYING: retrying, DONE: done, DEAD: dead}
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    """Redis not answering (down, unreachable, timed out) as the queue's QueueUnavailable."""
+    import redis
+
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise QueueUnavailable(f"Redis does not answer: {exc}") from exc
 
 
 def _text(value: Any) -> Any:

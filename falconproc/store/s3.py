@@ -9,6 +9,7 @@ Keys under S3_PREFIX::
     {hash}/derived/{name}             presets, text.txt, text.json
     {hash}/derived/metadata.json      processing state, updated with If-Match (optimistic)
     .stats/{instance}/{writer}.json   per writer process: entries and bytes it stored
+    .deferred-jobs/{hash}.json        stored content whose jobs wait to be queued
 
 An upload is spooled to a local file (the native probe writes into it), then
 ``commit`` uploads the original (multipart above a threshold; s3transfer aborts a
@@ -434,6 +435,26 @@ class S3DerivedCache(DerivedCache):
             time.sleep(delay)  # another writer won: re-read and apply again
             delay = min(delay * 2, 0.2)
         raise ServiceOverloaded("processing state is being updated concurrently; retry shortly", retry_after=2)
+
+    def _deferred_key(self, content_hash: str) -> str:
+        self._key(content_hash, "")  # validates the hash
+        return self.s3.key(".deferred-jobs", f"{content_hash}.json")
+
+    def defer_jobs(self, content_hash: str, note: dict[str, Any]) -> None:
+        self.s3.client.put_object(Bucket=self.s3.bucket, Key=self._deferred_key(content_hash),
+                                  Body=json.dumps(note).encode(), ContentType="application/json")
+
+    def deferred_jobs(self) -> dict[str, dict[str, Any]]:
+        found = {}
+        for key in self.s3.list_keys(self.s3.key(".deferred-jobs") + "/"):
+            content_hash = key.rsplit("/", 1)[-1][:-5]
+            got = self.s3.get_bytes(key) if is_content_hash(content_hash) else None
+            if got is not None:
+                found[content_hash] = json.loads(got[0])
+        return found
+
+    def forget_deferred_jobs(self, content_hash: str) -> None:
+        self.s3.client.delete_object(Bucket=self.s3.bucket, Key=self._deferred_key(content_hash))
 
     @contextmanager
     def exclusive(self, content_hash: str, name: str, timeout: float) -> Iterator[None]:

@@ -92,6 +92,8 @@ ERRORS: tuple[ErrorCode, ...] = (
     ErrorCode(500, "internal_error", "a bug; logged with the request id", "retry later; report the X-Request-ID"),
     ErrorCode(503, "overloaded", "memory pressure, a full job queue or a preset that took too long",
               "wait `Retry-After` seconds, then retry"),
+    ErrorCode(503, "queue_unavailable", "GET /jobs/{id} while the job queue (Redis) does not answer; uploads "
+              "are still stored then, and answer `jobsDeferred: true`", "wait `Retry-After` seconds, then retry"),
     ErrorCode(507, "insufficient_storage", "storing the upload would leave less than STORAGE_RESERVE_BYTES free",
               "retry later; operators must free space"),
 )
@@ -207,7 +209,12 @@ def _schemas() -> dict[str, Any]:
                                         "originalName": {"type": "string"}, "size": {"type": "integer"},
                                         "mimeType": {"type": "string"}, "isNew": {"type": "boolean"},
                                         "metadata": {"type": "object"},
-                                        "jobs": {"type": "array", "items": job_summary}}},
+                                        "jobs": {"type": "array", "items": job_summary},
+                                        "jobsDeferred": {"type": "boolean", "const": True,
+                                                         "description": "only present when the job queue "
+                                                         "did not answer: the content is stored and `jobs` "
+                                                         "is empty; its jobs are queued once the queue "
+                                                         "answers again"}}},
         "Optimized": {"type": "object", "required": ["data", "mimeType", "size", "width", "height"],
                       "properties": {"data": {"type": "string", "contentEncoding": "base64"},
                                      "mimeType": {"type": "string"}, "size": {"type": "integer"},
@@ -226,7 +233,11 @@ def _schemas() -> dict[str, Any]:
         "Health": {"type": "object", "required": ["status", "uptime", "memory", "storage", "queue"],
                    "properties": {"status": {"type": "string", "enum": ["ok", "degraded"]},
                                   "uptime": {"type": "number"}, "memory": {"type": "object"},
-                                  "storage": {"type": "object"}, "queue": {"$ref": "#/components/schemas/QueueCounts"}}},
+                                  "storage": {"type": "object"}, "queue": {"oneOf": [
+                                      {"$ref": "#/components/schemas/QueueCounts"},
+                                      {"type": "object", "required": ["error"],
+                                       "properties": {"error": {"type": "string"}},
+                                       "description": "the queue does not answer (reason queue_unavailable)"}]}}},
         "QueueCounts": {"type": "object", "required": ["pending", "processing", "retrying", "dead", "failed"],
                         "properties": {"pending": {"type": "integer", "description": "queued + retrying"},
                                        "processing": {"type": "integer", "description": "running"},
@@ -378,7 +389,7 @@ def openapi_document() -> dict[str, Any]:
                                "maxSize": {"type": "integer", "minimum": 16, "maximum": 8192},
                                "quality": {"type": "integer", "minimum": 1, "maximum": 100}}}}}})},
         "/jobs/{job_id}": {"get": _op(
-            "a job's state", {200: _json({"$ref": "#/components/schemas/Job"}, "the job")}, errors=(404,),
+            "a job's state", {200: _json({"$ref": "#/components/schemas/Job"}, "the job")}, errors=(404, 503),
             params=[{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}])},
         "/health": {"get": _op("liveness and the numbers monitoring wants",
                                {200: _json({"$ref": "#/components/schemas/Health"}, "health")}, public=True)},
