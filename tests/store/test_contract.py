@@ -210,3 +210,18 @@ def test_derived_cache_refuses_hostile_hashes(backend_components):
                      lambda h: cache.update_metadata(h, lambda meta: None)):
             with pytest.raises(ValueError):
                 call(hostile)
+
+
+def test_deferred_job_notes_are_shared_by_every_instance_until_forgotten(backend_components):
+    first, second = backend_components("first").cache, backend_components("second").cache
+    digests = [sha256(unique_text()) for _ in range(3)]
+    assert second.deferred_jobs() == {}
+    for n, digest in enumerate(digests):
+        first.defer_jobs(digest, {"requestId": f"r{n}"})
+    first.defer_jobs(digests[0], {"requestId": "r0"})  # noting twice is noting once
+    assert second.deferred_jobs() == {d: {"requestId": f"r{n}"} for n, d in enumerate(digests)}
+    second.forget_deferred_jobs(digests[1])
+    second.forget_deferred_jobs(digests[1])  # already gone: nothing to do
+    assert set(first.deferred_jobs()) == {digests[0], digests[2]}
+    with pytest.raises(ValueError):
+        first.defer_jobs("../" * 10 + "etc", {})
