@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -375,9 +375,12 @@ class S3ContentStore(ContentStore):
 
 
 class S3DerivedCache(DerivedCache):
-    def __init__(self, bucket: S3Bucket, copy: ReadThroughCopy, lock_root: Path):
+    def __init__(self, bucket: S3Bucket, copy: ReadThroughCopy, lock_root: Path,
+                 shared_lock: Callable[[str, float], AbstractContextManager[None]] | None = None):
         self.s3 = bucket
         self.copy = copy
+        # (name, timeout) -> a lock held across instances (Redis, when REDIS_URL is set)
+        self.shared_lock = shared_lock
         self.lock_root = Path(lock_root)
         self.lock_root.mkdir(parents=True, exist_ok=True)
 
@@ -458,12 +461,19 @@ class S3DerivedCache(DerivedCache):
 
     @contextmanager
     def exclusive(self, content_hash: str, name: str, timeout: float) -> Iterator[None]:
-        # One producer per host; across instances a second producer of the same file
-        # writes the same bytes (idempotent overwrite of a derived file), never a torn one.
+        # One producer per host (a flock), and with a shared lock one across instances.
+        # Without it (no REDIS_URL, Redis down, a render outliving the lock's expiry) a
+        # second producer on another instance writes the same bytes: an idempotent
+        # overwrite of a derived file, never a torn one, only work done twice.
         self._key(content_hash, name)
-        with file_lock(self.lock_root / f"{content_hash}.{name}.lock", timeout,
-                       busy_message="this file is being processed; retry shortly"):
-            yield
+        busy = "this file is being processed; retry shortly"
+        deadline = time.monotonic() + timeout
+        with file_lock(self.lock_root / f"{content_hash}.{name}.lock", timeout, busy_message=busy):
+            if self.shared_lock is None:
+                yield
+                return
+            with self.shared_lock(f"{content_hash}:{name}", max(0.0, deadline - time.monotonic())):
+                yield
 
 
 def _iso_to_epoch(value: str | None) -> float:
