@@ -57,8 +57,8 @@ class DerivedCache(ABC):
     def forget_deferred_jobs(self, content_hash: str) -> None:
         """Its jobs are queued now (missing: nothing to do)."""
 
+    @abstractmethod
     def quarantine(self, content_hash: str) -> int:
-        """From now on keep no derived file of this hash: delete those there are (returns
-        how many) and make ``write_file`` refuse new ones (ContentQuarantined), also a
-        write racing this call. The metadata stays. A backend that cannot must say so."""
-        raise NotImplementedError(f"{type(self).__name__} cannot quarantine derived files")
+        """From now on keep no derived file of this hash, for every instance sharing the
+        cache: delete those there are (returns how many) and make ``write_file`` refuse
+        new ones (ContentQuarantined), also a write racing this call. The metadata stays."""

@@ -8,6 +8,7 @@ Keys under S3_PREFIX::
     {hash}/uploads/{who}.json         one object per further drive/user (no read-modify-write)
     {hash}/derived/{name}             presets, text.txt, text.json
     {hash}/derived/metadata.json      processing state, updated with If-Match (optimistic)
+    {hash}/derived/.quarantined       the content was found infected: no derived file is kept
     .stats/{instance}/{writer}.json   per writer process: entries and bytes it stored
     .deferred-jobs/{hash}.json        stored content whose jobs wait to be queued
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -33,7 +35,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from falconproc.errors import ContentNotFound, ServiceOverloaded
+from falconproc.errors import ContentNotFound, ContentQuarantined, ServiceOverloaded
 from falconproc.locks import file_lock
 from falconproc.store.base import ContentStore, PendingUpload, StoredObject, UploadRecord, is_content_hash
 from falconproc.store.cache import DerivedCache
@@ -47,6 +49,7 @@ PRESIGNED_SECONDS = 300
 # Seconds a client is told to wait when the object store does not answer.
 UNAVAILABLE_RETRY_AFTER = 10
 _MISSING = ("404", "NoSuchKey", "NotFound")
+QUARANTINE_MARKER = ".quarantined"  # under {hash}/derived/
 _CONFLICT = ("412", "PreconditionFailed", "409", "ConditionalRequestConflict")
 
 
@@ -416,10 +419,30 @@ class S3DerivedCache(DerivedCache):
                 writer(fh)
                 size = fh.tell()
             self.s3.upload_file(tmp, key)
+            # Uploaded first, then the marker looked for (quarantine does the opposite):
+            # whichever way the two interleave, across instances, no derived file survives.
+            if self.s3.head(self._key(content_hash, QUARANTINE_MARKER)) is not None:
+                self.s3.client.delete_object(Bucket=self.s3.bucket, Key=key)
+                raise ContentQuarantined(f"{content_hash} is quarantined: {name} is not kept")
             self.copy.publish(f"d/{content_hash}/{name}", tmp)
         finally:
             tmp.unlink(missing_ok=True)
         return size
+
+    def quarantine(self, content_hash: str) -> int:
+        """The marker first, then every derived object but the processing state deleted
+        from the bucket, and this host's copies of them. Other hosts' local copies are
+        never served again (every route answers 403 from the shared scan state) and age
+        out of their LRU."""
+        self.s3.client.put_object(Bucket=self.s3.bucket, Key=self._key(content_hash, QUARANTINE_MARKER), Body=b"")
+        keep = {self._key(content_hash, "metadata.json"), self._key(content_hash, QUARANTINE_MARKER)}
+        removed = 0
+        for key in list(self.s3.list_keys(self._key(content_hash, ""))):
+            if key not in keep:
+                self.s3.client.delete_object(Bucket=self.s3.bucket, Key=key)
+                removed += 1
+        shutil.rmtree(self.copy.path(f"d/{content_hash}"), ignore_errors=True)
+        return removed
 
     def metadata(self, content_hash: str) -> dict[str, Any]:
         got = self.s3.get_bytes(self._key(content_hash, "metadata.json"))
