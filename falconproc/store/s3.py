@@ -50,6 +50,7 @@ PRESIGNED_SECONDS = 300
 UNAVAILABLE_RETRY_AFTER = 10
 _MISSING = ("404", "NoSuchKey", "NotFound")
 QUARANTINE_MARKER = ".quarantined"  # under {hash}/derived/
+QUARANTINE_RELIST_SECONDS = 1.0
 _CONFLICT = ("412", "PreconditionFailed", "409", "ConditionalRequestConflict")
 
 
@@ -437,10 +438,15 @@ class S3DerivedCache(DerivedCache):
         self.s3.client.put_object(Bucket=self.s3.bucket, Key=self._key(content_hash, QUARANTINE_MARKER), Body=b"")
         keep = {self._key(content_hash, "metadata.json"), self._key(content_hash, QUARANTINE_MARKER)}
         removed = 0
-        for key in list(self.s3.list_keys(self._key(content_hash, ""))):
-            if key not in keep:
-                self.s3.client.delete_object(Bucket=self.s3.bucket, Key=key)
-                removed += 1
+        # A writer that saw no marker has finished its upload, but a bucket listing may
+        # lag behind a PUT for a moment (Ceph RGW completes its index entry
+        # asynchronously): a second listing a little later deletes what the first missed.
+        for pause in (0.0, QUARANTINE_RELIST_SECONDS):
+            time.sleep(pause)
+            for key in list(self.s3.list_keys(self._key(content_hash, ""))):
+                if key not in keep:
+                    self.s3.client.delete_object(Bucket=self.s3.bucket, Key=key)
+                    removed += 1
         shutil.rmtree(self.copy.path(f"d/{content_hash}"), ignore_errors=True)
         return removed
 
