@@ -118,7 +118,8 @@ def _redis_queue(settings: Settings) -> JobQueue:
 
     if not settings.redis_url:
         raise SettingsError("REDIS_URL: required with QUEUE_BACKEND=redis")
-    return RedisQueue(_redis_client(settings), max_pending=settings.max_queue_size, max_attempts=settings.job_max_attempts,
+    return RedisQueue(_redis_client(settings), max_pending=settings.max_queue_size,
+                      max_attempts=settings.job_max_attempts,
                       backoff_base=settings.job_backoff_base, backoff_cap=settings.job_backoff_cap,
                       priorities=settings.job_priorities)
 
