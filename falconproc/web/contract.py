@@ -92,8 +92,9 @@ ERRORS: tuple[ErrorCode, ...] = (
     ErrorCode(500, "internal_error", "a bug; logged with the request id", "retry later; report the X-Request-ID"),
     ErrorCode(503, "overloaded", "memory pressure, a full job queue or a preset that took too long",
               "wait `Retry-After` seconds, then retry"),
-    ErrorCode(503, "queue_unavailable", "GET /jobs/{id} while the job queue (Redis) does not answer; uploads "
-              "are still stored then, and answer `jobsDeferred: true`", "wait `Retry-After` seconds, then retry"),
+    ErrorCode(503, "queue_unavailable", "the job queue (Redis) does not answer and the request needs it (GET "
+              "/jobs/{id}, the text of content not extracted yet); uploads are still stored then, and answer "
+              "`jobsDeferred: true`", "wait `Retry-After` seconds, then retry"),
     ErrorCode(507, "insufficient_storage", "storing the upload would leave less than STORAGE_RESERVE_BYTES free",
               "retry later; operators must free space"),
 )
