@@ -30,6 +30,9 @@ WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY _native/ _native/
 COPY falconproc/ falconproc/
+# The contract: falconproc/web/api.md links to it, and the wheel carries it as a file
+# (`falconproc contract --markdown` prints it in the image).
+COPY docs/api.md docs/api.md
 
 # Build requirements (setuptools, wheel, Cython) come from pyproject.toml in pip's
 # isolated build environment. FALCONPROC_REQUIRE_EXTENSIONS=1 turns a failed or skipped

@@ -133,9 +133,12 @@ def cmd_fsck(args: argparse.Namespace) -> int:
 
 
 def cmd_contract(args: argparse.Namespace) -> int:
-    from falconproc.web.contract import errors_markdown, openapi_document
+    from falconproc.web.contract import api_markdown, errors_markdown, openapi_document
 
-    print(errors_markdown() if args.errors_markdown else json.dumps(openapi_document(), indent=2))
+    if args.markdown:
+        print(api_markdown(), end="")
+    else:
+        print(errors_markdown() if args.errors_markdown else json.dumps(openapi_document(), indent=2))
     return 0
 
 
@@ -163,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         func=lambda a: print(settings_markdown()) or 0)
     contract = sub.add_parser("contract", help="print the OpenAPI 3.1 document (as GET /openapi.json serves it)")
     contract.add_argument("--errors-markdown", action="store_true", help="print the error-code table of docs/api.md")
+    contract.add_argument("--markdown", action="store_true",
+                          help="print docs/api.md, the contract this installed version keeps")
     contract.set_defaults(func=cmd_contract)
     bench = sub.add_parser("bench", help="load any falconproc URL: uploads, preset reads, text polls")
     bench.set_defaults(func=cmd_bench)

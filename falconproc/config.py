@@ -312,7 +312,8 @@ class Settings:
                               "the job queue: `flatfile` (QUEUE_PATH) or `redis` (REDIS_URL, shared by "
                               "every instance)")
     redis_url: str | None = knob("REDIS_URL", None, _redis_url,
-                                 "`redis://host:port/db` of the job queue with `QUEUE_BACKEND=redis`")
+                                 "`redis://host:port/db` of the job queue with `QUEUE_BACKEND=redis`; with "
+                                 "`STORAGE_BACKEND=s3` also the lock that makes a preset once across instances")
     max_upload_bytes: int = knob("MAX_UPLOAD_BYTES", 104857600, _size_range(1),
                                  "larger bodies get 413 (decided from Content-Length before reading; "
                                  "a streamed body is cut off at the limit)")

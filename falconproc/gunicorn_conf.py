@@ -11,12 +11,12 @@ import resource
 import shutil
 import socket
 import struct
-import tempfile
 
 from gunicorn import glogging
 
 from falconproc.jobs.keeper import SupervisorKeeper
 from falconproc.observability.logs import logging_config
+from falconproc.observability.metrics_dir import fold_dead_process, new_run_directory
 from falconproc.observability.runtime import mark_service_root
 from falconproc.web.keepalive import defer_100_continue
 from falconproc.wiring import Components
@@ -26,8 +26,8 @@ _settings = _components.settings
 
 # prometheus_client picks multiprocess mode at import time from this variable, so it
 # is set here, in the master, before any worker imports the app. One fresh directory
-# per master: samples of a previous run must not leak into this one.
-_metrics_dir = tempfile.mkdtemp(prefix="falconproc-metrics-", dir=_settings.metrics_dir)
+# per master; directories of masters that were killed are removed.
+_metrics_dir = new_run_directory(str(_settings.metrics_dir) if _settings.metrics_dir else None)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 bind = [f"{_settings.host}:{_settings.port}"]
@@ -80,7 +80,16 @@ def on_starting(server) -> None:
         "falconproc starting: store %s, %d stale temp entries swept", _settings.file_storage_path, swept)
 
 
-_keeper = SupervisorKeeper()
+def _fold_metrics_of(pid: int) -> None:
+    """A dead worker's or supervisor's samples into the master's archive (totals stay
+    monotonic, no file per dead process is left)."""
+    try:
+        fold_dead_process(pid, _metrics_dir)
+    except Exception:  # noqa: BLE001 - bookkeeping must never take the master down
+        logging.getLogger("gunicorn.error").exception("folding the metrics of process %s failed", pid)
+
+
+_keeper = SupervisorKeeper(on_exited=_fold_metrics_of)
 
 
 def when_ready(server) -> None:
@@ -111,12 +120,7 @@ def post_request(worker, req, environ, resp) -> None:
 def child_exit(server, worker) -> None:
     """In the master, after a worker died (even by SIGKILL): its upload temp dirs lost
     their locks with it, so they can be swept now; live uploads keep theirs."""
-    from falconproc.observability.metrics import fold_dead_process
-
-    try:
-        fold_dead_process(worker.pid, _metrics_dir)
-    except Exception:  # noqa: BLE001 - bookkeeping must never take the master down
-        logging.getLogger("gunicorn.error").exception("folding the metrics of worker %s failed", worker.pid)
+    _fold_metrics_of(worker.pid)
     try:
         _components.store.sweep_temp()
     except OSError:

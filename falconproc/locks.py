@@ -9,6 +9,9 @@ leaves a lock behind. Every lock of the service is one of these:
 - ``file_lock``: one holder of a lock file, waiting forever or up to a timeout
   (the queue's state transitions, single-flight preset rendering);
 - ``SlotSemaphore``: at most N holders machine-wide (image renders in web workers).
+
+And one that is not a flock: ``redis_lock``, one holder across instances sharing a
+Redis, with an expiry instead of the kernel to free it after a crash.
 """
 from __future__ import annotations
 
@@ -140,3 +143,32 @@ class SlotSemaphore:
             finally:
                 os.close(fd)  # closing drops the probe's lock
         return held
+
+
+@contextmanager
+def redis_lock(client, name: str, *, expiry: float, timeout: float,
+               busy_message: str = "this resource is busy; retry shortly") -> Iterator[None]:
+    """Hold the Redis lock ``name`` (redis-py's Lock: SET NX with an expiry, released only
+    by its holder's token) for the block, waiting up to ``timeout`` seconds (then
+    ServiceOverloaded). A holder that dies frees it after ``expiry`` seconds.
+
+    For work whose duplication is harmless but wasteful (rendering the same preset on two
+    instances): when Redis does not answer, or the block outlives ``expiry``, the block
+    runs without it rather than failing."""
+    import redis
+
+    lock = client.lock(name, timeout=expiry, blocking_timeout=timeout)
+    try:
+        acquired = lock.acquire()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        acquired = None  # Redis down: no cross-instance exclusion, the work stays correct
+    if acquired is False:
+        raise ServiceOverloaded(busy_message, retry_after=2)
+    try:
+        yield
+    finally:
+        if acquired:
+            try:
+                lock.release()
+            except redis.exceptions.RedisError:  # expired (and perhaps taken) meanwhile, or Redis down
+                pass

@@ -85,7 +85,19 @@ def _s3_store(settings: Settings) -> ContentStore:
 def _s3_cache(settings: Settings) -> DerivedCache:
     from falconproc.store.s3 import S3DerivedCache
 
-    return S3DerivedCache(_s3_bucket(settings), _s3_copy(settings), settings.cache_path / "locks")
+    shared_lock = None
+    if settings.redis_url:  # one producer of a preset across instances, not just per host
+        from falconproc.locks import redis_lock
+
+        client = _redis_client(settings)
+        # Twice what a waiting GET waits: a render outliving it only means another
+        # instance may render the same bytes too; a crashed holder blocks no longer.
+        expiry = 2 * settings.image_sync_timeout
+
+        def shared_lock(name: str, timeout: float):  # noqa: ANN202
+            return redis_lock(client, f"falconproc:render:{name}", expiry=expiry, timeout=timeout,
+                              busy_message="this file is being processed; retry shortly")
+    return S3DerivedCache(_s3_bucket(settings), _s3_copy(settings), settings.cache_path / "locks", shared_lock)
 
 
 def _flatfile_queue(settings: Settings) -> JobQueue:
@@ -97,16 +109,20 @@ def _flatfile_queue(settings: Settings) -> JobQueue:
                          fsync=settings.fsync)
 
 
-def _redis_queue(settings: Settings) -> JobQueue:
+def _redis_client(settings: Settings):  # noqa: ANN202 (redis types stay out of the import graph)
     import redis
 
+    return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10,
+                                health_check_interval=30, retry_on_timeout=True)
+
+
+def _redis_queue(settings: Settings) -> JobQueue:
     from falconproc.queue.redis import RedisQueue
 
     if not settings.redis_url:
         raise SettingsError("REDIS_URL: required with QUEUE_BACKEND=redis")
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10,
-                                  health_check_interval=30, retry_on_timeout=True)
-    return RedisQueue(client, max_pending=settings.max_queue_size, max_attempts=settings.job_max_attempts,
+    return RedisQueue(_redis_client(settings), max_pending=settings.max_queue_size,
+                      max_attempts=settings.job_max_attempts,
                       backoff_base=settings.job_backoff_base, backoff_cap=settings.job_backoff_cap,
                       priorities=settings.job_priorities)
 
@@ -271,7 +287,7 @@ class Components:
     @cached_property
     def scheduler(self) -> QueueScheduler:
         always = {"scan": self.settings.scan_max_attempts} if self.settings.scan_mode != "off" else {}
-        return QueueScheduler(self.queue, always)
+        return QueueScheduler(self.queue, always, deferred=self.cache)
 
     # -- services (web side) ---------------------------------------------------------
 
@@ -342,4 +358,5 @@ class Components:
         from falconproc.jobs.supervisor import run_supervisor
 
         self.load_job_types()
-        run_supervisor(self.settings, self.queue, self.governor, self.job_context)
+        run_supervisor(self.settings, self.queue, self.governor, self.job_context,
+                       queue_deferred=lambda: self.scheduler.enqueue_deferred(self.store.metadata))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
@@ -32,6 +33,8 @@ from falconproc.locks import SlotSemaphore
 from falconproc.mediatypes import is_renderable_image
 from falconproc.osutil import available_cpus
 from falconproc.store import ContentStore, DerivedCache
+
+log = logging.getLogger(__name__)
 
 
 class UnknownPreset(LookupError):
@@ -230,7 +233,9 @@ class ImageService:
                 meta.setdefault("variants", {}).setdefault(name, {}).update(by_format)
 
         self.cache.update_metadata(content_hash, record)
-        return {**entries, **{f"{n}.{f}": e for n, v in variants.items() for f, e in v.items()}}
+        made = {**entries, **{f"{n}.{f}": e for n, v in variants.items() for f, e in v.items()}}
+        log.info("rendered %s of %s", ", ".join(made), content_hash)
+        return made
 
     # -- optimize-for-ai -----------------------------------------------------------
 

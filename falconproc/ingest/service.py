@@ -32,7 +32,7 @@ from falconproc.ingest.sniff import refine_zip
 from falconproc.mediatypes import ZIP, allowed_types
 from falconproc.native.ingest import IngestProbe, ProbeResult
 from falconproc.observability import metrics
-from falconproc.queue import QueueFull
+from falconproc.queue import QueueFull, QueueUnavailable
 from falconproc.store import ContentStore, UploadRecord
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ class IngestOutcome:
     metadata: dict[str, Any]
     is_new: bool
     jobs: list[dict[str, Any]] = field(default_factory=list)
+    # The job queue did not answer: the content is stored, its jobs are queued later.
+    jobs_deferred: bool = False
 
     def to_json(self, filename: str) -> dict[str, Any]:
         """The answer of POST /upload (and of a finished resumable upload)."""
@@ -70,6 +72,7 @@ class IngestOutcome:
             "isNew": self.is_new,
             "metadata": self.metadata,
             "jobs": self.jobs,
+            **({"jobsDeferred": True} if self.jobs_deferred else {}),
         }
 
 
@@ -182,7 +185,11 @@ class IngestService:
                 raise InsufficientStorage(exc.errno, "storage is full") from exc
             raise
         metrics.record_upload(result.size, is_new)
-        jobs = self.scheduler.jobs_for(result.sha256, metadata, is_new)
+        try:
+            jobs = self.scheduler.jobs_for(result.sha256, metadata, is_new)
+        except QueueUnavailable:  # stored: never a 500 for it; the scheduler noted its jobs
+            log.warning("upload %s stored; the job queue does not answer, its jobs are deferred", result.sha256)
+            return IngestOutcome(result.sha256, metadata, is_new, [], jobs_deferred=True)
         return IngestOutcome(result.sha256, metadata, is_new, jobs)
 
     def _ingest_known(self, request: UploadRequest, body: BinaryIO,

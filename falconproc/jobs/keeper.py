@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 log = logging.getLogger("gunicorn.error")  # the master's log stream
 
@@ -46,7 +47,9 @@ class SupervisorKeeper:
     RESTART_DELAY = 0.5
     QUICK_DEATH_SECONDS = 2.0  # dying sooner than this after a start means it cannot start
 
-    def __init__(self) -> None:
+    def __init__(self, on_exited: Callable[[int], None] | None = None) -> None:
+        # Called with the pid of each supervisor that ended (its metric files are folded).
+        self.on_exited = on_exited
         self.proc: subprocess.Popen | None = None
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._watch, name="supervisor-keeper", daemon=True)
@@ -80,6 +83,8 @@ class SupervisorKeeper:
         if killed:
             log.warning(
                 "killed %d processes left behind by job supervisor %d", killed, proc.pid)
+        if self.on_exited is not None:
+            self.on_exited(proc.pid)
 
     def _watch(self) -> None:
         delay = self.RESTART_DELAY

@@ -41,7 +41,7 @@ from falconproc.observability import metrics
 from falconproc.observability.governor import MemoryGovernor
 from falconproc.observability.logs import reset_request_id, set_request_id
 from falconproc.osutil import available_cpus, die_with_parent
-from falconproc.queue import DEAD, Job, JobNotFound, JobQueue
+from falconproc.queue import DEAD, Job, JobNotFound, JobQueue, QueueUnavailable
 
 log = logging.getLogger("falconproc.supervisor")
 
@@ -52,6 +52,10 @@ LOOP_INTERVAL = 0.05
 MAX_IDLE_SLEEP = 0.2
 REAP_INTERVAL = 2.0
 PRUNE_INTERVAL = 600.0
+# How often the jobs of uploads stored while the queue did not answer are looked for.
+DEFERRED_INTERVAL = 5.0
+# While the queue does not answer (Redis down), how long between tries.
+UNAVAILABLE_PAUSE = 1.0
 DEFAULT_TIMEOUT = 60.0
 # A job tree's USS is costly to read (smaps_rollup, per process): read at 5 Hz, still
 # far quicker than any job can grow past the headroom (figures: benchmarks/README.md).
@@ -243,9 +247,12 @@ class Running:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, queue: JobQueue, governor: MemoryGovernor, make_context: ContextFactory):
+    def __init__(self, settings: Settings, queue: JobQueue, governor: MemoryGovernor, make_context: ContextFactory,
+                 queue_deferred: Callable[[], int] | None = None):
         self.settings = settings
         self.queue = queue
+        # Queues the jobs of uploads stored while the queue did not answer (how many).
+        self.queue_deferred = queue_deferred
         self.governor = governor
         # Builds a job's JobContext in its job process (after the fork) from the
         # composition root's objects; the dead-letter hooks here get one too.
@@ -260,6 +267,8 @@ class Supervisor:
         self._last_reap = 0.0
         self._last_heartbeat = 0.0
         self._last_prune = 0.0
+        self._last_deferred = 0.0
+        self._queue_down = False
         self.cpus = available_cpus()
 
     # -- configuration -----------------------------------------------------------
@@ -280,7 +289,6 @@ class Supervisor:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
-        self.queue.reap(self.settings.job_lease_seconds, alive=self._claimer_alive)
         log.info("supervisor %s running job types %s", self.identity, self.types_in_priority_order())
         idle_sleep = LOOP_INTERVAL
         try:
@@ -288,7 +296,21 @@ class Supervisor:
                 if os.getppid() != self.parent_pid:  # our gunicorn master died: do not linger
                     log.warning("parent process died; supervisor draining")
                     break
-                if self.step():
+                try:
+                    busy = self.step()
+                except QueueUnavailable as exc:
+                    # Redis down: running jobs go on (their leases may lapse and be reaped
+                    # later); nothing new starts until it answers again.
+                    if not self._queue_down:
+                        log.warning("the job queue does not answer (%s); retrying every %.0f s", exc,
+                                    UNAVAILABLE_PAUSE)
+                    self._queue_down = True
+                    self._wait(UNAVAILABLE_PAUSE)
+                    continue
+                if self._queue_down:
+                    log.info("the job queue answers again")
+                    self._queue_down = False
+                if busy:
                     idle_sleep = LOOP_INTERVAL
                     continue
                 if self.running:
@@ -338,9 +360,25 @@ class Supervisor:
         if now - self._last_prune > PRUNE_INTERVAL:
             self.queue.prune_done()
             self._last_prune = now
+        if self.queue_deferred is not None and now - self._last_deferred > DEFERRED_INTERVAL:
+            self._last_deferred = now
+            self._queue_deferred()
         busy |= self._start_admitted(now)
         busy |= self._claim_more(now)
         return busy
+
+    def _queue_deferred(self) -> None:
+        """The jobs of uploads stored while the queue did not answer (QueueUnavailable
+        goes up: it still does not)."""
+        try:
+            queued = self.queue_deferred()
+        except QueueUnavailable:
+            raise
+        except Exception:  # noqa: BLE001 - the object store down, say: next time
+            log.exception("queueing the deferred jobs failed; trying again in %.0f s", DEFERRED_INTERVAL)
+            return
+        if queued:
+            log.info("queued the deferred jobs of %d uploads", queued)
 
     def _claim_more(self, now: float) -> bool:
         started = False
@@ -523,7 +561,7 @@ class Supervisor:
 
 
 def run_supervisor(settings: Settings, queue: JobQueue, governor: MemoryGovernor,
-                   make_context: ContextFactory) -> None:
+                   make_context: ContextFactory, queue_deferred: Callable[[], int] | None = None) -> None:
     """Run the supervisor loop until SIGTERM (``falconproc worker``)."""
     # Job processes are forked from here: what each job type preloads now (its parsers,
     # a tesseract version check) is done once instead of in every job process.
@@ -533,4 +571,4 @@ def run_supervisor(settings: Settings, queue: JobQueue, governor: MemoryGovernor
                 job_type.preload()
             except Exception:  # noqa: BLE001 - a failed preload is retried by the job itself
                 log.exception("preload of job type %s failed", job_type.name)
-    Supervisor(settings, queue, governor, make_context).run()
+    Supervisor(settings, queue, governor, make_context, queue_deferred).run()

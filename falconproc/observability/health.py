@@ -7,6 +7,7 @@ from falconproc.native import ingest as native_ingest
 from falconproc.config import Settings
 from falconproc.observability.governor import MemoryGovernor
 from falconproc.observability.runtime import uptime_seconds
+from falconproc.queue import DEAD, QUEUED, RETRYING, RUNNING, QueueUnavailable
 from falconproc.store import ContentStore
 
 
@@ -33,7 +34,18 @@ class HealthService:
             files = total = None
             storage["error"] = f"{type(exc).__name__}: {exc}"[:300]
         available = self.store.free_space()
-        queue = self.queue_stats()
+        try:
+            queue = self.queue_stats()
+            queue_report: dict[str, Any] = {
+                # v1's names: pending = queued + retrying, processing = running ...
+                "pending": queue[QUEUED] + queue[RETRYING], "processing": queue[RUNNING],
+                "retrying": queue[RETRYING], "dead": queue[DEAD],
+                # ... and failed, kept for v1 clients: a deprecated alias of dead
+                "failed": queue[DEAD],
+            }
+        except QueueUnavailable as exc:  # Redis down: uploads are stored, their jobs deferred
+            degraded.append("queue_unavailable")
+            queue_report = {"error": str(exc)[:300]}
         if available < self.settings.storage_reserve_bytes:
             degraded.append("storage_low")
         if memory.used > high_water:
@@ -58,5 +70,5 @@ class HealthService:
                 "cgroupInactiveFile": memory.cgroup_inactive_file,
             },
             "storage": {"files": files, "totalSize": total, "availableSpace": available, **storage},
-            "queue": {"pending": queue["pending"], "processing": queue["processing"], "failed": queue["failed"]},
+            "queue": queue_report,
         }

@@ -7,21 +7,19 @@ Outside gunicorn (unit tests) the default in-process registry is used.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import falcon
 import psutil
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import REGISTRY
 from prometheus_client import multiprocess
-from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.core import GaugeMetricFamily
 
+from falconproc.observability.metrics_dir import fold_lock
 from falconproc.observability.runtime import service_root_pid
+from falconproc.queue import QueueUnavailable
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -42,11 +40,6 @@ JOB_SECONDS = Histogram("falconproc_job_duration_seconds", "Wall time of job att
 # livesum: a worker that died takes its in-flight count with it (mark_process_dead).
 IN_FLIGHT = Gauge("falconproc_http_requests_in_flight", "Requests being handled, over all web workers",
                   multiprocess_mode="livesum")
-
-# The queue's states (JobQueue.stats keys) by the names GET /jobs uses: "failed" there
-# means waiting for a retry, so the dead-lettered jobs are "dead" here too.
-QUEUE_STATE_NAMES = {"pending": "pending", "processing": "running", "failed": "dead", "done": "done"}
-
 
 class MetricsMiddleware:
     """Counts and times every request by its route template (bounded label values)."""
@@ -83,18 +76,25 @@ class ServiceStateCollector:
     def collect(self):
         yield build_info()
         queue = GaugeMetricFamily("falconproc_queue_jobs",
-                                  "Jobs by state: pending (queued or waiting for a retry), running, dead "
-                                  "(dead-lettered), done", labels=["state"])
-        for state, count in self.queue_stats().items():
-            queue.add_metric([QUEUE_STATE_NAMES.get(state, state)], count)
-        yield queue
+                                  "Jobs by state, as GET /jobs names them: queued, running, retrying "
+                                  "(waiting for a retry after a failed attempt), done, dead (dead-lettered)",
+                                  labels=["state"])
+        try:
+            for state, count in self.queue_stats().items():
+                queue.add_metric([state], count)
+            yield queue
+        except QueueUnavailable:  # Redis down: /health says so; no figures rather than a failed scrape
+            pass
         if self.oldest_pending is not None:
             age = GaugeMetricFamily("falconproc_queue_oldest_pending_age_seconds",
                                     "Age of the oldest pending job, by job type", labels=["type"])
             now = time.time()
-            for job_type, enqueued_at in sorted(self.oldest_pending().items()):
-                age.add_metric([job_type], max(0.0, now - enqueued_at))
-            yield age
+            try:
+                for job_type, enqueued_at in sorted(self.oldest_pending().items()):
+                    age.add_metric([job_type], max(0.0, now - enqueued_at))
+                yield age
+            except QueueUnavailable:
+                pass
         yield from process_metrics()
         reading = self.governor.reading()
         yield GaugeMetricFamily("falconproc_memory_used_bytes",
@@ -167,46 +167,6 @@ def process_metrics():
     yield from (rss, cpu, fds)
 
 
-_FOLD_LOCK = ".fold.lock"
-_FOLDED_TYPES = ("counter", "histogram")
-
-
-@contextmanager
-def _fold_lock(directory: str, exclusive: bool) -> Iterator[None]:
-    """Scrapes read under a shared lock, a fold writes under an exclusive one: no scrape
-    sees a dead worker's samples both in its file and in the archive, or in neither."""
-    fd = os.open(os.path.join(directory, _FOLD_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        yield
-    finally:
-        os.close(fd)
-
-
-def fold_dead_process(pid: int, directory: str) -> int:
-    """After a web worker died: its live gauges go (prometheus_client's
-    mark_process_dead) and its counter and histogram samples are added into one archive
-    file per type, so that totals stay monotonic while the files of recycled workers
-    do not pile up under METRICS_DIR. Returns how many files were folded."""
-    multiprocess.mark_process_dead(pid, directory)
-    folded = 0
-    with _fold_lock(directory, exclusive=True):
-        for typ in _FOLDED_TYPES:
-            source = os.path.join(directory, f"{typ}_{pid}.db")
-            if not os.path.exists(source):
-                continue
-            archive = MmapedDict(os.path.join(directory, f"{typ}_archive.db"))
-            try:
-                for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(source):
-                    old, _ = archive.read_value(key)
-                    archive.write_value(key, old + value, timestamp)
-            finally:
-                archive.close()
-            os.remove(source)
-            folded += 1
-    return folded
-
-
 class MetricsResource:
     def __init__(self, state: ServiceStateCollector | None = None):
         self.state = state
@@ -216,7 +176,7 @@ class MetricsResource:
         directory = os.environ.get(MULTIPROC_ENV)
         if directory:
             multiprocess.MultiProcessCollector(registry, directory)
-            with _fold_lock(directory, exclusive=False):
+            with fold_lock(directory, exclusive=False):
                 output = generate_latest(registry)
         else:
             output = generate_latest(REGISTRY)

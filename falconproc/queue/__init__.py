@@ -2,8 +2,8 @@
 falconproc/wiring.py, which also wires the dead-letter callback)."""
 from __future__ import annotations
 
-from falconproc.queue.base import (DEAD, DONE, FAILED, QUEUED, REQUEST_ID_KEY, RUNNING, ClaimLost, Job, JobNotFound,
-                                   JobQueue, QueueFull)
+from falconproc.queue.base import (DEAD, DONE, JOB_STATES, QUEUED, REQUEST_ID_KEY, RETRYING, RUNNING, ClaimLost, Job,
+                                   JobNotFound, JobQueue, QueueFull, QueueUnavailable)
 
-__all__ = ["DEAD", "DONE", "FAILED", "QUEUED", "REQUEST_ID_KEY", "RUNNING", "ClaimLost", "Job", "JobNotFound", "JobQueue",
-           "QueueFull"]
+__all__ = ["DEAD", "DONE", "JOB_STATES", "QUEUED", "REQUEST_ID_KEY", "RETRYING", "RUNNING", "ClaimLost", "Job",
+           "JobNotFound", "JobQueue", "QueueFull", "QueueUnavailable"]

@@ -32,8 +32,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-# Wire states (api.md): queued | running | done | failed (waiting for a retry) | dead
-QUEUED, RUNNING, DONE, FAILED, DEAD = "queued", "running", "done", "failed", "dead"
+# The job states, one vocabulary for GET /jobs, /metrics and /health (api.md):
+# retrying = back in the queue after a failed attempt; dead = dead-lettered, no attempt left.
+QUEUED, RUNNING, RETRYING, DONE, DEAD = "queued", "running", "retrying", "done", "dead"
+JOB_STATES = (QUEUED, RUNNING, RETRYING, DONE, DEAD)
 DONE_RETENTION_SECONDS = 24 * 3600
 # The payload key of the X-Request-ID of the request that caused a job.
 REQUEST_ID_KEY = "requestId"
@@ -41,6 +43,10 @@ REQUEST_ID_KEY = "requestId"
 
 class QueueFull(RuntimeError):
     """More jobs are pending than the queue accepts."""
+
+
+class QueueUnavailable(ConnectionError):
+    """The queue's backend does not answer (Redis down or unreachable): nothing was changed."""
 
 
 class JobNotFound(LookupError):
@@ -232,4 +238,4 @@ class JobQueue(ABC):
 
     @abstractmethod
     def stats(self) -> dict[str, int]:
-        """{"pending", "processing", "failed" (dead-lettered), "done"}."""
+        """How many jobs are in each of ``JOB_STATES`` (queued, running, retrying, done, dead)."""

@@ -31,7 +31,7 @@ from typing import Any
 
 from falconproc.fsutil import atomic_write_bytes, atomic_write_json, fsync_dir, read_json
 from falconproc.locks import file_lock
-from falconproc.queue.base import (DEAD, DONE, DONE_RETENTION_SECONDS, FAILED, QUEUED, RUNNING, ClaimLost, Job,
+from falconproc.queue.base import (DEAD, DONE, DONE_RETENTION_SECONDS, QUEUED, RETRYING, RUNNING, ClaimLost, Job,
                                    JobNotFound, JobQueue)
 
 STATES = ("pending", "claimed", "done", "dead")
@@ -266,7 +266,7 @@ class FlatFileQueue(JobQueue):
             self._drop_key(job)
         else:
             self._move(job.id, "claimed", "pending")
-            job.status = FAILED
+            job.status = RETRYING
             job.not_before = retry_at
             self._write("pending", job, mtime=retry_at)
 
@@ -275,7 +275,7 @@ class FlatFileQueue(JobQueue):
             current = self._owned(job)
             self._move(job.id, "claimed", "pending")
             job.attempts = max(current.attempts - 1, 0)
-            job.status = QUEUED if job.attempts == 0 else FAILED
+            job.status = QUEUED if job.attempts == 0 else RETRYING
             job.claimed_by = None
             job.claim_token = None
             job.updated_at = self.clock()
@@ -367,11 +367,15 @@ class FlatFileQueue(JobQueue):
         def count(state: str) -> int:
             return sum(1 for name in os.listdir(self.root / state) if name.endswith(".json"))
 
-        return {"pending": count("pending"), "processing": count("claimed"), "failed": count("dead"),
-                "done": count("done")}
+        # Retrying and queued jobs share pending/: only the file knows its attempts. The
+        # files read are bounded by MAX_QUEUE_SIZE (plus an upload's forced jobs).
+        pending = self.list("pending")
+        retrying = sum(1 for job in pending if job.status == RETRYING)
+        return {QUEUED: len(pending) - retrying, RUNNING: count("claimed"), RETRYING: retrying,
+                DONE: count("done"), DEAD: count("dead")}
 
 
 def _status(state: str, job: Job) -> str:
     if state == "pending":
-        return FAILED if job.attempts > 0 else QUEUED
+        return RETRYING if job.attempts > 0 else QUEUED
     return {"claimed": RUNNING, "done": DONE, "dead": DEAD}[state]

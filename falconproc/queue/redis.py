@@ -25,11 +25,12 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from falconproc.queue.base import (DEAD, DONE, DONE_RETENTION_SECONDS, FAILED, QUEUED, RUNNING, ClaimLost, Job,
-                                   JobNotFound, JobQueue, QueueFull)
+from falconproc.queue.base import (DEAD, DONE, DONE_RETENTION_SECONDS, QUEUED, RETRYING, RUNNING, ClaimLost, Job,
+                                   JobNotFound, JobQueue, QueueFull, QueueUnavailable)
 
 _ID_RE = re.compile(r"[0-9]{2}-[0-9]{20}-[a-z0-9_]{1,32}-[0-9a-f]{8}")
 _TYPE_RE = re.compile(r"[a-z0-9_]{1,32}")
@@ -61,7 +62,7 @@ local function end_attempt(id, err, now, retry_at)
   end
   redis.call('HSET', j, 'state', 'pending', 'not_before', retry_at)
   redis.call('ZADD', KEYS[1], f[3], id)
-  return 'failed'
+  return 'retrying'
 end
 """
 
@@ -145,6 +146,16 @@ local expired = beat and (tonumber(ARGV[4]) - tonumber(beat) > tonumber(ARGV[5])
 if not (expired or ARGV[6] == '1') then return 'skip' end
 return end_attempt(ARGV[2], ARGV[7], ARGV[4], ARGV[4])
 """,
+    # ARGV: ns. Retrying and queued jobs share the pending zset: their attempts tell them
+    # apart (the jobs looked at are bounded by MAX_QUEUE_SIZE, plus an upload's forced jobs).
+    "stats": r"""
+local retrying = 0
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if tonumber(redis.call('HGET', jk(id), 'attempts')) > 0 then retrying = retrying + 1 end
+end
+return {redis.call('ZCARD', KEYS[1]), retrying, redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
+        redis.call('ZCARD', KEYS[4])}
+""",
     # ARGV: ns cutoff
     "prune_done": r"""
 local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[2])
@@ -180,7 +191,8 @@ class RedisQueue(JobQueue):
         self._listener: threading.Thread | None = None
 
     def _run(self, name: str, *args: Any) -> Any:
-        result = self._scripts[name](keys=self._keys, args=[self.ns, *args])
+        with _reachable():
+            result = self._scripts[name](keys=self._keys, args=[self.ns, *args])
         return result.decode() if isinstance(result, bytes) else result
 
     # -- wake-ups: Redis pub/sub feeding a pipe the supervisor's select() waits on ----------
@@ -240,7 +252,8 @@ class RedisQueue(JobQueue):
                   content_hash=content_hash, variant=variant, priority=priority,
                   max_attempts=max_attempts or self.max_attempts, created_at=now, updated_at=now,
                   payload=payload or {})
-        seq = self.redis.incr(self._keys[5])
+        with _reachable():
+            seq = self.redis.incr(self._keys[5])
         data = json.dumps({"type": type, "content_hash": content_hash, "variant": variant, "priority": priority,
                            "created_at": repr(now), "payload": job.payload})
         outcome, job_id = self._run("enqueue", job.id, job.key, type, priority * _PRIORITY_WEIGHT + seq, data,
@@ -291,7 +304,7 @@ class RedisQueue(JobQueue):
         for name in ("status", "attempts", "max_attempts", "last_error", "updated_at", "not_before",
                      "claim_token", "result"):
             setattr(job, name, getattr(stored, name))
-        if stored.status in (QUEUED, FAILED) and stored.claimed_by is None:
+        if stored.status in (QUEUED, RETRYING) and stored.claimed_by is None:
             job.claimed_by = None
         return job
 
@@ -299,9 +312,12 @@ class RedisQueue(JobQueue):
         now = self.clock()
         reaped = 0
         dead: list[Job] = []
-        for raw_id, beat in self.redis.zrange(self._keys[1], 0, -1, withscores=True):
+        with _reachable():
+            claimed = self.redis.zrange(self._keys[1], 0, -1, withscores=True)
+        for raw_id, beat in claimed:
             job_id = _text(raw_id)
-            fields = self.redis.hmget(self._key(job_id), "claimed_by", "claim_token")
+            with _reachable():
+                fields = self.redis.hmget(self._key(job_id), "claimed_by", "claim_token")
             by, token = _text(fields[0]), _text(fields[1])
             dead_claimer = alive is not None and bool(by) and not alive(by)
             if not (now - beat > lease_seconds or dead_claimer):
@@ -309,7 +325,7 @@ class RedisQueue(JobQueue):
             outcome = self._run("reap_one", job_id, token, repr(now), repr(lease_seconds),
                                 "1" if dead_claimer else "0",
                                 "the job's process died or stopped heartbeating (lease expired)")
-            if outcome in ("dead", "failed"):
+            if outcome in ("dead", "retrying"):
                 reaped += 1
                 if outcome == "dead":
                     dead.append(self.get(job_id))
@@ -325,14 +341,15 @@ class RedisQueue(JobQueue):
     def get(self, job_id: str) -> Job:
         if not is_job_id(job_id):
             raise JobNotFound(job_id)
-        raw = self.redis.hgetall(self._key(job_id))
+        with _reachable():
+            raw = self.redis.hgetall(self._key(job_id))
         if not raw:
             raise JobNotFound(job_id)
         f = {_text(k): _text(v) for k, v in raw.items()}
         data = json.loads(f["data"])
         attempts = int(f["attempts"])
         state = f["state"]
-        status = {"pending": FAILED if attempts > 0 else QUEUED, "claimed": RUNNING, "done": DONE,
+        status = {"pending": RETRYING if attempts > 0 else QUEUED, "claimed": RUNNING, "done": DONE,
                   "dead": DEAD}[state]
         return Job(id=job_id, type=data["type"], content_hash=data["content_hash"], variant=data["variant"],
                    priority=data["priority"], status=status, attempts=attempts,
@@ -344,24 +361,34 @@ class RedisQueue(JobQueue):
 
     def find(self, type: str, content_hash: str, variant: str = "") -> Job | None:
         key = Job(id="", type=type, content_hash=content_hash, variant=variant).key
-        job_id = _text(self.redis.hget(self._keys[4], key))
+        with _reachable():
+            job_id = _text(self.redis.hget(self._keys[4], key))
         if not job_id:
             return None
         try:
             job = self.get(job_id)
         except JobNotFound:
             return None
-        return job if job.status in (QUEUED, FAILED, RUNNING) else None
+        return job if job.status in (QUEUED, RETRYING, RUNNING) else None
 
     def pending_count(self) -> int:
-        return int(self.redis.zcard(self._keys[0]))
+        with _reachable():
+            return int(self.redis.zcard(self._keys[0]))
 
     def stats(self) -> dict[str, int]:
-        with self.redis.pipeline(transaction=False) as pipe:
-            for key in self._keys[:4]:
-                pipe.zcard(key)
-            pending, claimed, done, dead = pipe.execute()
-        return {"pending": pending, "processing": claimed, "failed": dead, "done": done}
+        pending, retrying, claimed, done, dead = self._run("stats")
+        return {QUEUED: pending - retrying, RUNNING: claimed, RETRYING: retrying, DONE: done, DEAD: dead}
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    """Redis not answering (down, unreachable, timed out) as the queue's QueueUnavailable."""
+    import redis
+
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise QueueUnavailable(f"Redis does not answer: {exc}") from exc
 
 
 def _text(value: Any) -> Any:

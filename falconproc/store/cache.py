@@ -42,8 +42,23 @@ class DerivedCache(ABC):
         """One producer of ``name`` for this hash at a time, across every process that
         shares the cache; others wait up to ``timeout`` (then ServiceOverloaded)."""
 
+    # -- jobs not queued yet: content stored while the job queue did not answer ---------
+
+    @abstractmethod
+    def defer_jobs(self, content_hash: str, note: dict[str, Any]) -> None:
+        """Remember, durably and for every instance, that this stored content's jobs still
+        have to be queued (``note``: the upload's request id, when)."""
+
+    @abstractmethod
+    def deferred_jobs(self) -> dict[str, dict[str, Any]]:
+        """Content hash -> note, for every content whose jobs wait to be queued."""
+
+    @abstractmethod
+    def forget_deferred_jobs(self, content_hash: str) -> None:
+        """Its jobs are queued now (missing: nothing to do)."""
+
+    @abstractmethod
     def quarantine(self, content_hash: str) -> int:
-        """From now on keep no derived file of this hash: delete those there are (returns
-        how many) and make ``write_file`` refuse new ones (ContentQuarantined), also a
-        write racing this call. The metadata stays. A backend that cannot must say so."""
-        raise NotImplementedError(f"{type(self).__name__} cannot quarantine derived files")
+        """From now on keep no derived file of this hash, for every instance sharing the
+        cache: delete those there are (returns how many) and make ``write_file`` refuse
+        new ones (ContentQuarantined), also a write racing this call. The metadata stays."""

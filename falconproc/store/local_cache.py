@@ -5,6 +5,7 @@
     {hash}/metadata.json     per preset {size, format, width, height, processedAt}; text state
     {hash}/.{name}.lock      single-flight locks (flock)
     .tmp/                    temp files (written, fsynced, renamed into place)
+    .deferred-jobs/{hash}.json  stored content whose jobs wait to be queued
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from falconproc.store.cache import DerivedCache
 
 
 QUARANTINE_MARKER = ".quarantined"  # in a hash's entry: its content was found infected
+DEFERRED_JOBS = ".deferred-jobs"
 
 class LocalDerivedCache(DerivedCache):
     def __init__(self, root: Path, *, fsync: bool = True):
@@ -95,6 +97,32 @@ class LocalDerivedCache(DerivedCache):
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+    def _deferred(self, content_hash: str) -> Path:
+        self.entry(content_hash)  # validates the hash
+        return self.root / DEFERRED_JOBS / f"{content_hash}.json"
+
+    def defer_jobs(self, content_hash: str, note: dict[str, Any]) -> None:
+        path = self._deferred(content_hash)
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_json(path, note, fsync=self.fsync, tmp_dir=self.tmp_root)
+
+    def deferred_jobs(self) -> dict[str, dict[str, Any]]:
+        found = {}
+        try:
+            names = os.listdir(self.root / DEFERRED_JOBS)
+        except FileNotFoundError:
+            return {}
+        for name in names:
+            if name.endswith(".json") and is_content_hash(name[:-5]):
+                try:
+                    found[name[:-5]] = read_json(self.root / DEFERRED_JOBS / name)
+                except (FileNotFoundError, ValueError):
+                    continue
+        return found
+
+    def forget_deferred_jobs(self, content_hash: str) -> None:
+        self._deferred(content_hash).unlink(missing_ok=True)
 
     @contextmanager
     def exclusive(self, content_hash: str, name: str, timeout: float) -> Iterator[None]:

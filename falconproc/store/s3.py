@@ -8,7 +8,9 @@ Keys under S3_PREFIX::
     {hash}/uploads/{who}.json         one object per further drive/user (no read-modify-write)
     {hash}/derived/{name}             presets, text.txt, text.json
     {hash}/derived/metadata.json      processing state, updated with If-Match (optimistic)
+    {hash}/derived/.quarantined       the content was found infected: no derived file is kept
     .stats/{instance}/{writer}.json   per writer process: entries and bytes it stored
+    .deferred-jobs/{hash}.json        stored content whose jobs wait to be queued
 
 An upload is spooled to a local file (the native probe writes into it), then
 ``commit`` uploads the original (multipart above a threshold; s3transfer aborts a
@@ -24,15 +26,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from falconproc.errors import ContentNotFound, ServiceOverloaded
+from falconproc.errors import ContentNotFound, ContentQuarantined, ServiceOverloaded
 from falconproc.locks import file_lock
 from falconproc.store.base import ContentStore, PendingUpload, StoredObject, UploadRecord, is_content_hash
 from falconproc.store.cache import DerivedCache
@@ -46,6 +49,8 @@ PRESIGNED_SECONDS = 300
 # Seconds a client is told to wait when the object store does not answer.
 UNAVAILABLE_RETRY_AFTER = 10
 _MISSING = ("404", "NoSuchKey", "NotFound")
+QUARANTINE_MARKER = ".quarantined"  # under {hash}/derived/
+QUARANTINE_RELIST_SECONDS = 1.0
 _CONFLICT = ("412", "PreconditionFailed", "409", "ConditionalRequestConflict")
 
 
@@ -374,9 +379,12 @@ class S3ContentStore(ContentStore):
 
 
 class S3DerivedCache(DerivedCache):
-    def __init__(self, bucket: S3Bucket, copy: ReadThroughCopy, lock_root: Path):
+    def __init__(self, bucket: S3Bucket, copy: ReadThroughCopy, lock_root: Path,
+                 shared_lock: Callable[[str, float], AbstractContextManager[None]] | None = None):
         self.s3 = bucket
         self.copy = copy
+        # (name, timeout) -> a lock held across instances (Redis, when REDIS_URL is set)
+        self.shared_lock = shared_lock
         self.lock_root = Path(lock_root)
         self.lock_root.mkdir(parents=True, exist_ok=True)
 
@@ -412,10 +420,35 @@ class S3DerivedCache(DerivedCache):
                 writer(fh)
                 size = fh.tell()
             self.s3.upload_file(tmp, key)
+            # Uploaded first, then the marker looked for (quarantine does the opposite):
+            # whichever way the two interleave, across instances, no derived file survives.
+            if self.s3.head(self._key(content_hash, QUARANTINE_MARKER)) is not None:
+                self.s3.client.delete_object(Bucket=self.s3.bucket, Key=key)
+                raise ContentQuarantined(f"{content_hash} is quarantined: {name} is not kept")
             self.copy.publish(f"d/{content_hash}/{name}", tmp)
         finally:
             tmp.unlink(missing_ok=True)
         return size
+
+    def quarantine(self, content_hash: str) -> int:
+        """The marker first, then every derived object but the processing state deleted
+        from the bucket, and this host's copies of them. Other hosts' local copies are
+        never served again (every route answers 403 from the shared scan state) and age
+        out of their LRU."""
+        self.s3.client.put_object(Bucket=self.s3.bucket, Key=self._key(content_hash, QUARANTINE_MARKER), Body=b"")
+        keep = {self._key(content_hash, "metadata.json"), self._key(content_hash, QUARANTINE_MARKER)}
+        removed = 0
+        # A writer that saw no marker has finished its upload, but a bucket listing may
+        # lag behind a PUT for a moment (Ceph RGW completes its index entry
+        # asynchronously): a second listing a little later deletes what the first missed.
+        for pause in (0.0, QUARANTINE_RELIST_SECONDS):
+            time.sleep(pause)
+            for key in list(self.s3.list_keys(self._key(content_hash, ""))):
+                if key not in keep:
+                    self.s3.client.delete_object(Bucket=self.s3.bucket, Key=key)
+                    removed += 1
+        shutil.rmtree(self.copy.path(f"d/{content_hash}"), ignore_errors=True)
+        return removed
 
     def metadata(self, content_hash: str) -> dict[str, Any]:
         got = self.s3.get_bytes(self._key(content_hash, "metadata.json"))
@@ -435,14 +468,41 @@ class S3DerivedCache(DerivedCache):
             delay = min(delay * 2, 0.2)
         raise ServiceOverloaded("processing state is being updated concurrently; retry shortly", retry_after=2)
 
+    def _deferred_key(self, content_hash: str) -> str:
+        self._key(content_hash, "")  # validates the hash
+        return self.s3.key(".deferred-jobs", f"{content_hash}.json")
+
+    def defer_jobs(self, content_hash: str, note: dict[str, Any]) -> None:
+        self.s3.client.put_object(Bucket=self.s3.bucket, Key=self._deferred_key(content_hash),
+                                  Body=json.dumps(note).encode(), ContentType="application/json")
+
+    def deferred_jobs(self) -> dict[str, dict[str, Any]]:
+        found = {}
+        for key in self.s3.list_keys(self.s3.key(".deferred-jobs") + "/"):
+            content_hash = key.rsplit("/", 1)[-1][:-5]
+            got = self.s3.get_bytes(key) if is_content_hash(content_hash) else None
+            if got is not None:
+                found[content_hash] = json.loads(got[0])
+        return found
+
+    def forget_deferred_jobs(self, content_hash: str) -> None:
+        self.s3.client.delete_object(Bucket=self.s3.bucket, Key=self._deferred_key(content_hash))
+
     @contextmanager
     def exclusive(self, content_hash: str, name: str, timeout: float) -> Iterator[None]:
-        # One producer per host; across instances a second producer of the same file
-        # writes the same bytes (idempotent overwrite of a derived file), never a torn one.
+        # One producer per host (a flock), and with a shared lock one across instances.
+        # Without it (no REDIS_URL, Redis down, a render outliving the lock's expiry) a
+        # second producer on another instance writes the same bytes: an idempotent
+        # overwrite of a derived file, never a torn one, only work done twice.
         self._key(content_hash, name)
-        with file_lock(self.lock_root / f"{content_hash}.{name}.lock", timeout,
-                       busy_message="this file is being processed; retry shortly"):
-            yield
+        busy = "this file is being processed; retry shortly"
+        deadline = time.monotonic() + timeout
+        with file_lock(self.lock_root / f"{content_hash}.{name}.lock", timeout, busy_message=busy):
+            if self.shared_lock is None:
+                yield
+                return
+            with self.shared_lock(f"{content_hash}:{name}", max(0.0, deadline - time.monotonic())):
+                yield
 
 
 def _iso_to_epoch(value: str | None) -> float:

@@ -31,6 +31,7 @@ from falconproc.images.pipeline import ImageTooLarge, ImageUnreadable, NotRender
 from falconproc.images.service import UnknownPreset
 from falconproc.ingest.multipart import MultipartError
 from falconproc.observability.metrics import MetricsMiddleware, MetricsResource, ServiceStateCollector
+from falconproc.queue import QueueUnavailable
 from falconproc.scan.service import Quarantined, ScanFailed, ScanPending
 from falconproc.video.tools import VideoToolsMissing, VideoUnreadable
 from falconproc.web.resources.content import MetadataResource, OriginalResource, require_hash
@@ -167,6 +168,7 @@ def create_app(components: Components | None = None) -> falcon.App:
     app.add_error_handler(ScanPending, _map(falcon.HTTP_409, "scan_pending", retry_after=True))
     app.add_error_handler(ScanFailed, _map(falcon.HTTP_422, "scan_failed"))
     app.add_error_handler(ServiceOverloaded, _map(falcon.HTTP_503, "overloaded", retry_after=True))
+    app.add_error_handler(QueueUnavailable, _map(falcon.HTTP_503, "queue_unavailable", retry_after=True))
     app.add_error_handler(RateLimited, _map(falcon.HTTP_429, "rate_limited", retry_after=True,
                                             extra=lambda e: {"limit": e.limit, "retryAfter": e.retry_after}))
     app.add_error_handler(UploadNotFound, _map(falcon.HTTP_404, "upload_not_found"))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from falconproc import __version__
+from falconproc.queue import JOB_STATES
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,9 @@ ERRORS: tuple[ErrorCode, ...] = (
     ErrorCode(500, "internal_error", "a bug; logged with the request id", "retry later; report the X-Request-ID"),
     ErrorCode(503, "overloaded", "memory pressure, a full job queue or a preset that took too long",
               "wait `Retry-After` seconds, then retry"),
+    ErrorCode(503, "queue_unavailable", "the job queue (Redis) does not answer and the request needs it (GET "
+              "/jobs/{id}, the text of content not extracted yet); uploads are still stored then, and answer "
+              "`jobsDeferred: true`", "wait `Retry-After` seconds, then retry"),
     ErrorCode(507, "insufficient_storage", "storing the upload would leave less than STORAGE_RESERVE_BYTES free",
               "retry later; operators must free space"),
 )
@@ -111,6 +115,13 @@ def errors_markdown() -> str:
     rows = ["| status | `error` | when | what the client should do |", "| --- | --- | --- | --- |"]
     rows += [f"| {e.status} | `{e.code}` | {e.when} | {e.client} |" for e in ERRORS]
     return "\n".join(rows)
+
+
+def api_markdown() -> str:
+    """docs/api.md as this installed version ships it (package data: web/api.md)."""
+    from importlib.resources import files
+
+    return files("falconproc.web").joinpath("api.md").read_text(encoding="utf-8")
 
 
 # -- OpenAPI -----------------------------------------------------------------------
@@ -189,8 +200,10 @@ def _schemas() -> dict[str, Any]:
     return {
         "Error": {"type": "object", "required": ["error", "message"],
                   "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
-        "JobStatus": {"type": "string", "enum": ["queued", "running", "done", "failed", "dead"],
-                      "description": "failed: waiting for a retry; dead: dead-lettered, no more attempts"},
+        "JobStatus": {"type": "string", "enum": list(JOB_STATES),
+                      "description": "retrying: back in the queue after a failed attempt, waiting for its "
+                                     "retry; dead: dead-lettered, no attempt left (/metrics' state label and "
+                                     "/health's queue counts use the same names)"},
         "JobSummary": job_summary,
         "Job": {"type": "object",
                 "required": ["id", "type", "contentHash", "status", "attempts", "maxAttempts", "createdAt",
@@ -210,7 +223,12 @@ def _schemas() -> dict[str, Any]:
                                         "originalName": {"type": "string"}, "size": {"type": "integer"},
                                         "mimeType": {"type": "string"}, "isNew": {"type": "boolean"},
                                         "metadata": {"type": "object"},
-                                        "jobs": {"type": "array", "items": job_summary}}},
+                                        "jobs": {"type": "array", "items": job_summary},
+                                        "jobsDeferred": {"type": "boolean", "const": True,
+                                                         "description": "only present when the job queue "
+                                                         "did not answer: the content is stored and `jobs` "
+                                                         "is empty; its jobs are queued once the queue "
+                                                         "answers again"}}},
         "Optimized": {"type": "object", "required": ["data", "mimeType", "size", "width", "height"],
                       "properties": {"data": {"type": "string", "contentEncoding": "base64"},
                                      "mimeType": {"type": "string"}, "size": {"type": "integer"},
@@ -248,7 +266,18 @@ def _schemas() -> dict[str, Any]:
         "Health": {"type": "object", "required": ["status", "uptime", "memory", "storage", "queue"],
                    "properties": {"status": {"type": "string", "enum": ["ok", "degraded"]},
                                   "uptime": {"type": "number"}, "memory": {"type": "object"},
-                                  "storage": {"type": "object"}, "queue": {"type": "object"}}},
+                                  "storage": {"type": "object"}, "queue": {"oneOf": [
+                                      {"$ref": "#/components/schemas/QueueCounts"},
+                                      {"type": "object", "required": ["error"],
+                                       "properties": {"error": {"type": "string"}},
+                                       "description": "the queue does not answer (reason queue_unavailable)"}]}}},
+        "QueueCounts": {"type": "object", "required": ["pending", "processing", "retrying", "dead", "failed"],
+                        "properties": {"pending": {"type": "integer", "description": "queued + retrying"},
+                                       "processing": {"type": "integer", "description": "running"},
+                                       "retrying": {"type": "integer"}, "dead": {"type": "integer"},
+                                       "failed": {"type": "integer", "deprecated": True,
+                                                  "description": "v1's name of dead (dead-lettered); read "
+                                                                 "dead instead"}}},
     }
 
 
@@ -401,7 +430,7 @@ def openapi_document() -> dict[str, Any]:
                                "maxSize": {"type": "integer", "minimum": 16, "maximum": 8192},
                                "quality": {"type": "integer", "minimum": 1, "maximum": 100}}}}}})},
         "/jobs/{job_id}": {"get": _op(
-            "a job's state", {200: _json({"$ref": "#/components/schemas/Job"}, "the job")}, errors=(404,),
+            "a job's state", {200: _json({"$ref": "#/components/schemas/Job"}, "the job")}, errors=(404, 503),
             params=[{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}])},
         "/health": {"get": _op("liveness and the numbers monitoring wants",
                                {200: _json({"$ref": "#/components/schemas/Health"}, "health")}, public=True)},

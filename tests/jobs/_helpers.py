@@ -242,7 +242,7 @@ def sigkill_burst(svc, queue, rng, job_ids, *, seconds: float, first_supervisor_
     started = time.monotonic()
     while time.monotonic() - started < seconds:
         stats = queue.stats()
-        if stats["pending"] + stats["processing"] == 0:
+        if stats["queued"] + stats["retrying"] + stats["running"] == 0:
             break
         now = time.monotonic()
         if now >= next_health:
@@ -271,7 +271,7 @@ def sigkill_burst(svc, queue, rng, job_ids, *, seconds: float, first_supervisor_
 
     def drained():
         stats = queue.stats()
-        return stats["pending"] + stats["processing"] == 0
+        return stats["queued"] + stats["retrying"] + stats["running"] == 0
 
     wait_for(drained, drain_timeout, 0.2, "the queue to drain after the burst")
 

@@ -26,7 +26,8 @@ API_FIELDS = {"id", "type", "contentHash", "status", "attempts", "lastError", "c
 
 def queue_counts(svc) -> dict:
     queue = health(svc)["queue"]
-    return {key: queue[key] for key in ("pending", "processing", "failed")}
+    assert queue["failed"] == queue["dead"]  # v1's name, kept as a deprecated alias
+    return {key: queue[key] for key in ("pending", "processing", "retrying", "dead")}
 
 
 def processes_of_queue(queue_path: str) -> list[psutil.Process]:
@@ -89,23 +90,26 @@ def test_health_queue_counts_and_queue_full_503(fresh_service):
     svc = fresh_service(**JOB_ENV, RUN_SUPERVISOR="0", MAX_QUEUE_SIZE="5")
     assert supervisor_of(svc) is None
     queue = open_service_queue(svc)
-    assert queue_counts(svc) == {"pending": 0, "processing": 0, "failed": 0}
+    assert queue_counts(svc) == {"pending": 0, "processing": 0, "retrying": 0, "dead": 0}
 
     for _ in range(3):
         queue.enqueue("work", random_hash())
     queue.enqueue("fail", random_hash(), max_attempts=1)
+    retry = queue.enqueue("retry", random_hash(), max_attempts=2)
     queue.claim(["work"], "test:1")
     queue.fail(queue.claim(["fail"], "test:1"), "boom")
-    for _ in range(4):  # every web worker answers the same
-        assert queue_counts(svc) == {"pending": 2, "processing": 1, "failed": 1}
+    queue.fail(queue.claim(["retry"], "test:1"), "try again")
+    for _ in range(4):  # every web worker answers the same; pending = queued + retrying
+        assert queue_counts(svc) == {"pending": 3, "processing": 1, "retrying": 1, "dead": 1}
+    assert get_job(svc, retry.id).json()["status"] == "retrying"
 
-    resp = upload(svc, unique_text())  # 2 of 5 pending: accepted
+    resp = upload(svc, unique_text())  # 3 of 5 pending: accepted
     assert resp.status_code == 201
     created = resp.json()["jobs"]  # the upload lists the jobs it queued (a text job here)
     assert created and all(set(j) == {"id", "type", "status"} and j["status"] == "queued" for j in created)
     for j in created:
         assert get_job(svc, j["id"]).json()["type"] == j["type"]
-    while queue.stats()["pending"] < 5:
+    while queue.pending_count() < 5:
         queue.enqueue("work", random_hash())
     before = stored_entries(svc.files)
 

@@ -16,7 +16,7 @@ from datetime import datetime
 
 import pytest
 
-from falconproc.queue import DEAD, DONE, FAILED, QUEUED, RUNNING, ClaimLost, Job, JobNotFound, QueueFull
+from falconproc.queue import DEAD, DONE, QUEUED, RETRYING, RUNNING, ClaimLost, Job, JobNotFound, QueueFull
 from falconproc.queue import flatfile as flatfile_module
 from tests.jobs._helpers import FakeClock, STATE_DIRS, content_hash, state_files
 
@@ -71,7 +71,7 @@ def test_public_shape_is_api_md(queue_factory):
     claimed = q.claim(["image"], "w:1")
     q.fail(claimed, "boom")
     public = q.get(job.id).public()
-    assert public["status"] == "failed" and public["attempts"] == 1 and public["lastError"] == "boom"
+    assert public["status"] == "retrying" and public["attempts"] == 1 and public["lastError"] == "boom"
     assert datetime.fromisoformat(public["updatedAt"].replace("Z", "+00:00")).timestamp() == pytest.approx(
         clock.now)
 
@@ -171,7 +171,7 @@ def test_threads_claim_every_job_exactly_once(queue_factory):
     counts = Counter(i for r in results for i in r)
     assert set(counts) == ids
     assert all(c == 1 for c in counts.values()), [i for i, c in counts.items() if c > 1]
-    assert q.stats()["processing"] == 300 and q.stats()["pending"] == 0
+    assert q.stats()["running"] == 300 and q.stats()["queued"] == 0
     assert sum(1 for r in results if r) > 1, "the claims were not actually concurrent"
 
 
@@ -226,7 +226,7 @@ def test_dedup_while_queued_and_running(queue_factory):
     assert claimed.id == first.id
     again = q.enqueue("image", content_hash(1), variant="thumb")
     assert again.id == first.id and again.status == RUNNING
-    assert q.stats()["pending"] == 0 and q.stats()["processing"] == 1
+    assert q.stats()["queued"] == 0 and q.stats()["running"] == 1
 
 
 def test_dedup_while_waiting_for_a_retry(queue_factory):
@@ -234,7 +234,7 @@ def test_dedup_while_waiting_for_a_retry(queue_factory):
     first = q.enqueue("text", content_hash(1))
     q.fail(q.claim(["text"], "w:1"), "transient")
     again = q.enqueue("text", content_hash(1))
-    assert again.id == first.id and again.status == FAILED and again.attempts == 1
+    assert again.id == first.id and again.status == RETRYING and again.attempts == 1
 
 
 def test_dedup_key_is_type_hash_and_variant(queue_factory):
@@ -247,7 +247,7 @@ def test_dedup_key_is_type_hash_and_variant(queue_factory):
         q.enqueue("image", content_hash(1)),
     ]
     assert len({base.id, *(j.id for j in others)}) == 5
-    assert q.stats()["pending"] == 5
+    assert q.stats()["queued"] == 5
 
 
 def test_new_job_after_done(queue_factory):
@@ -281,7 +281,7 @@ def test_find_returns_the_queued_or_running_job_for_the_work(queue_factory):
     found = q.find("text", content_hash(1), "v")
     assert found.id == job.id and found.status == RUNNING
     q.fail(claimed, "once")
-    assert q.find("text", content_hash(1), "v").status == FAILED
+    assert q.find("text", content_hash(1), "v").status == RETRYING
     clock.advance(5)
     q.complete(q.claim(["text"], "w:1"))
     assert q.find("text", content_hash(1), "v") is None
@@ -307,7 +307,7 @@ def test_concurrent_enqueues_of_the_same_work_make_one_job(queue_factory):
     for t in threads:
         t.join(30)
     assert len(ids) == 160 and len(set(ids)) == 20
-    assert q.stats()["pending"] == 20
+    assert q.stats()["queued"] == 20
 
 
 # -- capacity --------------------------------------------------------------------------------
@@ -318,7 +318,7 @@ def test_queue_full_at_max_pending(queue_factory):
     jobs = [q.enqueue("text", content_hash(i)) for i in range(3)]
     with pytest.raises(QueueFull):
         q.enqueue("text", content_hash(99))
-    assert q.stats()["pending"] == 3
+    assert q.stats()["queued"] == 3
     # the same work is still answered with the existing job, not refused
     assert q.enqueue("text", content_hash(0)).id == jobs[0].id
     # a claimed (running) job no longer counts as pending
@@ -352,7 +352,7 @@ def test_forced_enqueue_passes_the_admission_threshold(queue_factory):
         q.enqueue("image", content_hash("admitted"))
     image = q.enqueue("image", content_hash("admitted"), force=True)
     ocr = q.enqueue("ocr", content_hash("admitted"), force=True)
-    assert q.pending_count() == 4 and q.stats()["pending"] == 4
+    assert q.pending_count() == 4 and q.stats()["queued"] == 4
     assert q.get(image.id).status == QUEUED and q.get(ocr.id).status == QUEUED
     # still deduplicated, and new uploads are still refused until the queue drains
     assert q.enqueue("image", content_hash("admitted"), force=True).id == image.id
@@ -374,10 +374,10 @@ def test_backoff_doubles_from_base_up_to_the_cap(queue_factory):
         claimed = q.claim(["text"], "w:1")
         assert claimed is not None and claimed.id == job.id and claimed.attempts == attempt
         failed = q.fail(claimed, f"error {attempt}")
-        assert failed.status == FAILED
+        assert failed.status == RETRYING
         delay = failed.not_before - clock.now
         delays.append(delay)
-        assert q.get(job.id).status == FAILED
+        assert q.get(job.id).status == RETRYING
         clock.advance(delay - 0.01)
         assert q.claim(["text"], "w:1") is None, f"claimable before its not-before (attempt {attempt})"
         clock.advance(0.02)
@@ -423,7 +423,7 @@ def test_dead_letter_after_max_attempts(queue_factory):
     assert dead.status == DEAD and dead.attempts == 3 and dead.last_error == "tesseract failed (3)"
     assert dead.public()["status"] == "dead" and dead.public()["lastError"] == "tesseract failed (3)"
     assert q.claim(["ocr"], "w:1") is None
-    assert q.stats() == {"pending": 0, "processing": 0, "failed": 1, "done": 0}
+    assert q.stats() == {"queued": 0, "running": 0, "retrying": 0, "done": 0, "dead": 1}
 
 
 def test_per_job_max_attempts(queue_factory):
@@ -449,7 +449,7 @@ def test_release_does_not_count_an_attempt(queue_factory):
     claimed = q.claim(["image"], "w:1")
     assert claimed.attempts == 2
     released = q.release(claimed)
-    assert released.attempts == 1 and q.get(job.id).status == FAILED
+    assert released.attempts == 1 and q.get(job.id).status == RETRYING
     assert q.claim(["image"], "w:1") is not None, "a released job is claimable at once"
 
 
@@ -467,7 +467,7 @@ def test_reap_returns_expired_leases(queue_factory):
     clock.advance(0.2)
     assert q.reap(10) == 1
     reaped = q.get(job.id)
-    assert reaped.status == FAILED and reaped.attempts == 1 and reaped.last_error
+    assert reaped.status == RETRYING and reaped.attempts == 1 and reaped.last_error
     again = q.claim(["text"], "w:2")
     assert again.id == job.id and again.attempts == 2, "the dead attempt counts"
     assert q.reap(10) == 0
@@ -487,7 +487,7 @@ def test_reap_returns_jobs_of_dead_claimers(queue_factory):
 
     assert q.reap(3600, alive=alive) == 1
     assert set(seen) >= {"host:100", "host:200"}
-    assert q.get(a.id).status == FAILED
+    assert q.get(a.id).status == RETRYING
     assert q.get(b.id).status == RUNNING
     assert q.reap(3600, alive=lambda _: True) == 0
 
@@ -582,7 +582,7 @@ def test_stale_fail_is_ignored(queue_factory):
     assert stored.status == RUNNING and stored.claimed_by == "host:2" and stored.attempts == 2
     assert stored.last_error != "late error from the lost attempt"
     assert q.claim(["text"], "host:3") is None, "the running job became claimable again"
-    assert q.stats()["pending"] == 0 and q.stats()["processing"] == 1
+    assert q.stats()["queued"] == 0 and q.stats()["running"] == 1
     with pytest.raises(ClaimLost):
         q.release(stale)
     assert q.claim(["text"], "host:3") is None
@@ -620,7 +620,7 @@ def test_stale_complete_of_a_requeued_job_is_ignored(queue_factory):
         q.complete(stale, {"late": True})
     with pytest.raises(ClaimLost):
         q.fail(stale, "late")
-    assert q.get(job.id).status == FAILED and q.get(job.id).attempts == 1
+    assert q.get(job.id).status == RETRYING and q.get(job.id).attempts == 1
     assert q.claim(["text"], "host:2").attempts == 2
 
 
@@ -670,7 +670,7 @@ def test_reaper_dead_letters_go_through_on_reaped_dead(queue_factory):
     retried = q2.enqueue("text", content_hash(2))
     q2.claim(["text"], "host:1")
     assert q2.reap(3600, alive=lambda _: False) == 1
-    assert q2.get(retried.id).status == FAILED
+    assert q2.get(retried.id).status == RETRYING
     assert q2.fail(q2.claim(["text"], "host:1"), "boom").status == DEAD
     assert len(seen) == 1
 
@@ -708,15 +708,25 @@ def test_complete_stores_the_result(queue_factory):
     assert q.claim(["image"], "w:1") is None
 
 
-def test_stats(queue_factory):
-    q = queue_factory(max_attempts=1)
-    assert q.stats() == {"pending": 0, "processing": 0, "failed": 0, "done": 0}
-    for i in range(6):
+def test_stats_count_each_state_by_its_name(queue_factory):
+    clock = FakeClock()
+    q = queue_factory(clock=clock, max_attempts=2)
+    assert q.stats() == {"queued": 0, "running": 0, "retrying": 0, "done": 0, "dead": 0}
+    for i in range(7):
         q.enqueue("text", content_hash(i))
     q.complete(q.claim(["text"], "w:1"))
-    q.fail(q.claim(["text"], "w:1"), "x")
+    dying = q.claim(["text"], "w:1")
+    dying.attempts = dying.max_attempts  # dead-lettered at once
+    assert q.fail(dying, "x").status == DEAD
+    assert q.fail(q.claim(["text"], "w:1"), "y").status == RETRYING  # back in the queue, not dead
     q.claim(["text"], "w:1")
-    assert q.stats() == {"pending": 3, "processing": 1, "failed": 1, "done": 1}
+    assert q.stats() == {"queued": 3, "running": 1, "retrying": 1, "done": 1, "dead": 1}
+    # its backoff over, the retrying job is still "retrying" until claimed again; then running
+    clock.advance(60)
+    assert q.stats()["retrying"] == 1
+    retried = [q.claim(["text"], "w:1") for _ in range(4)]
+    assert sorted(j.attempts for j in retried) == [1, 1, 1, 2]
+    assert q.stats() == {"queued": 0, "running": 5, "retrying": 0, "done": 1, "dead": 1}
 
 
 def test_prune_done_forgets_old_done_jobs_only(queue_factory):
@@ -743,7 +753,7 @@ def test_prune_done_forgets_old_done_jobs_only(queue_factory):
     with pytest.raises(JobNotFound):
         q.get(recent.id)
     assert [q.get(j.id).status for j in (dead, running, queued)] == [DEAD, RUNNING, QUEUED]
-    assert q.stats() == {"pending": 1, "processing": 1, "failed": 1, "done": 0}
+    assert q.stats() == {"queued": 1, "running": 1, "retrying": 0, "done": 0, "dead": 1}
     assert q.prune_done(older_than=0) == 0
 
 

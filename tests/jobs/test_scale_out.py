@@ -1,7 +1,8 @@
 """Black-box: instances sharing one S3 bucket (a real Ceph RGW) and one Redis, each with
 its own empty local directories. One is SIGKILLed, process tree and all, while its jobs
 run; the survivor finishes them, and a third instance started afterwards serves
-everything. Redis restarted under load: the jobs resume."""
+everything. Redis restarted under load: the jobs resume. Redis down at upload time: the
+upload is stored and answered, its jobs run once Redis is back."""
 from __future__ import annotations
 
 import signal
@@ -13,7 +14,7 @@ import requests
 from falconproc.queue import DONE
 from tests.jobs._helpers import read_joblog
 from tests.support.content import sha256, unique_png, unique_text
-from tests.support.http import get_original, upload
+from tests.support.http import get_original, health, upload
 from tests.support.jobs import JOB_PLUGINS, open_service_queue, random_hash
 from tests.support.wait import wait_for
 
@@ -111,3 +112,53 @@ def test_redis_restarted_under_load_jobs_resume(fresh_service, s3_server, s3_buc
     assert resp.status_code == 201, resp.text
     for job in resp.json()["jobs"]:
         wait_for(lambda job=job: queue.get(job["id"]).status == DONE, 60, 0.2, "the upload's job done")
+
+
+def test_redis_down_at_upload_stores_it_and_its_jobs_run_once_redis_is_back(
+        fresh_service, s3_server, s3_bucket, tmp_path):
+    from falconproc.config import Settings
+    from falconproc.wiring import Components
+    from tests.support.servers import start_redis_server
+
+    redis = start_redis_server(tmp_path / "redis")  # private: this test stops it
+    try:
+        env = {**s3_server.service_env(s3_bucket, prefix=f"down-{uuid.uuid4().hex[:10]}"),
+               "QUEUE_BACKEND": "redis", "REDIS_URL": redis.url, "WEB_WORKERS": "2"}
+        svc = fresh_service(**env, INSTANCE_ID="d")
+        peer = fresh_service(**env, INSTANCE_ID="e", RUN_SUPERVISOR="0")  # stores, runs no jobs
+        redis.stop()
+
+        texts = [unique_text() for _ in range(3)]
+        for i, data in enumerate(texts):  # on both instances: no 500, nothing lost
+            resp = upload(peer if i % 2 else svc, data, name=f"down{i}.txt",
+                          headers={"X-Request-ID": f"while-redis-down-{i}"})
+            assert resp.status_code == 201, resp.text
+            body = resp.json()
+            assert body["isNew"] and body["jobs"] == [] and body["jobsDeferred"] is True, body
+            assert get_original(svc, sha256(data)).content == data
+        again = upload(svc, texts[0], name="again.txt")  # a duplicate has no jobs to defer
+        assert again.status_code == 200 and again.json()["isNew"] is False and "jobsDeferred" not in again.json()
+
+        report = health(svc)
+        assert report["status"] == "degraded" and "queue_unavailable" in report["reasons"], report
+        job = requests.get(f"{svc.url}/jobs/00-{'1' * 20}-text-{'a' * 8}", timeout=10)
+        assert job.status_code == 503 and job.json()["error"] == "queue_unavailable"
+        assert int(job.headers["Retry-After"]) > 0
+        text = requests.get(f"{svc.url}/cache/{sha256(texts[1])}/text", timeout=30)
+        assert text.status_code in (202, 503), text.text  # not made yet; never a 500
+
+        # The jobs were noted in the bucket, for whichever instance's supervisor runs first.
+        cache = Components(Settings.from_env(svc.env)).cache
+        assert set(cache.deferred_jobs()) == {sha256(data) for data in texts}
+        assert cache.deferred_jobs()[sha256(texts[0])]["requestId"] == "while-redis-down-0"
+
+        redis.start()
+        wait_for(lambda: cache.deferred_jobs() == {}, 60, 0.5, "the supervisor to queue the deferred jobs")
+        queue = open_service_queue(svc)
+        for data in texts:  # queued by the supervisor, then run
+            wait_for(lambda data=data: requests.get(f"{svc.url}/cache/{sha256(data)}/text", timeout=30).text
+                     .strip() == data.decode().strip(), 90, 0.5, "the deferred text job done")
+        assert health(svc)["status"] == "ok"
+        assert queue.stats()["dead"] == 0
+    finally:
+        redis.stop()

@@ -131,7 +131,7 @@ def test_success_path(harness):
     events = read_joblog(h.root, "work")
     assert {e["id"] for e in events if e["event"] == "end"} == {j.id for j in jobs}
     assert all(e["pid"] != os.getpid() for e in events), "jobs must run in child processes"
-    assert h.queue.stats() == {"pending": 0, "processing": 0, "failed": 0, "done": 3}
+    assert h.queue.stats() == {"queued": 0, "running": 0, "retrying": 0, "done": 3, "dead": 0}
 
 
 def test_hung_job_is_killed_at_its_timeout_and_dead_lettered(harness):
@@ -243,7 +243,7 @@ def test_a_big_default_estimate_of_an_idle_type_does_not_block_small_jobs(harnes
     memory = FakeMemory(used=1000 * MiB)  # 1000 + 64 fits under 1152 MiB; 1000 + 256 would not
     h = harness(memory=memory)
     assert h.governor.admits_job(64 * MiB) and not h.governor.admits_job(256 * MiB)
-    assert registry.get("image") is not None and h.queue.stats()["pending"] == 0
+    assert registry.get("image") is not None and h.queue.stats()["queued"] == 0
     job = h.enqueue("work", seconds=0.0)
     h.run_until(lambda: h.all_finished(job), 5, "a job that fits in memory to run")
     assert h.status(job) == DONE
@@ -269,7 +269,7 @@ def test_drain_returns_running_jobs_untouched(harness):
     assert back.claimed_by is None
     assert not psutil.pid_exists(slow_pid) or psutil.Process(slow_pid).status() == psutil.STATUS_ZOMBIE
     assert not [e for e in read_joblog(h.root, "work") if e["id"] == slow.id and e["event"] == "end"]
-    assert h.sup.running == [] and h.queue.stats()["processing"] == 0
+    assert h.sup.running == [] and h.queue.stats()["running"] == 0
     # the next supervisor picks it up as a fresh first attempt
     assert h.queue.claim(["work"], "next:1").attempts == 1
 
@@ -286,7 +286,7 @@ def test_drain_restores_attempts_of_a_retried_job(harness):
     assert h.queue.get(job.id).attempts == 2
     h.sup.drain()
     back = h.queue.get(job.id)
-    assert back.attempts == 1 and back.status == "failed" and "job process died" in back.last_error
+    assert back.attempts == 1 and back.status == "retrying" and "job process died" in back.last_error
 
 
 def test_drain_still_enforces_job_memory_and_time_limits(harness):

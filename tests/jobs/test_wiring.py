@@ -10,7 +10,7 @@ from falconproc.config import Settings
 from falconproc.jobs import registry
 from falconproc.jobs.registry import JobContext, JobType
 from falconproc.jobs.supervisor import Supervisor
-from falconproc.queue import DEAD, FAILED, QUEUED, Job, QueueFull
+from falconproc.queue import DEAD, QUEUED, RETRYING, Job, QueueFull
 from falconproc.jobs.scheduler import QueueScheduler
 from falconproc.wiring import load_job_types
 from falconproc.wiring import Components
@@ -84,7 +84,7 @@ def test_a_reaped_last_attempt_runs_the_types_on_dead_hook(tmp_path, monkeypatch
 
     queue.claim(["reapdead"], "host:1")
     assert queue.reap(3600, alive=lambda _: False) == 1
-    assert queue.get(job.id).status == FAILED and calls == []  # a retry is coming: not dead yet
+    assert queue.get(job.id).status == RETRYING and calls == []  # a retry is coming: not dead yet
     queue.claim(["reapdead"], "host:1")
     assert queue.reap(3600, alive=lambda _: False) == 1
     assert queue.get(job.id).status == DEAD

@@ -23,7 +23,7 @@ def _check_shape(report: dict) -> None:
     assert report["memory"]["rss"] > 0
     assert report["memory"]["limit"] > 0
     assert report["storage"]["availableSpace"] > 0
-    assert set(report["queue"]) >= {"pending", "processing", "failed"}
+    assert set(report["queue"]) == {"pending", "processing", "retrying", "dead", "failed"}
 
 
 def test_health_counts_uploads(fresh_service):

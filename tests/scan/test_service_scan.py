@@ -109,3 +109,31 @@ def test_required_waits_for_clamd_and_refuses_what_it_cannot_scan(fresh_service,
         assert "size limit" in assert_error(get_original(svc, big), 422, "scan_failed")["message"]
     finally:
         server.stop()
+
+
+def test_quarantine_on_s3_is_seen_by_every_instance(fresh_service, clamd, s3_server, s3_bucket):
+    """Two instances sharing a bucket (a real Ceph RGW): the one that scans quarantines,
+    the derived objects leave the bucket, and both answer 403 for everything but metadata."""
+    import uuid
+
+    from falconproc.config import Settings
+    from falconproc.wiring import Components
+
+    env = {**s3_server.service_env(s3_bucket, prefix=f"q-{uuid.uuid4().hex[:10]}"), "SCAN_MODE": "async",
+           "CLAMD_SOCKET": str(clamd.socket)}
+    a = fresh_service(**env, INSTANCE_ID="a")
+    b = fresh_service(**env, INSTANCE_ID="b", RUN_SUPERVISOR="0")  # scans nothing itself
+    bad = _upload(a, _marked_png(), "bad.png")
+    # b makes (and keeps a local copy of) a preset before the verdict, if it is quick enough
+    before = requests.get(f"{b.url}/cache/{bad}/preview", timeout=60)
+    # 503: the render waited too long on a busy machine; never a 500
+    assert before.status_code in (200, 403, 503), before.text[:200]
+    assert _scanned(b, bad, timeout=90)["status"] == "infected"
+    for svc in (a, b):
+        for path in ("original", "thumbnail", "preview"):
+            body = assert_error(requests.get(f"{svc.url}/cache/{bad}/{path}", timeout=30), 403, "quarantined")
+            assert body["signature"] == MARKER_SIGNATURE
+        assert cache_metadata(svc, bad)["scan"]["status"] == "infected"
+    bucket = Components(Settings.from_env(a.env)).cache.s3
+    derived = sorted(key.rsplit("/", 1)[-1] for key in bucket.list_keys(bucket.key(bad, "derived", "")))
+    assert derived == [".quarantined", "metadata.json"], derived

@@ -210,3 +210,42 @@ def test_derived_cache_refuses_hostile_hashes(backend_components):
                      lambda h: cache.update_metadata(h, lambda meta: None)):
             with pytest.raises(ValueError):
                 call(hostile)
+
+
+def test_deferred_job_notes_are_shared_by_every_instance_until_forgotten(backend_components):
+    first, second = backend_components("first").cache, backend_components("second").cache
+    digests = [sha256(unique_text()) for _ in range(3)]
+    assert second.deferred_jobs() == {}
+    for n, digest in enumerate(digests):
+        first.defer_jobs(digest, {"requestId": f"r{n}"})
+    first.defer_jobs(digests[0], {"requestId": "r0"})  # noting twice is noting once
+    assert second.deferred_jobs() == {d: {"requestId": f"r{n}"} for n, d in enumerate(digests)}
+    second.forget_deferred_jobs(digests[1])
+    second.forget_deferred_jobs(digests[1])  # already gone: nothing to do
+    assert set(first.deferred_jobs()) == {digests[0], digests[2]}
+    with pytest.raises(ValueError):
+        first.defer_jobs("../" * 10 + "etc", {})
+
+
+def test_quarantine_deletes_derived_files_for_every_instance_and_refuses_new_ones(backend_components):
+    from falconproc.errors import ContentQuarantined
+
+    first, second = backend_components("first").cache, backend_components("second").cache
+    digest = sha256(unique_text())
+    for name in ("thumbnail.webp", "preview.webp", "text.txt"):
+        first.write_file(digest, name, lambda fh: fh.write(b"derived"))
+    first.update_metadata(digest, lambda meta: meta.update(scan={"status": "infected"}))
+    assert second.exists(digest, "thumbnail.webp")
+
+    assert second.quarantine(digest) == 3  # from the other instance: the shared files go
+    third = backend_components("third").cache  # an instance with nothing copied locally
+    for name in ("thumbnail.webp", "preview.webp", "text.txt"):
+        assert not third.exists(digest, name)
+        with pytest.raises(FileNotFoundError):
+            third.open(digest, name)
+    assert third.metadata(digest) == {"scan": {"status": "infected"}}  # the state stays
+    with pytest.raises(ContentQuarantined):  # a render finishing after the verdict is not kept
+        first.write_file(digest, "medium.webp", lambda fh: fh.write(b"late"))
+    assert not third.exists(digest, "medium.webp") and not first.exists(digest, "medium.webp")
+    other = sha256(unique_text())  # another hash is not affected
+    assert first.write_file(other, "thumbnail.webp", lambda fh: fh.write(b"ok")) == 2

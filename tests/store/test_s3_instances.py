@@ -2,7 +2,9 @@
 with its own empty local directories, and an object store that stops answering."""
 from __future__ import annotations
 
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -99,3 +101,38 @@ def test_presigned_redirect_serves_the_original_from_the_bucket_with_a_real_sign
     assert upload(svc, page, name="page.html").status_code == 201
     own = get_original(svc, sha256(page), allow_redirects=False)
     assert own.status_code == 200 and own.headers["Content-Security-Policy"] == "sandbox"
+
+
+@pytest.mark.parametrize("lock", ["redis", "none"])
+def test_two_instances_asked_for_the_same_new_variant_at_once_serve_identical_bytes(
+        fresh_service, shared_env, redis_server, lock):
+    """No job renders anything here (RUN_SUPERVISOR=0): the variant is made on demand by
+    whichever instance gets there first. With REDIS_URL the Redis lock lets one instance
+    render it and the other wait and serve the result; without, both may render and both
+    write the same bytes."""
+    env = {**shared_env, "RUN_SUPERVISOR": "0", "LOG_LEVEL": "info", "WEB_WORKERS": "2"}
+    if lock == "redis":
+        env.update(QUEUE_BACKEND="redis", REDIS_URL=f"redis://127.0.0.1:{redis_server.port}/5")
+    a = fresh_service(**env, INSTANCE_ID="a")
+    b = fresh_service(**env, INSTANCE_ID="b")
+    png = unique_png(1600, 1200)
+    assert upload(a, png, name="big.png").status_code == 201
+    digest = sha256(png)
+    url = f"/cache/{digest}/thumbnail?format=png"
+    barrier = threading.Barrier(6)
+
+    def get(svc) -> requests.Response:
+        barrier.wait(30)
+        return requests.get(svc.url + url, timeout=120)
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(get, [a, b] * 3))
+    assert [r.status_code for r in answers] == [200] * 6, [r.text[:200] for r in answers]
+    assert len({r.content for r in answers}) == 1 and answers[0].content[:8] == b"\x89PNG\r\n\x1a\n"
+    renders = sum(svc.log(10_000_000).count(f"rendered thumbnail.png of {digest}") for svc in (a, b))
+    if lock == "redis":
+        assert renders == 1, "the Redis lock admits one producer across instances"
+    else:
+        assert 1 <= renders <= 2  # one per host at most (the per-host lock), idempotent overwrite
+    fresh = requests.get(f"{b.url}{url}", timeout=30)
+    assert fresh.status_code == 200 and fresh.content == answers[0].content

@@ -81,6 +81,10 @@ class RedisServer:
     def restart(self) -> None:
         """Stop and start again on the same port and data (clients must reconnect)."""
         self.stop()
+        self.start()
+
+    def start(self) -> None:
+        """Start again after ``stop`` (same port and data)."""
         self.proc = _spawn_redis(self.port, self.state_dir)
         _wait_pings(self)
 

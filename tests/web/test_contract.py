@@ -5,8 +5,10 @@ keeping it (no 5xx, declared statuses, content types, bodies and headers)."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,44 @@ METHODS = ("get", "head", "post", "put", "patch", "delete", "options")
 
 def test_docs_api_md_shows_the_generated_error_table():
     assert errors_markdown() in (ROOT / "docs" / "api.md").read_text()
+
+
+def test_the_wheel_ships_docs_api_md_and_the_cli_prints_it(tmp_path):
+    """Built from what the Dockerfile's builder stage copies (its COPY lines), without
+    the native modules (a few seconds): the wheel holds docs/api.md as a file, and the
+    installed package prints it."""
+    context = tmp_path / "context"
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY ") and "--from" not in line:
+            *sources, target = line.split()[1:]
+            for source in sources:
+                destination = context / target / Path(source).name if target.endswith("/") and \
+                    not source.endswith("/") else context / target
+                if (ROOT / source).is_dir():
+                    shutil.copytree(ROOT / source, destination, symlinks=True,
+                                    ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.c"))
+                else:
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(ROOT / source, destination)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path / "wheels"), str(context)],
+                           env=subprocess_env(FALCONPROC_NO_EXTENSIONS="1"), capture_output=True, text=True,
+                           timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = (tmp_path / "wheels").glob("falconproc-*.whl")
+    contract = (ROOT / "docs" / "api.md").read_text()
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.getinfo("falconproc/web/api.md").external_attr >> 28 != 0o12  # a file, not a link
+        assert archive.read("falconproc/web/api.md").decode() == contract
+        archive.extractall(tmp_path / "installed")
+    env = subprocess_env(PYTHONPATH=str(tmp_path / "installed"), FALCONPROC_NO_EXTENSIONS="1")
+    where = subprocess.run([sys.executable, "-c", "import falconproc; print(falconproc.__file__)"], env=env,
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert where.stdout.startswith(str(tmp_path / "installed")), where  # not the repository's copy
+    printed = subprocess.run([sys.executable, "-m", "falconproc.cli", "contract", "--markdown"], cwd=tmp_path,
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == contract
 
 
 def test_every_raised_error_code_is_declared():
