@@ -59,6 +59,14 @@ def extensions():
             ["_native/_resize_c.pyx"],
         ),
         Extension(
+            "falconproc.native._resample_c",
+            ["_native/_resample_c.pyx"],
+            include_dirs=["_native"],
+            depends=["_native/resample_kernels.h"],
+            # -O3 lets gcc vectorise the kernels' row and pixel loops (resample_kernels.h).
+            extra_compile_args=["-O3"],
+        ),
+        Extension(
             "falconproc.native._webp_c",
             ["_native/_webp_c.pyx"],
             # libwebp's scaled decode (Debian libwebp-dev to build, libwebp7 to run).

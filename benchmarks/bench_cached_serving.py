@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
             info["bareArgv"] = argv[1:]
         if "bareconf" in variants:
             port = common.free_port()
-            env = common.falconproc_env(work / "bareconf", port, RUN_SUPERVISOR="0", **args.extra_env)
+            env = common.falconproc_env(work / "bareconf", port, **{"RUN_SUPERVISOR": "0", **args.extra_env})
             env.update(BARE_FILE=str(cached), BARE_CONTENT_TYPE=content_type)
             argv = [sys.executable, "-m", "gunicorn", "-c", "python:falconproc.gunicorn_conf",
                     "--chdir", str(common.BENCH_DIR), "bare_serving_app:app"]

@@ -68,7 +68,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from falconproc import __version__
     from falconproc.documents.office import find_soffice
-    from falconproc.native import NO_EXTENSIONS, ingest, webp
+    from falconproc.native import NO_EXTENSIONS, ingest, resample, resize, webp
 
     components, warnings = _checked_components()
     settings = components.settings
@@ -80,6 +80,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         "extensionsDisabled": NO_EXTENSIONS,
         "webpScaledDecode": "libwebp" if webp.SCALED_DECODE else "pillow-box",
         "webpImportError": webp.IMPORT_ERROR,
+        "nativeModules": {name: {"implementation": module.IMPLEMENTATION, "importError": module.IMPORT_ERROR}
+                          for name, module in (("ingest", ingest), ("resize", resize), ("resample", resample),
+                                               ("webp", webp))},
         "python": sys.version.split()[0],
         "tesseract": shutil.which("tesseract"),
         "ffmpeg": shutil.which(settings.ffmpeg_binary),
@@ -97,8 +100,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         ok &= writable
         report["paths"][name] = {"path": str(path), "writable": writable}
     print(json.dumps(report, indent=2))
-    if args.require_native and ingest.IMPLEMENTATION != "cython":
-        print("falconproc: the compiled native module did not load", file=sys.stderr)
+    missing = [name for name, module in report["nativeModules"].items() if module["implementation"] != "cython"]
+    if args.require_native and missing:
+        print(f"falconproc: compiled native modules did not load: {', '.join(missing)}", file=sys.stderr)
         return 1
     return 0 if ok else 1
 

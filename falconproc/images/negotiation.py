@@ -6,6 +6,8 @@ that does not name AVIF or WebP may not decode them. Ties go to the smaller form
 """
 from __future__ import annotations
 
+import functools
+
 from falconproc.images.presets import FORMATS
 
 # Offered in this order of preference (smallest bytes for the same PSNR first).
@@ -41,6 +43,9 @@ def parse_accept(header: str) -> dict[str, float]:
     return ranges
 
 
+# Browsers send a handful of distinct Accept strings: parse each once. Bounded, so a
+# client sending a new one on every request only costs the parse.
+@functools.lru_cache(maxsize=256)
 def choose_format(own: str, accept: str | None, requested: str | None = None) -> str:
     """The format to serve a preset whose own format is ``own`` in."""
     if requested is not None:

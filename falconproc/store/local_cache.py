@@ -29,6 +29,7 @@ DEFERRED_JOBS = ".deferred-jobs"
 class LocalDerivedCache(DerivedCache):
     def __init__(self, root: Path, *, fsync: bool = True):
         self.root = Path(root)
+        self._root_prefix = f"{self.root}{os.sep}"  # the hot path joins strings, not Paths
         self.tmp_root = self.root / ".tmp"
         self.fsync = fsync
         self.tmp_root.mkdir(parents=True, exist_ok=True)
@@ -42,7 +43,10 @@ class LocalDerivedCache(DerivedCache):
         return self.entry(content_hash) / name
 
     def open(self, content_hash: str, name: str) -> tuple[BinaryIO, int]:
-        fileobj = open(self.path(content_hash, name), "rb")  # one open + fstat: the hot path
+        if not is_content_hash(content_hash) or os.sep in name:  # never build a path from anything else
+            raise ValueError("content hash must be 64 lowercase hex characters, the name a file name")
+        # One open + fstat: the hot path of every cached read.
+        fileobj = open(f"{self._root_prefix}{content_hash}{os.sep}{name}", "rb")
         return fileobj, os.fstat(fileobj.fileno()).st_size
 
     def exists(self, content_hash: str, name: str) -> bool:

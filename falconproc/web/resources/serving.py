@@ -48,6 +48,10 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     return first, min(last, size - 1)
 
 
+# Files up to this size are read and sent from memory; larger ones with sendfile(2).
+SMALL_FILE_BYTES = 64 * 1024
+
+
 def serve_file(req: falcon.Request, resp: falcon.Response, fileobj: BinaryIO, *, size: int, etag: str,
                content_type: str, disposition: str | None = None, extra_headers: dict[str, str] | None = None) -> None:
     """Answer GET/HEAD with the file, honouring If-None-Match, Range and If-Range."""
@@ -91,6 +95,12 @@ def serve_file(req: falcon.Request, resp: falcon.Response, fileobj: BinaryIO, *,
         return
     if first:
         fileobj.seek(first)
+    if length <= SMALL_FILE_BYTES:
+        # A thumbnail is a few KB: one read and one write cost less than gunicorn's
+        # sendfile path (its own fstat, offset and blocking bookkeeping in Python).
+        with fileobj:
+            resp.data = fileobj.read(length)
+        return
     resp.stream = fileobj if first + length == size else BoundedFile(fileobj, length)
 
 
