@@ -30,6 +30,8 @@ LATENCY = Histogram("falconproc_http_request_duration_seconds", "Time to answer,
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 UPLOADS = Counter("falconproc_uploads_total", "Uploads stored", ["result"])
 UPLOAD_BYTES = Counter("falconproc_upload_bytes_total", "Bytes of new content stored")
+SCANS = Counter("falconproc_scans_total", "Virus scans recorded, by how the bytes reached clamd "
+                "(upload: streamed while the body arrived; job: the scan job)", ["via", "status"])
 JOBS = Counter("falconproc_jobs_total", "Job attempts by outcome", ["type", "outcome"])
 JOB_SECONDS = Histogram("falconproc_job_duration_seconds", "Wall time of job attempts", ["type"],
                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
@@ -65,6 +67,10 @@ def record_upload(size: int, is_new: bool) -> None:
     UPLOADS.labels("new" if is_new else "duplicate").inc()
     if is_new:
         UPLOAD_BYTES.inc(size)
+
+
+def record_scan(via: str, status: str) -> None:
+    SCANS.labels(via, status).inc()
 
 
 class ServiceStateCollector:

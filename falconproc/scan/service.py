@@ -3,13 +3,17 @@ layer asks before serving anything of a content hash but its metadata."""
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from falconproc.clock import iso_utc
 from falconproc.config import Settings
 from falconproc.errors import FalconprocError
-from falconproc.scan.clamd import ClamdClient, ClamdUnavailable
+from falconproc.observability.metrics import record_scan
+from falconproc.scan.clamd import ClamdClient, ClamdUnavailable, Verdict
 from falconproc.store import ContentStore, DerivedCache
+from falconproc.store.base import PendingUpload
+from falconproc.store.follow import SpoolTail, UploadCancelled
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,42 @@ class ScanPending(FalconprocError, RuntimeError):
 class ScanFailed(FalconprocError, RuntimeError):
     """SCAN_MODE=required and the scan ended in an error (too large for clamd, clamd down
     for every attempt): the content is never served as if clean."""
+
+
+class StreamedScan:
+    """One INSTREAM session fed from an upload's spool file while the body arrives (a
+    thread reading behind the writer, 256 KiB at a time): clamd has the whole stream
+    moments after the last byte, so its verdict comes with the upload instead of a job
+    that reads the stored file again afterwards."""
+
+    def __init__(self, client: ClamdClient, tail: SpoolTail):
+        self._client = client
+        self._tail = tail
+        self.engine: str | None = None
+        self.verdict: Verdict | None = None
+        self.failure: str | None = None
+        self._thread = threading.Thread(target=self._run, name="streamed-scan", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.engine = self._client.version()
+            self.verdict = self._client.instream(self._tail)
+        except (ClamdUnavailable, UploadCancelled, OSError) as exc:
+            self.failure = str(exc) or type(exc).__name__
+        except Exception as exc:  # noqa: BLE001 - any failure: the scan job does it instead
+            log.exception("streamed scan failed")
+            self.failure = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._tail.close()
+
+    def wait(self, timeout: float) -> Verdict | None:
+        """The verdict, or None when the session failed or took longer than ``timeout``."""
+        self._thread.join(timeout)
+        return self.verdict if not self._thread.is_alive() else None
+
+    def cancel(self) -> None:
+        self._tail.cancel(even_if_finished=True)
 
 
 def make_client(settings: Settings) -> ClamdClient:
@@ -78,6 +118,32 @@ class ScanService:
     def healthy(self) -> bool:
         return not self.enabled or (self.client is not None and self.client.ping())
 
+    # -- while the body arrives -------------------------------------------------------
+
+    def start_streamed(self, pending: PendingUpload) -> StreamedScan | None:
+        """Start scanning an upload as it is written (None when scanning is off)."""
+        if not self.enabled or self.client is None:
+            return None
+        return StreamedScan(self.client, pending.follow())
+
+    def finish_streamed(self, session: StreamedScan, content_hash: str, is_new: bool) -> bool:
+        """After the upload was committed: record the streamed verdict for new content and
+        say True; False when there is none (clamd down or broke off, the session failed):
+        then the `scan` job does it, with its retries. For bytes already stored the
+        session is dropped: their recorded result stands."""
+        if not is_new:
+            session.cancel()
+            return False
+        verdict = session.wait(self.settings.clamd_timeout)
+        if verdict is None:
+            session.cancel()
+            log.info("streamed scan of %s gave no verdict (%s): the scan job does it", content_hash,
+                     session.failure or "timed out")
+            return False
+        self.record(content_hash, _state(verdict, session.engine))
+        record_scan("upload", verdict.status)
+        return True
+
     # -- the job ---------------------------------------------------------------------
 
     def scan(self, content_hash: str) -> dict[str, Any]:
@@ -93,11 +159,9 @@ class ScanService:
             self.cache.update_metadata(content_hash, lambda m: m.setdefault("scan", dict(PENDING))
                                        .__setitem__("lastError", error))
             raise
-        state: dict[str, Any] = {"status": verdict.status, "signature": verdict.signature, "engine": engine,
-                                 "scannedAt": iso_utc()}
-        if verdict.reason:
-            state["reason"] = verdict.reason
+        state = _state(verdict, engine)
         self.record(content_hash, state)
+        record_scan("job", verdict.status)
         return state
 
     def record(self, content_hash: str, state: dict[str, Any]) -> None:
@@ -112,3 +176,11 @@ class ScanService:
     def record_error(self, content_hash: str, reason: str) -> None:
         self.record(content_hash, {"status": "error", "signature": None, "engine": None, "scannedAt": iso_utc(),
                                    "reason": reason})
+
+
+def _state(verdict: Verdict, engine: str | None) -> dict[str, Any]:
+    state: dict[str, Any] = {"status": verdict.status, "signature": verdict.signature, "engine": engine,
+                             "scannedAt": iso_utc()}
+    if verdict.reason:
+        state["reason"] = verdict.reason
+    return state

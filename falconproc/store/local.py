@@ -75,6 +75,7 @@ class LocalPendingUpload(PendingUpload):
             self.fd = -1
 
     def abort(self) -> None:
+        self._cancel_followers()
         self.close_fd()
         shutil.rmtree(self.dir, ignore_errors=True)
         self.lock.release()

@@ -9,10 +9,15 @@ Keys under S3_PREFIX::
     {hash}/derived/{name}             presets, text.txt, text.json
     {hash}/derived/metadata.json      processing state, updated with If-Match (optimistic)
     .stats/{instance}/{writer}.json   per writer process: entries and bytes it stored
+    .staging/{instance}/{id}          a big upload's multipart upload while its body arrives
 
-An upload is spooled to a local file (the native probe writes into it), then
-``commit`` uploads the original (multipart above a threshold; s3transfer aborts a
-failed multipart upload) and only then creates metadata.json conditionally: of N
+An upload is spooled to a local file (the native probe writes into it). Above the
+multipart threshold its parts are uploaded to a staging key while the body still
+arrives (S3PendingUpload); ``commit`` uploads the last part, completes the staging
+object and copies it server-side to ``{hash}/original`` (below the threshold, or if
+streaming failed, it uploads the spool file) and only then creates metadata.json
+conditionally (Ceph RGW ignores If-None-Match on CompleteMultipartUpload, so the
+original's key cannot be the arbiter; metadata.json's PUT is): of N
 concurrent uploads of the same new bytes, on any number of instances, exactly one
 creates it and reports ``isNew``. A crash before that leaves an original without
 metadata, which is invisible and overwritten by the next upload of the same bytes
@@ -23,11 +28,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -39,6 +46,12 @@ from falconproc.store.cache import DerivedCache
 from falconproc.store.local import LocalContentStore, LocalPendingUpload
 from falconproc.store.readthrough import ReadThroughCopy
 
+log = logging.getLogger(__name__)
+
+# Where uploads stream their parts before their hash is known: {prefix}.staging/{instance}/{id}.
+STAGING = ".staging"
+# Parts of one upload in flight at once (each one part, 8 MB, read from the spool file).
+STREAM_WORKERS = 2
 # Multipart uploads older than this were left by a crashed writer (no upload here takes an hour).
 STALE_MULTIPART_SECONDS = 3600
 # How long a presigned redirect stays valid (S3_PRESIGNED_REDIRECT).
@@ -87,6 +100,10 @@ class S3Bucket:
         self.transfer = TransferConfig(multipart_threshold=multipart_threshold,
                                        multipart_chunksize=max(8 << 20, multipart_threshold // 2),
                                        max_concurrency=4)
+        # CopyObject takes up to 5 GB in one request; s3transfer's default would split a
+        # copy into 8 MB UploadPartCopy requests above 8 MB.
+        self._copy_transfer = TransferConfig(multipart_threshold=5 << 30, multipart_chunksize=1 << 30,
+                                             max_concurrency=4)
         self.healthy_reason: str | None = None
 
     def key(self, *parts: str) -> str:
@@ -121,6 +138,17 @@ class S3Bucket:
 
     def upload_file(self, path: Path, key: str) -> None:
         self.client.upload_file(str(path), self.bucket, key, Config=self.transfer)
+
+    def copy(self, source: str, key: str) -> None:
+        """Server-side copy (one CopyObject up to 5 GB, UploadPartCopy parts above)."""
+        self.client.copy({"Bucket": self.bucket, "Key": source}, self.bucket, key,
+                         Config=self._copy_transfer)
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except Exception:  # noqa: BLE001 - sweep_temp removes staging objects left behind
+            log.warning("could not delete %s", key)
 
     def create(self, key: str, body: bytes) -> bool:
         """Create ``key`` unless it exists (If-None-Match: *): True when this call created it."""
@@ -170,6 +198,122 @@ class S3Bucket:
                 aborted += 1
         return aborted
 
+    def remove_stale_staging(self, older_than: float) -> int:
+        """Delete completed staging objects a writer crashed before moving into place."""
+        removed = 0
+        cutoff = time.time() - older_than
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.key(STAGING) + "/"):
+            for item in page.get("Contents", ()):
+                if item["LastModified"].timestamp() < cutoff:
+                    self.client.delete_object(Bucket=self.bucket, Key=item["Key"])
+                    removed += 1
+        return removed
+
+
+class S3PendingUpload(LocalPendingUpload):
+    """A spooled upload that is also uploaded while it arrives: once the spool passes the
+    multipart threshold, a multipart upload to a staging key starts and every full part
+    written is uploaded by a small pool (each worker reads its part from the spool file:
+    at most STREAM_WORKERS parts in memory). The content hash, and so the final key, is
+    only known at commit, which uploads the last part and moves the object into place.
+    Any failure here only means commit uploads the spool file as a whole (as below the
+    threshold)."""
+
+    def __init__(self, tmp_root: Path, bucket: S3Bucket, staging_key: str):
+        super().__init__(tmp_root)
+        self._s3 = bucket
+        self.staging_key = staging_key
+        self._part_size = bucket.transfer.multipart_chunksize
+        self._threshold = bucket.transfer.multipart_threshold
+        self._upload_id: str | None = None
+        self._parts: list[Future[dict[str, Any]]] = []
+        self._uploaded_to = 0  # bytes handed to the pool so far
+        self._pool: ThreadPoolExecutor | None = None
+        self._read_fd = -1
+        self.broken = False  # a part or the start failed: commit uploads the file as a whole
+
+    @property
+    def streaming(self) -> bool:
+        return self._upload_id is not None and not self.broken
+
+    def wrote(self) -> None:
+        super().wrote()
+        if self.broken or self.fd < 0:
+            return
+        written = os.fstat(self.fd).st_size
+        if self._upload_id is None:
+            if written < self._threshold:
+                return
+            try:
+                self._upload_id = self._s3.client.create_multipart_upload(
+                    Bucket=self._s3.bucket, Key=self.staging_key)["UploadId"]
+            except Exception:  # noqa: BLE001 - commit uploads the whole file (and says why if it fails too)
+                self.broken = True
+                return
+            self._read_fd = os.open(self.path, os.O_RDONLY)
+            self._pool = ThreadPoolExecutor(STREAM_WORKERS, thread_name_prefix="s3-part")
+        while written - self._uploaded_to >= self._part_size:
+            self._submit(self._part_size)
+
+    def _submit(self, length: int) -> None:
+        assert self._pool is not None
+        number, offset = len(self._parts) + 1, self._uploaded_to
+        self._parts.append(self._pool.submit(self._upload_part, number, offset, length))
+        self._uploaded_to += length
+
+    def _upload_part(self, number: int, offset: int, length: int) -> dict[str, Any]:
+        body = os.pread(self._read_fd, length, offset)
+        if len(body) != length:
+            raise OSError(f"part {number}: spool file shorter than expected")
+        resp = self._s3.client.upload_part(Bucket=self._s3.bucket, Key=self.staging_key,
+                                           UploadId=self._upload_id, PartNumber=number, Body=body)
+        return {"PartNumber": number, "ETag": resp["ETag"]}
+
+    def complete_staging(self) -> bool:
+        """Upload what is left and complete the staging object: True when it holds the
+        whole spool file; False (multipart aborted) when streaming did not happen or failed."""
+        if not self.streaming:
+            return False
+        size = self.path.stat().st_size
+        while size - self._uploaded_to > 0:
+            self._submit(min(self._part_size, size - self._uploaded_to))
+        try:
+            parts = [part.result() for part in self._parts]
+            self._s3.client.complete_multipart_upload(Bucket=self._s3.bucket, Key=self.staging_key,
+                                                      UploadId=self._upload_id, MultipartUpload={"Parts": parts})
+        except Exception:  # noqa: BLE001 - commit falls back to uploading the file as a whole
+            self.broken = True
+            self._abort_multipart()
+            return False
+        self._upload_id = None
+        self._stop_pool()
+        return True
+
+    def _stop_pool(self) -> None:
+        if self._pool is not None:
+            for part in self._parts:
+                part.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._read_fd >= 0:
+            os.close(self._read_fd)
+            self._read_fd = -1
+
+    def _abort_multipart(self) -> None:
+        self._stop_pool()
+        if self._upload_id is not None:
+            upload_id, self._upload_id = self._upload_id, None
+            try:
+                self._s3.client.abort_multipart_upload(Bucket=self._s3.bucket, Key=self.staging_key,
+                                                       UploadId=upload_id)
+            except Exception:  # noqa: BLE001 - sweep_temp aborts what is left after an hour
+                log.warning("could not abort multipart upload %s of %s", upload_id, self.staging_key)
+
+    def abort(self) -> None:
+        self._abort_multipart()
+        super().abort()
+
 
 class S3ContentStore(ContentStore):
     def __init__(self, bucket: S3Bucket, spool_root: Path, copy: ReadThroughCopy, *, instance_id: str,
@@ -191,19 +335,20 @@ class S3ContentStore(ContentStore):
 
     # -- writing -----------------------------------------------------------------
 
-    def begin_upload(self) -> LocalPendingUpload:
-        return self._spool.begin_upload()
+    def begin_upload(self) -> S3PendingUpload:
+        staging = self.s3.key(STAGING, self.instance_id, uuid.uuid4().hex)
+        return S3PendingUpload(self._spool.tmp_root, self.s3, staging)
 
     def commit(self, pending: PendingUpload, content_hash: str, metadata: dict[str, Any],
                record: UploadRecord) -> tuple[dict[str, Any], bool]:
-        assert isinstance(pending, LocalPendingUpload)
+        assert isinstance(pending, S3PendingUpload)
         self._check(content_hash)
         try:
             pending.close_fd()
             with _unavailable_as_503():
                 if self.s3.head(self.s3.key(content_hash, "metadata.json")) is not None:
                     return self.add_upload(content_hash, record), False
-                self.s3.upload_file(pending.path, self.s3.key(content_hash, "original"))
+                self._store_original(pending, content_hash)
                 body = json.dumps(metadata, ensure_ascii=False).encode()
                 if not self.s3.create(self.s3.key(content_hash, "metadata.json"), body):
                     return self.add_upload(content_hash, record), False
@@ -216,6 +361,20 @@ class S3ContentStore(ContentStore):
             return metadata, True
         finally:
             pending.abort()
+
+    def _store_original(self, pending: S3PendingUpload, content_hash: str) -> None:
+        """Put the spooled bytes at ``{hash}/original``: from the staging object the parts
+        were streamed to while the body arrived (a server-side copy: Ceph RGW shares the
+        data, ~10 ms for 100 MB), or by uploading the spool file. The original's key is
+        written unconditionally (same hash, same bytes); metadata.json decides who is new."""
+        final = self.s3.key(content_hash, "original")
+        if not pending.complete_staging():
+            self.s3.upload_file(pending.path, final)
+            return
+        try:
+            self.s3.copy(pending.staging_key, final)
+        finally:
+            self.s3.delete(pending.staging_key)
 
     def add_upload(self, content_hash: str, record: UploadRecord) -> dict[str, Any]:
         with _unavailable_as_503():
@@ -367,6 +526,7 @@ class S3ContentStore(ContentStore):
         removed = self._spool.sweep_temp(at_startup=False) + self.copy.sweep_temp()
         try:
             removed += self.s3.abort_stale_multipart(STALE_MULTIPART_SECONDS)
+            removed += self.s3.remove_stale_staging(STALE_MULTIPART_SECONDS)
         except Exception as exc:
             if not _is_unavailable(exc):
                 raise
