@@ -8,6 +8,7 @@ remote backend may serve from a local read-through copy.
 """
 from __future__ import annotations
 
+import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -88,8 +89,10 @@ class PendingUpload(ABC):
 
     def finished_writing(self) -> None:
         """The body is complete: followers read to its end and then see end of file."""
-        for tail in self._tails or ():
-            tail.finish()
+        if self._tails:
+            size = os.fstat(self.fileno()).st_size
+            for tail in self._tails:
+                tail.finish(size)
 
     def _cancel_followers(self) -> None:
         for tail in self._tails or ():

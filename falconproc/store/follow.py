@@ -37,9 +37,10 @@ class SpoolTail:
         with self._cond:
             self._cond.notify_all()
 
-    def finish(self) -> None:
+    def finish(self, size: int) -> None:
+        """The writer is done: the file has its final ``size``."""
         with self._cond:
-            self._end = os.fstat(self._fh.fileno()).st_size
+            self._end = size
             self._cond.notify_all()
 
     def cancel(self, *, even_if_finished: bool = False) -> None:

@@ -1,0 +1,108 @@
+"""Black-box: the scan that runs while the body arrives (SCAN_MODE async/required). The
+upload's bytes are streamed to a real clamd as they are spooled; the verdict is recorded
+when the upload commits, so no `scan` job runs for it. When clamd goes away during the
+upload the content is still stored and the scan job does it later."""
+from __future__ import annotations
+
+import re
+
+import requests
+
+from falconproc.store.base import is_content_hash
+from tests.support.clamd import EICAR, EICAR_SIGNATURE, MARKER, MARKER_SIGNATURE, Clamd
+from tests.support.content import sha256, unique_text
+from tests.support.http import assert_error, cache_metadata, get_original, upload
+from tests.support.wait import wait_for
+
+
+def _scans(svc) -> dict[tuple[str, str], float]:
+    """falconproc_scans_total by (via, status)."""
+    text = requests.get(f"{svc.url}/metrics", timeout=30).text
+    found = {}
+    for labels, value in re.findall(r'^falconproc_scans_total\{([^}]*)\} (\S+)$', text, re.M):
+        pairs = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        found[(pairs["via"], pairs["status"])] = float(value)
+    return found
+
+
+def _job_types(resp: requests.Response) -> list[str]:
+    return [job["type"] for job in resp.json()["jobs"]]
+
+
+def test_the_streamed_verdict_is_recorded_when_the_upload_commits(fresh_service, clamd):
+    svc = fresh_service(SCAN_MODE="async", CLAMD_SOCKET=str(clamd.socket))
+
+    resp = upload(svc, EICAR, name="eicar.txt")
+    assert resp.status_code == 201, resp.text
+    h = resp.json()["contentHash"]
+    assert "scan" not in _job_types(resp)  # scanned while it arrived: no job reads it again
+    # Infected and quarantined as the upload answers: no waiting for a job.
+    scan = cache_metadata(svc, h)["scan"]
+    assert (scan["status"], scan["signature"]) == ("infected", EICAR_SIGNATURE)
+    assert scan["engine"].startswith("ClamAV") and scan["scannedAt"]
+    assert_error(get_original(svc, h), 403, "quarantined")
+
+    # A body of ~850 kB in small pieces (chunked), the marker in its middle: found all the same.
+    pieces = [unique_text(3000) for _ in range(4)]
+    body = pieces[0] + MARKER + pieces[1] + pieces[2] + pieces[3]
+    resp = upload(svc, (body[i:i + 65536] for i in range(0, len(body), 65536)), name="marked.txt")
+    assert resp.status_code == 201, resp.text
+    marked = resp.json()["contentHash"]
+    assert marked == sha256(body) and "scan" not in _job_types(resp)
+    assert cache_metadata(svc, marked)["scan"]["signature"] == MARKER_SIGNATURE
+
+    clean = upload(svc, unique_text(20_000), name="clean.txt")
+    assert clean.status_code == 201 and "scan" not in _job_types(clean)
+    assert cache_metadata(svc, clean.json()["contentHash"])["scan"]["status"] == "clean"
+    assert get_original(svc, clean.json()["contentHash"]).status_code == 200
+
+    # The same bytes again: not new, the recorded result stands, nothing is scanned again.
+    again = upload(svc, EICAR, name="again.txt", user="someone-else")
+    assert again.status_code == 200 and again.json()["isNew"] is False
+    assert cache_metadata(svc, h)["scan"]["scannedAt"] == scan["scannedAt"]
+
+    counts = _scans(svc)
+    assert counts.get(("upload", "infected")) == 2.0 and counts.get(("upload", "clean")) == 1.0
+    assert not any(via == "job" for via, _ in counts)  # no double scan
+
+
+def test_over_the_stream_limit_is_an_error_with_the_reason(fresh_service, clamd):
+    svc = fresh_service(SCAN_MODE="required", CLAMD_SOCKET=str(clamd.socket))
+    resp = upload(svc, b"z" * (3 * 1024 * 1024), name="big.txt")  # clamd's limit is 2 MiB here
+    assert resp.status_code == 201, resp.text
+    h = resp.json()["contentHash"]
+    scan = cache_metadata(svc, h)["scan"]
+    assert scan["status"] == "error" and "size limit" in scan["reason"]
+    assert_error(get_original(svc, h), 422, "scan_failed")
+
+
+def test_clamd_down_mid_upload_leaves_the_scan_to_the_job(fresh_service, tmp_path):
+    server = Clamd(tmp_path / "clamd", stream_max="64M").start()
+    svc = fresh_service(SCAN_MODE="async", CLAMD_SOCKET=str(server.socket), JOB_BACKOFF_BASE="0.2",
+                        JOB_BACKOFF_CAP="0.5", SCAN_MAX_ATTEMPTS="100")
+    try:
+        data = unique_text(85_000)
+
+        def body():
+            half = len(data) // 2
+            for i in range(0, half, 65536):
+                yield data[i:min(i + 65536, half)]
+            server.stop()  # clamd goes away (and is gone) with half of the body sent to it
+            for i in range(half, len(data), 65536):
+                yield data[i:i + 65536]
+
+        resp = upload(svc, body(), name="notes.txt")
+        assert resp.status_code == 201, resp.text  # stored all the same
+        h = resp.json()["contentHash"]
+        assert is_content_hash(h) and h == sha256(data)
+        assert "scan" in _job_types(resp)  # no verdict from the stream: the job does it
+        assert cache_metadata(svc, h)["scan"]["status"] == "pending"
+
+        server.start()
+        scan = wait_for(lambda: (s := cache_metadata(svc, h)["scan"])["status"] != "pending" and s, 60,
+                        message="the scan job's verdict")
+        assert scan["status"] == "clean"
+        counts = _scans(svc)
+        assert counts.get(("job", "clean")) == 1.0 and not any(via == "upload" for via, _ in counts)
+    finally:
+        server.stop()
