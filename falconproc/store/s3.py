@@ -27,6 +27,7 @@ read-through copy bounded by LOCAL_CACHE_BYTES.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -315,6 +316,66 @@ class S3PendingUpload(LocalPendingUpload):
         super().abort()
 
 
+class S3ObjectStream:
+    """An object read straight from the bucket, from the position of the last ``seek``
+    on (a ranged GetObject). ``seek`` sends the request, so an unreachable object store
+    is a 503 before an answer starts; without one the first ``read`` does. It has no
+    descriptor: the server copies it through (no sendfile)."""
+
+    def __init__(self, bucket: S3Bucket, key: str, content_hash: str):
+        self._s3 = bucket
+        self._key = key
+        self._hash = content_hash
+        self._position = 0
+        self._body: Any = None
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence != io.SEEK_SET:
+            raise io.UnsupportedOperation("only absolute seeks")
+        self._close_body()
+        self._position = offset
+        self._request()
+        return offset
+
+    def tell(self) -> int:
+        return self._position
+
+    def _request(self) -> None:
+        with _unavailable_as_503():
+            try:
+                resp = self._s3.client.get_object(Bucket=self._s3.bucket, Key=self._key,
+                                                  Range=f"bytes={self._position}-")
+            except self._s3.client.exceptions.ClientError as exc:
+                if _code(exc) in _MISSING:
+                    raise ContentNotFound(self._hash) from None
+                raise
+        self._body = resp["Body"]
+
+    def read(self, size: int = -1) -> bytes:
+        if self._body is None:
+            self._request()
+        data = self._body.read(None if size is None or size < 0 else size)
+        self._position += len(data)
+        return data
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("an object in the bucket has no file descriptor")
+
+    def _close_body(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
+
+    def close(self) -> None:
+        self._close_body()
+
+    def __enter__(self) -> S3ObjectStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class S3ContentStore(ContentStore):
     def __init__(self, bucket: S3Bucket, spool_root: Path, copy: ReadThroughCopy, *, instance_id: str,
                  presigned_redirect: bool = False):
@@ -478,15 +539,13 @@ class S3ContentStore(ContentStore):
         return fetch
 
     def open(self, content_hash: str) -> BinaryIO:
+        """The local copy when this host has one (sendfile), else the object streamed from
+        the bucket: serving an original never waits for, nor fills the disk with, a copy."""
         self._check(content_hash)
-        key = f"o/{content_hash}"
-        fh = self.copy.open(key)
-        if fh is None:
-            self.copy.fill(key, self._fetch_original(content_hash))
-            fh = self.copy.open(key)
-            if fh is None:
-                raise ContentNotFound(content_hash)
-        return fh
+        fh = self.copy.open(f"o/{content_hash}")
+        if fh is not None:
+            return fh
+        return S3ObjectStream(self.s3, self.s3.key(content_hash, "original"), content_hash)  # type: ignore[return-value]
 
     @contextmanager
     def local_file(self, content_hash: str) -> Iterator[Path]:

@@ -99,3 +99,35 @@ def test_presigned_redirect_serves_the_original_from_the_bucket_with_a_real_sign
     assert upload(svc, page, name="page.html").status_code == 201
     own = get_original(svc, sha256(page), allow_redirects=False)
     assert own.status_code == 200 and own.headers["Content-Security-Policy"] == "sandbox"
+
+
+def test_an_original_not_in_the_local_copy_is_streamed_from_the_bucket(fresh_service, shared_env, s3_server):
+    a = fresh_service(**shared_env, INSTANCE_ID="a")
+    b = fresh_service(**shared_env, INSTANCE_ID="b", WEB_WORKERS="1")
+    data = unique_text(60_000)  # ~4 MB
+    h = sha256(data)
+    assert upload(a, data, name="big.txt").status_code == 201
+
+    # b never had these bytes: whole, ranges (first, middle, suffix), HEAD, 304, If-Range.
+    got = get_original(b, h)
+    assert got.status_code == 200 and got.content == data and got.headers["ETag"] == f'"{h}"'
+    for header, expected in (("bytes=0-9", data[:10]), ("bytes=1000000-2999999", data[1000000:3000000]),
+                             ("bytes=-5", data[-5:])):
+        part = get_original(b, h, headers={"Range": header})
+        assert part.status_code == 206 and part.content == expected, header
+    head = get_original(b, h, method="HEAD")
+    assert head.status_code == 200 and int(head.headers["Content-Length"]) == len(data) and head.content == b""
+    assert get_original(b, h, headers={"If-None-Match": got.headers["ETag"]}).status_code == 304
+    stale = get_original(b, h, headers={"Range": "bytes=0-9", "If-Range": '"other"'})
+    assert stale.status_code == 200 and stale.content == data
+    # Streamed, not copied: b's read-through copy holds no original.
+    assert [p for p in (b.base / "cache").rglob(h) if p.is_file()] == []
+
+    # The object store stops answering: an original b does not have is a 503 before any byte.
+    proxy = TcpProxy(s3_server.endpoint)
+    c = fresh_service(**{**shared_env, "S3_ENDPOINT_URL": proxy.url}, INSTANCE_ID="c", WEB_WORKERS="1")
+    assert upload(c, unique_text(5)).status_code == 201
+    assert get_original(c, h).content == data
+    proxy.stop()
+    resp = get_original(c, h)
+    assert resp.status_code == 503 and int(resp.headers["Retry-After"]) > 0

@@ -89,8 +89,9 @@ def serve_file(req: falcon.Request, resp: falcon.Response, fileobj: BinaryIO, *,
     if req.method == "HEAD":
         fileobj.close()
         return
-    if first:
-        fileobj.seek(first)
+    # Always: a stream from an object store sends its (ranged) request here, before
+    # the answer starts, so that its failure is still an error status.
+    fileobj.seek(first)
     resp.stream = fileobj if first + length == size else BoundedFile(fileobj, length)
 
 
