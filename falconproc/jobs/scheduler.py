@@ -1,7 +1,7 @@
 """Jobs from the upload side: enqueue the work an upload of new content needs."""
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Mapping
 from typing import Any
 
 from falconproc.jobs import registry
@@ -23,15 +23,14 @@ class QueueScheduler:
         self.queue.check_capacity()
 
     def jobs_for(self, content_hash: str, metadata: dict[str, Any], is_new: bool,
-                 done: Collection[str] = ()) -> list[dict[str, Any]]:
+                 payloads: Mapping[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         if not is_new:
             return []
         jobs: list[Job] = []
         with self.queue.batch():
             for name, attempts in self.always.items():
-                if name in done:  # done while the body arrived (the streamed scan)
-                    continue
-                jobs.append(self.queue.enqueue(name, content_hash, max_attempts=attempts, force=True))
+                jobs.append(self.queue.enqueue(name, content_hash, payload=(payloads or {}).get(name),
+                                               max_attempts=attempts, force=True))
             for job_type in registry.all_types():
                 if job_type.applies_to is None or not job_type.applies_to(metadata):
                     continue

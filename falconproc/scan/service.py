@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from falconproc.clock import iso_utc
@@ -18,6 +19,10 @@ from falconproc.store.follow import SpoolTail, UploadCancelled
 log = logging.getLogger(__name__)
 
 PENDING = {"status": "pending"}
+# In a `scan` job's payload: the upload streamed its bytes to clamd; wait for that verdict.
+STREAMED = "streamed"
+# How often a `scan` job looks for the streamed verdict (a metadata read: a GET on S3).
+_AWAIT_POLL_SECONDS = 0.1
 
 
 class Quarantined(FalconprocError, PermissionError):
@@ -65,6 +70,9 @@ class StreamedScan:
             self.failure = f"{type(exc).__name__}: {exc}"
         finally:
             self._tail.close()
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
 
     def wait(self, timeout: float) -> Verdict | None:
         """The verdict, or None when the session failed or took longer than ``timeout``."""
@@ -126,23 +134,49 @@ class ScanService:
             return None
         return StreamedScan(self.client, pending.follow())
 
-    def finish_streamed(self, session: StreamedScan, content_hash: str, is_new: bool) -> bool:
-        """After the upload was committed: record the streamed verdict for new content and
-        say True; False when there is none (clamd down or broke off, the session failed):
-        then the `scan` job does it, with its retries. For bytes already stored the
-        session is dropped: their recorded result stands."""
+    def finish_streamed(self, session: StreamedScan, content_hash: str, is_new: bool) -> dict[str, Any] | None:
+        """After the upload was committed: for new content, its verdict is recorded when
+        clamd gives it (now if it has already; else by a thread of this process, so the
+        answer does not wait for clamd's scan of the last bytes) and the `scan` job gets
+        the returned payload: it waits for that verdict instead of scanning again, and
+        scans itself if the streamed scan fails or this process dies first. For bytes
+        already stored the session is dropped (their recorded result stands): None."""
         if not is_new:
             session.cancel()
-            return False
+            return None
+        if session.done():
+            self._record_streamed(session, content_hash)
+        else:
+            threading.Thread(target=self._record_streamed, args=(session, content_hash),
+                             name="streamed-scan-verdict", daemon=True).start()
+        return {STREAMED: True}
+
+    def _record_streamed(self, session: StreamedScan, content_hash: str) -> None:
         verdict = session.wait(self.settings.clamd_timeout)
-        if verdict is None:
-            session.cancel()
-            log.info("streamed scan of %s gave no verdict (%s): the scan job does it", content_hash,
-                     session.failure or "timed out")
-            return False
-        self.record(content_hash, _state(verdict, session.engine))
-        record_scan("upload", verdict.status)
-        return True
+        try:
+            if verdict is None:
+                session.cancel()
+                reason = f"the scan during the upload failed: {session.failure or 'timed out'}"
+                log.info("%s for %s: the scan job scans it", reason, content_hash)
+                self.cache.update_metadata(content_hash, lambda m: m.setdefault("scan", dict(PENDING))
+                                           .__setitem__("lastError", reason))
+                return
+            self.record(content_hash, _state(verdict, session.engine))
+            record_scan("upload", verdict.status)
+        except Exception:  # noqa: BLE001 - the scan job's wait runs out and it scans
+            log.exception("recording the streamed scan of %s failed", content_hash)
+
+    def await_streamed(self, content_hash: str, timeout: float) -> dict[str, Any] | None:
+        """The `scan` job of a streamed upload: the verdict once recorded; None when the
+        streamed scan failed or nothing came within ``timeout`` (then the job scans)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            scan = self.state(content_hash) or {}
+            if scan.get("status", "pending") != "pending":
+                return scan
+            if scan.get("lastError") or time.monotonic() > deadline:
+                return None
+            time.sleep(_AWAIT_POLL_SECONDS)
 
     # -- the job ---------------------------------------------------------------------
 

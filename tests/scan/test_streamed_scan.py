@@ -1,7 +1,8 @@
 """Black-box: the scan that runs while the body arrives (SCAN_MODE async/required). The
 upload's bytes are streamed to a real clamd as they are spooled; the verdict is recorded
-when the upload commits, so no `scan` job runs for it. When clamd goes away during the
-upload the content is still stored and the scan job does it later."""
+as soon as clamd gives it after the upload commits, and the upload's `scan` job only waits
+for it (no second scan). When clamd goes away during the upload the content is still
+stored and the scan job scans it later, with its retries."""
 from __future__ import annotations
 
 import re
@@ -11,7 +12,7 @@ import requests
 from falconproc.store.base import is_content_hash
 from tests.support.clamd import EICAR, EICAR_SIGNATURE, MARKER, MARKER_SIGNATURE, Clamd
 from tests.support.content import sha256, unique_text
-from tests.support.http import assert_error, cache_metadata, get_original, upload
+from tests.support.http import assert_error, cache_metadata, get_original, upload, wait_job
 from tests.support.wait import wait_for
 
 
@@ -25,55 +26,71 @@ def _scans(svc) -> dict[tuple[str, str], float]:
     return found
 
 
-def _job_types(resp: requests.Response) -> list[str]:
-    return [job["type"] for job in resp.json()["jobs"]]
+def _scan_job(svc, resp: requests.Response) -> dict:
+    """The upload's `scan` job, finished."""
+    [job] = [job for job in resp.json()["jobs"] if job["type"] == "scan"]
+    return wait_job(svc, job["id"])
 
 
-def test_the_streamed_verdict_is_recorded_when_the_upload_commits(fresh_service, clamd):
+def _verdict(svc, h: str, timeout: float = 10.0) -> dict:
+    return wait_for(lambda: (s := cache_metadata(svc, h)["scan"])["status"] != "pending" and s, timeout,
+                    message=f"the verdict on {h}")
+
+
+def test_the_streamed_verdict_is_recorded_and_the_job_does_not_scan_again(fresh_service, clamd):
     svc = fresh_service(SCAN_MODE="async", CLAMD_SOCKET=str(clamd.socket))
 
     resp = upload(svc, EICAR, name="eicar.txt")
     assert resp.status_code == 201, resp.text
     h = resp.json()["contentHash"]
-    assert "scan" not in _job_types(resp)  # scanned while it arrived: no job reads it again
-    # Infected and quarantined as the upload answers: no waiting for a job.
-    scan = cache_metadata(svc, h)["scan"]
+    scan = _verdict(svc, h)
     assert (scan["status"], scan["signature"]) == ("infected", EICAR_SIGNATURE)
     assert scan["engine"].startswith("ClamAV") and scan["scannedAt"]
     assert_error(get_original(svc, h), 403, "quarantined")
+    job = _scan_job(svc, resp)  # waited for the upload's verdict instead of scanning again
+    assert job["status"] == "done" and job["result"]["scannedBy"] == "upload", job
+    assert job["result"]["status"] == "infected"
 
-    # A body of ~850 kB in small pieces (chunked), the marker in its middle: found all the same.
+    # ~850 kB in small pieces (chunked), the marker in the middle: found all the same.
     pieces = [unique_text(3000) for _ in range(4)]
     body = pieces[0] + MARKER + pieces[1] + pieces[2] + pieces[3]
     resp = upload(svc, (body[i:i + 65536] for i in range(0, len(body), 65536)), name="marked.txt")
     assert resp.status_code == 201, resp.text
     marked = resp.json()["contentHash"]
-    assert marked == sha256(body) and "scan" not in _job_types(resp)
-    assert cache_metadata(svc, marked)["scan"]["signature"] == MARKER_SIGNATURE
+    assert marked == sha256(body)
+    assert _verdict(svc, marked)["signature"] == MARKER_SIGNATURE
+    assert _scan_job(svc, resp)["result"]["scannedBy"] == "upload"
 
-    clean = upload(svc, unique_text(20_000), name="clean.txt")
-    assert clean.status_code == 201 and "scan" not in _job_types(clean)
-    assert cache_metadata(svc, clean.json()["contentHash"])["scan"]["status"] == "clean"
+    clean = upload(svc, unique_text(20_000), name="clean.txt")  # ~1.4 MB
+    assert clean.status_code == 201
+    assert _verdict(svc, clean.json()["contentHash"])["status"] == "clean"
+    assert _scan_job(svc, clean)["result"]["scannedBy"] == "upload"
     assert get_original(svc, clean.json()["contentHash"]).status_code == 200
 
-    # The same bytes again: not new, the recorded result stands, nothing is scanned again.
+    # The same bytes again: not new, no job, the recorded result stands.
     again = upload(svc, EICAR, name="again.txt", user="someone-else")
-    assert again.status_code == 200 and again.json()["isNew"] is False
+    assert again.status_code == 200 and again.json()["isNew"] is False and again.json()["jobs"] == []
     assert cache_metadata(svc, h)["scan"]["scannedAt"] == scan["scannedAt"]
 
     counts = _scans(svc)
     assert counts.get(("upload", "infected")) == 2.0 and counts.get(("upload", "clean")) == 1.0
-    assert not any(via == "job" for via, _ in counts)  # no double scan
+    assert not any(via == "job" for via, _ in counts)  # clamd saw each upload once
 
 
-def test_over_the_stream_limit_is_an_error_with_the_reason(fresh_service, clamd):
+def test_required_refuses_until_the_streamed_verdict_and_keeps_the_stream_limit(fresh_service, clamd):
     svc = fresh_service(SCAN_MODE="required", CLAMD_SOCKET=str(clamd.socket))
+    ok = upload(svc, unique_text(30), name="notes.txt")
+    assert ok.status_code == 201
+    assert _verdict(svc, ok.json()["contentHash"])["status"] == "clean"
+    assert get_original(svc, ok.json()["contentHash"]).status_code == 200
+
     resp = upload(svc, b"z" * (3 * 1024 * 1024), name="big.txt")  # clamd's limit is 2 MiB here
     assert resp.status_code == 201, resp.text
     h = resp.json()["contentHash"]
-    scan = cache_metadata(svc, h)["scan"]
+    scan = _verdict(svc, h)
     assert scan["status"] == "error" and "size limit" in scan["reason"]
     assert_error(get_original(svc, h), 422, "scan_failed")
+    assert _scan_job(svc, resp)["result"]["scannedBy"] == "upload"
 
 
 def test_clamd_down_mid_upload_leaves_the_scan_to_the_job(fresh_service, tmp_path):
@@ -81,7 +98,7 @@ def test_clamd_down_mid_upload_leaves_the_scan_to_the_job(fresh_service, tmp_pat
     svc = fresh_service(SCAN_MODE="async", CLAMD_SOCKET=str(server.socket), JOB_BACKOFF_BASE="0.2",
                         JOB_BACKOFF_CAP="0.5", SCAN_MAX_ATTEMPTS="100")
     try:
-        data = unique_text(85_000)
+        data = unique_text(85_000)  # ~6 MB
 
         def body():
             half = len(data) // 2
@@ -95,13 +112,14 @@ def test_clamd_down_mid_upload_leaves_the_scan_to_the_job(fresh_service, tmp_pat
         assert resp.status_code == 201, resp.text  # stored all the same
         h = resp.json()["contentHash"]
         assert is_content_hash(h) and h == sha256(data)
-        assert "scan" in _job_types(resp)  # no verdict from the stream: the job does it
-        assert cache_metadata(svc, h)["scan"]["status"] == "pending"
+        meta = wait_for(lambda: (m := cache_metadata(svc, h))["scan"].get("lastError") and m, 30,
+                        message="the failed streamed scan recorded")
+        assert meta["scan"]["status"] == "pending"
 
-        server.start()
-        scan = wait_for(lambda: (s := cache_metadata(svc, h)["scan"])["status"] != "pending" and s, 60,
-                        message="the scan job's verdict")
-        assert scan["status"] == "clean"
+        server.start()  # the scan job, retrying with backoff, gets through now
+        job = _scan_job(svc, resp)
+        assert job["status"] == "done" and job["result"]["scannedBy"] == "job", job
+        assert cache_metadata(svc, h)["scan"]["status"] == "clean"
         counts = _scans(svc)
         assert counts.get(("job", "clean")) == 1.0 and not any(via == "upload" for via, _ in counts)
     finally:
