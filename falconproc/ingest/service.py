@@ -172,7 +172,7 @@ class IngestService:
             return self._ingest_new(_opened(request, open_body), body)
 
     def _ingest_new(self, request: UploadRequest, body: BinaryIO) -> IngestOutcome:
-        pending = self.store.begin_upload()
+        pending = self.store.begin_upload(request.expected_sha256)
         scan = None
         try:
             if self.scanner is not None:

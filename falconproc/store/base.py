@@ -103,7 +103,9 @@ class ContentStore(ABC):
     """Originals + metadata.json per content hash."""
 
     @abstractmethod
-    def begin_upload(self) -> PendingUpload: ...
+    def begin_upload(self, expected_hash: str | None = None) -> PendingUpload:
+        """A new spool. ``expected_hash``: what the client said the bytes hash to (checked
+        before commit); a backend may use it to write them where they will end up."""
 
     @abstractmethod
     def commit(self, pending: PendingUpload, content_hash: str, metadata: dict[str, Any],

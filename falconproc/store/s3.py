@@ -221,10 +221,11 @@ class S3PendingUpload(LocalPendingUpload):
     Any failure here only means commit uploads the spool file as a whole (as below the
     threshold)."""
 
-    def __init__(self, tmp_root: Path, bucket: S3Bucket, staging_key: str):
+    def __init__(self, tmp_root: Path, bucket: S3Bucket, staging_key: str, *, target_hash: str | None = None):
         super().__init__(tmp_root)
         self._s3 = bucket
         self.staging_key = staging_key
+        self.target_hash = target_hash  # set when staging_key is that hash's final key
         self._part_size = bucket.transfer.multipart_chunksize
         self._threshold = bucket.transfer.multipart_threshold
         self._upload_id: str | None = None
@@ -290,6 +291,11 @@ class S3PendingUpload(LocalPendingUpload):
         self._upload_id = None
         self._stop_pool()
         return True
+
+    def give_up(self) -> None:
+        """Stop streaming (abort the multipart upload): commit uploads the file instead."""
+        self.broken = True
+        self._abort_multipart()
 
     def _stop_pool(self) -> None:
         if self._pool is not None:
@@ -396,9 +402,14 @@ class S3ContentStore(ContentStore):
 
     # -- writing -----------------------------------------------------------------
 
-    def begin_upload(self) -> S3PendingUpload:
-        staging = self.s3.key(STAGING, self.instance_id, uuid.uuid4().hex)
-        return S3PendingUpload(self._spool.tmp_root, self.s3, staging)
+    def begin_upload(self, expected_hash: str | None = None) -> S3PendingUpload:
+        if expected_hash is not None and is_content_hash(expected_hash):
+            # The client named the hash (x-content-sha256): the parts go straight to the
+            # final key, completed only once commit has the bytes' hash proven equal.
+            return S3PendingUpload(self._spool.tmp_root, self.s3, self.s3.key(expected_hash, "original"),
+                                   target_hash=expected_hash)
+        return S3PendingUpload(self._spool.tmp_root, self.s3,
+                               self.s3.key(STAGING, self.instance_id, uuid.uuid4().hex))
 
     def commit(self, pending: PendingUpload, content_hash: str, metadata: dict[str, Any],
                record: UploadRecord) -> tuple[dict[str, Any], bool]:
@@ -426,11 +437,17 @@ class S3ContentStore(ContentStore):
     def _store_original(self, pending: S3PendingUpload, content_hash: str) -> None:
         """Put the spooled bytes at ``{hash}/original``: from the staging object the parts
         were streamed to while the body arrived (a server-side copy: Ceph RGW shares the
-        data, ~10 ms for 100 MB), or by uploading the spool file. The original's key is
-        written unconditionally (same hash, same bytes); metadata.json decides who is new."""
+        data, ~10 ms for 100 MB; AWS copies it), directly when the parts went to the final
+        key (the client sent x-content-sha256), or by uploading the spool file. The
+        original's key is written unconditionally (same hash, same bytes); metadata.json
+        decides who is new."""
         final = self.s3.key(content_hash, "original")
+        if pending.target_hash not in (None, content_hash):
+            pending.give_up()  # never complete other bytes at the key of the hash they were said to have
         if not pending.complete_staging():
             self.s3.upload_file(pending.path, final)
+            return
+        if pending.staging_key == final:  # streamed to the final key (the client named the hash)
             return
         try:
             self.s3.copy(pending.staging_key, final)
