@@ -562,6 +562,9 @@ class S3ContentStore(ContentStore):
         fh = self.copy.open(f"o/{content_hash}")
         if fh is not None:
             return fh
+        with _unavailable_as_503():
+            if not self.exists(content_hash):  # a HEAD: cheaper than a GET a HEAD or 304 would drop
+                raise ContentNotFound(content_hash)
         return S3ObjectStream(self.s3, self.s3.key(content_hash, "original"), content_hash)  # type: ignore[return-value]
 
     @contextmanager
