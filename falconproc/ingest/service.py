@@ -93,12 +93,16 @@ class NoJobs:
         return []
 
 
+class StreamSession(Protocol):
+    def cancel(self) -> None: ...
+
+
 class UploadScanner(Protocol):
     """The seam for work done while the body arrives: a virus scan fed from the spool."""
 
-    def start_streamed(self, pending: PendingUpload) -> Any: ...
+    def start_streamed(self, pending: PendingUpload) -> StreamSession | None: ...
 
-    def finish_streamed(self, session: Any, content_hash: str, is_new: bool) -> dict[str, Any] | None:
+    def finish_streamed(self, session: StreamSession, content_hash: str, is_new: bool) -> dict[str, Any] | None:
         """After commit: the `scan` job's payload (it waits for the streamed verdict), or None."""
 
 
@@ -173,7 +177,7 @@ class IngestService:
 
     def _ingest_new(self, request: UploadRequest, body: BinaryIO) -> IngestOutcome:
         pending = self.store.begin_upload(request.expected_sha256)
-        scan = None
+        scan: StreamSession | None = None
         try:
             if self.scanner is not None:
                 scan = self.scanner.start_streamed(pending)
@@ -189,14 +193,18 @@ class IngestService:
             check_dimensions(result.width, result.height, self.settings)
         except BaseException:
             pending.abort()
+            if scan is not None:
+                scan.cancel()
             raise
         uploaded_at = iso_utc()
         record = UploadRecord(request.drive_id, request.user_id, request.filename, uploaded_at)
         metadata = build_metadata(result, mime_type, record)
         try:
             metadata, is_new = self.store.commit(pending, result.sha256, metadata, record)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        except BaseException as exc:
+            if scan is not None:
+                scan.cancel()  # nothing stored: no verdict to record
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise InsufficientStorage(exc.errno, "storage is full") from exc
             raise
         metrics.record_upload(result.size, is_new)

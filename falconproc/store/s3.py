@@ -51,8 +51,10 @@ log = logging.getLogger(__name__)
 
 # Where uploads stream their parts before their hash is known: {prefix}.staging/{instance}/{id}.
 STAGING = ".staging"
-# Parts of one upload in flight at once (each one part, 8 MB, read from the spool file).
+# Parts of one upload being sent at once, and of all uploads of a process (8 MB each in
+# memory while sent): 4 bound a process's part buffers to 32 MB however many upload.
 STREAM_WORKERS = 2
+PARTS_IN_MEMORY = 4
 # Multipart uploads older than this were left by a crashed writer (no upload here takes an hour).
 STALE_MULTIPART_SECONDS = 3600
 # How long a presigned redirect stays valid (S3_PRESIGNED_REDIRECT).
@@ -106,6 +108,8 @@ class S3Bucket:
         self._copy_transfer = TransferConfig(multipart_threshold=5 << 30, multipart_chunksize=1 << 30,
                                              max_concurrency=4)
         self.healthy_reason: str | None = None
+        # Parts read from spool files and being sent, over all uploads of this process.
+        self.parts_in_memory = threading.BoundedSemaphore(PARTS_IN_MEMORY)
 
     def key(self, *parts: str) -> str:
         return self.prefix + "/".join(parts)
@@ -216,10 +220,10 @@ class S3PendingUpload(LocalPendingUpload):
     """A spooled upload that is also uploaded while it arrives: once the spool passes the
     multipart threshold, a multipart upload to a staging key starts and every full part
     written is uploaded by a small pool (each worker reads its part from the spool file:
-    at most STREAM_WORKERS parts in memory). The content hash, and so the final key, is
-    only known at commit, which uploads the last part and moves the object into place.
-    Any failure here only means commit uploads the spool file as a whole (as below the
-    threshold)."""
+    at most STREAM_WORKERS parts of an upload, PARTS_IN_MEMORY of a process, in memory).
+    The content hash, and so the final key, is only known at commit, which uploads the
+    last part and moves the object into place. Any failure here only means commit uploads
+    the spool file as a whole (as below the threshold)."""
 
     def __init__(self, tmp_root: Path, bucket: S3Bucket, staging_key: str, *, target_hash: str | None = None):
         super().__init__(tmp_root)
@@ -265,11 +269,12 @@ class S3PendingUpload(LocalPendingUpload):
         self._uploaded_to += length
 
     def _upload_part(self, number: int, offset: int, length: int) -> dict[str, Any]:
-        body = os.pread(self._read_fd, length, offset)
-        if len(body) != length:
-            raise OSError(f"part {number}: spool file shorter than expected")
-        resp = self._s3.client.upload_part(Bucket=self._s3.bucket, Key=self.staging_key,
-                                           UploadId=self._upload_id, PartNumber=number, Body=body)
+        with self._s3.parts_in_memory:  # however many uploads stream at once
+            body = os.pread(self._read_fd, length, offset)
+            if len(body) != length:
+                raise OSError(f"part {number}: spool file shorter than expected")
+            resp = self._s3.client.upload_part(Bucket=self._s3.bucket, Key=self.staging_key,
+                                               UploadId=self._upload_id, PartNumber=number, Body=body)
         return {"PartNumber": number, "ETag": resp["ETag"]}
 
     def complete_staging(self) -> bool:
