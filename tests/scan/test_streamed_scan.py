@@ -124,3 +124,48 @@ def test_clamd_down_mid_upload_leaves_the_scan_to_the_job(fresh_service, tmp_pat
         assert counts.get(("job", "clean")) == 1.0 and not any(via == "upload" for via, _ in counts)
     finally:
         server.stop()
+
+
+# -- the scan job of a streamed upload, in process (a real clamd, no service) -----------
+
+
+def _stored(tmp_path, clamd_socket, **changes):
+    """Components with SCAN_MODE=async and one text file stored (no scan recorded yet)."""
+    from falconproc.config import Settings
+    from falconproc.wiring import Components
+    from tests.support.store import metadata_for, record, write_all
+
+    settings = Settings(file_storage_path=tmp_path / "files", cache_path=tmp_path / "cache",
+                        queue_path=tmp_path / "queue", scan_mode="async", clamd_socket=clamd_socket)
+    components = Components(settings.replace(**changes))
+    components.load_job_types()
+    data, rec = unique_text(50), record()
+    pending = components.store.begin_upload()
+    write_all(pending.fileno(), data)
+    components.store.commit(pending, sha256(data), metadata_for(data, rec), rec)
+    return components, sha256(data)
+
+
+def _run_scan_job(components, content_hash: str) -> dict:
+    from falconproc.jobs import registry
+    from falconproc.queue import Job
+
+    job = Job(id="t", type="scan", content_hash=content_hash, payload={"streamed": True})
+    return registry.get("scan").handler(job, components.job_context())
+
+
+def test_a_streamed_upload_whose_verdict_never_comes_is_scanned_by_its_job(tmp_path, clamd):
+    # The uploading process died before clamd answered: nothing recorded. The job waits
+    # half of its time budget (JOB_TIMEOUTS scan=1 s here), then scans itself.
+    components, h = _stored(tmp_path, clamd.socket, job_timeouts={"scan": 1.0})
+    result = _run_scan_job(components, h)
+    assert result == {"status": "clean", "signature": None, "scannedBy": "job"}
+    assert components.scan.state(h)["status"] == "clean"
+
+
+def test_the_job_of_a_streamed_upload_takes_the_recorded_verdict_without_clamd(tmp_path):
+    # clamd is nowhere (a socket path nothing listens on): the job must not need it.
+    components, h = _stored(tmp_path, tmp_path / "no-clamd.sock")
+    components.scan.record(h, {"status": "clean", "signature": None, "engine": "ClamAV test",
+                               "scannedAt": "2026-12-07T00:00:00Z"})
+    assert _run_scan_job(components, h) == {"status": "clean", "signature": None, "scannedBy": "upload"}
