@@ -2,13 +2,14 @@
 with its own empty local directories, and an object store that stops answering."""
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
 import requests
 
 from tests.support.content import sha256, unique_png, unique_text
-from tests.support.http import cache_metadata, get_original, health, upload, wait_job
+from tests.support.http import cache_metadata, get_original, health, raw_request, upload, upload_head, wait_job
 from tests.support.servers import TcpProxy
 from tests.support.wait import wait_for
 
@@ -131,3 +132,27 @@ def test_an_original_not_in_the_local_copy_is_streamed_from_the_bucket(fresh_ser
     proxy.stop()
     resp = get_original(c, h)
     assert resp.status_code == 503 and int(resp.headers["Retry-After"]) > 0
+
+
+def test_a_big_upload_cut_midway_leaves_nothing_in_the_bucket(fresh_service, shared_env, s3_server):
+    svc = fresh_service(**shared_env, INSTANCE_ID="a", ALLOWED_TYPES="application/octet-stream")
+    data = os.urandom(60 << 20)
+    sent = data[:40 << 20]  # past the 16 MB multipart threshold: parts were being uploaded
+    resp = raw_request(svc, upload_head(len(data), name="big.bin"), [sent[i:i + (1 << 20)]
+                       for i in range(0, len(sent), 1 << 20)], half_close=True, timeout=60)
+    assert resp.status == 400 and b"incomplete_body" in resp.body, resp
+    client = s3_server.client()
+    prefix = shared_env["S3_PREFIX"]
+
+    def leftovers():
+        uploads = client.list_multipart_uploads(Bucket=shared_env["S3_BUCKET"], Prefix=prefix).get("Uploads", [])
+        objects = client.list_objects_v2(Bucket=shared_env["S3_BUCKET"], Prefix=prefix).get("Contents", [])
+        return [u["Key"] for u in uploads] + [o["Key"] for o in objects if "/.stats/" not in o["Key"]]
+
+    wait_for(lambda: leftovers() == [], 30, message="nothing left in the bucket (no object, no multipart upload)")
+    assert get_original(svc, sha256(data)).status_code == 404
+    # The whole body afterwards: stored, streamed in parts, served whole.
+    full = upload(svc, data, name="big.bin")
+    assert full.status_code == 201, full.text
+    assert get_original(svc, sha256(data)).content == data
+    assert [k for k in leftovers() if ".staging" in k] == []
