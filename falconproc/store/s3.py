@@ -259,6 +259,9 @@ class S3PendingUpload(LocalPendingUpload):
                 return
             self._read_fd = os.open(self.path, os.O_RDONLY)
             self._pool = ThreadPoolExecutor(STREAM_WORKERS, thread_name_prefix="s3-part")
+        if any(part.done() and part.exception() is not None for part in self._parts):
+            self.give_up()  # the store refused a part: stop sending the rest (commit tries once more)
+            return
         while written - self._uploaded_to >= self._part_size:
             self._submit(self._part_size)
 
