@@ -464,8 +464,8 @@ class Settings:
                                       "seconds one document's conversion to PDF may take before LibreOffice is "
                                       "killed (at most 3/4 of the document job's timeout)")
     scan_mode: str = knob("SCAN_MODE", "off", _choice("off", "async", "required"),
-                          "virus scanning with clamd: off, async (scan after storing, serve meanwhile) or "
-                          "required (nothing but metadata is served until scanned clean)")
+                          "virus scanning with clamd: off, async (scanned while the body arrives, served "
+                          "meanwhile) or required (nothing but metadata is served until scanned clean)")
     clamd_socket: Path | None = knob("CLAMD_SOCKET", None, _path, "clamd's unix socket (LocalSocket)")
     clamd_address: tuple[str, int] | None = knob("CLAMD_ADDRESS", None, _host_port,
                                                  "clamd's TCP address host:port (when CLAMD_SOCKET is unset)")

@@ -298,8 +298,9 @@ class Components:
 
         self.load_job_types()  # the upload side needs to know which job types apply
         limiter = UploadRateLimiter(self.settings.upload_rate_limit, self.settings.rate_limit_storage_uri)
+        scanner = self.scan if self.settings.scan_mode != "off" else None
         return IngestService(self.settings, self.store, scheduler=self.scheduler, governor=self.governor,
-                             rate_limiter=limiter)
+                             rate_limiter=limiter, scanner=scanner)
 
     @cached_property
     def resumable(self) -> ResumableUploads:

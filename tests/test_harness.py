@@ -43,6 +43,7 @@ STARTS_THE_SERVICE = {
     "tests/observability/test_metrics_exposition.py",
     "tests/observability/test_request_ids_logs.py",
     "tests/scan/test_service_scan.py",
+    "tests/scan/test_streamed_scan.py",
     "tests/serving/test_filenames.py",
     "tests/serving/test_serving.py",
     "tests/store/test_enospc.py",

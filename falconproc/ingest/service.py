@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Protocol
@@ -34,6 +34,7 @@ from falconproc.native.ingest import IngestProbe, ProbeResult
 from falconproc.observability import metrics
 from falconproc.queue import QueueFull, QueueUnavailable
 from falconproc.store import ContentStore, UploadRecord
+from falconproc.store.base import PendingUpload
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +78,35 @@ class IngestOutcome:
 
 
 class JobScheduler(Protocol):
-    """The seam for processing: given stored content, enqueue its jobs."""
+    """The seam for processing: given stored content, enqueue its jobs (``payloads``: what
+    the work done while the body arrived tells a job type)."""
 
     def check_capacity(self) -> None: ...
 
-    def jobs_for(self, content_hash: str, metadata: dict[str, Any], is_new: bool) -> list[dict[str, Any]]: ...
+    def jobs_for(self, content_hash: str, metadata: dict[str, Any], is_new: bool,
+                 payloads: Mapping[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]: ...
 
 
 class NoJobs:
     def check_capacity(self) -> None:
         return None
 
-    def jobs_for(self, content_hash: str, metadata: dict[str, Any], is_new: bool) -> list[dict[str, Any]]:
+    def jobs_for(self, content_hash: str, metadata: dict[str, Any], is_new: bool,
+                 payloads: Mapping[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         return []
+
+
+class StreamSession(Protocol):
+    def cancel(self) -> None: ...
+
+
+class UploadScanner(Protocol):
+    """The seam for work done while the body arrives: a virus scan fed from the spool."""
+
+    def start_streamed(self, pending: PendingUpload) -> StreamSession | None: ...
+
+    def finish_streamed(self, session: StreamSession, content_hash: str, is_new: bool) -> dict[str, Any] | None:
+        """After commit: the `scan` job's payload (it waits for the streamed verdict), or None."""
 
 
 class AdmitAll:
@@ -100,10 +117,11 @@ class AdmitAll:
 class IngestService:
     def __init__(self, settings: Settings, store: ContentStore, *, scheduler: JobScheduler | None = None,
                  governor: Any = None, probe_factory: Callable[..., Any] | None = None,
-                 rate_limiter: Any = None):
+                 rate_limiter: Any = None, scanner: UploadScanner | None = None):
         self.settings = settings
         self.store = store
         self.scheduler = scheduler or NoJobs()
+        self.scanner = scanner
         self.governor = governor or AdmitAll()
         self.rate_limiter = rate_limiter
         self.probe_factory = probe_factory or IngestProbe
@@ -161,9 +179,13 @@ class IngestService:
             return self._ingest_new(_opened(request, open_body), body)
 
     def _ingest_new(self, request: UploadRequest, body: BinaryIO) -> IngestOutcome:
-        pending = self.store.begin_upload()
+        pending = self.store.begin_upload(request.expected_sha256)
+        scan: StreamSession | None = None
         try:
-            result = self._stream(request, body, pending.fileno())
+            if self.scanner is not None:
+                scan = self.scanner.start_streamed(pending)
+            result = self._stream(request, body, pending.fileno(), pending)
+            pending.finished_writing()
             mime_type = result.mime_type
             if mime_type == ZIP:
                 with pending.open_written() as written:
@@ -174,19 +196,30 @@ class IngestService:
             check_dimensions(result.width, result.height, self.settings)
         except BaseException:
             pending.abort()
+            if scan is not None:
+                scan.cancel()
             raise
         uploaded_at = iso_utc()
         record = UploadRecord(request.drive_id, request.user_id, request.filename, uploaded_at)
         metadata = build_metadata(result, mime_type, record)
         try:
             metadata, is_new = self.store.commit(pending, result.sha256, metadata, record)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        except BaseException as exc:
+            if scan is not None:
+                scan.cancel()  # nothing stored: no verdict to record
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise InsufficientStorage(exc.errno, "storage is full") from exc
             raise
         metrics.record_upload(result.size, is_new)
+        payloads: dict[str, dict[str, Any]] = {}
+        if scan is not None and self.scanner is not None:
+            # The answer does not wait for clamd's verdict (its scan starts after the last
+            # byte: 0.9-2.7 s for 100 MB here); the scan job waits for it instead.
+            streamed = self.scanner.finish_streamed(scan, result.sha256, is_new)
+            if streamed is not None:
+                payloads["scan"] = streamed
         try:
-            jobs = self.scheduler.jobs_for(result.sha256, metadata, is_new)
+            jobs = self.scheduler.jobs_for(result.sha256, metadata, is_new, payloads)
         except QueueUnavailable:  # stored: never a 500 for it; the scheduler noted its jobs
             log.warning("upload %s stored; the job queue does not answer, its jobs are deferred", result.sha256)
             return IngestOutcome(result.sha256, metadata, is_new, [], jobs_deferred=True)
@@ -214,7 +247,8 @@ class IngestService:
         if reserve and self.store.free_space() - (remaining or 0) < reserve:
             raise InsufficientStorage(errno.ENOSPC, "this upload would leave less free storage than the reserve")
 
-    def _stream(self, request: UploadRequest, body: BinaryIO, fd: int) -> ProbeResult:
+    def _stream(self, request: UploadRequest, body: BinaryIO, fd: int,
+                pending: PendingUpload | None = None) -> ProbeResult:
         probe = self.probe_factory(self.settings.max_upload_bytes, fd)
         block = self.settings.read_chunk_bytes
         remaining = request.content_length
@@ -225,6 +259,8 @@ class IngestService:
                 if not chunk:
                     break
                 probe.feed(chunk)
+                if pending is not None:
+                    pending.wrote()  # its followers (part uploads, the streamed scan) read on
                 if remaining is not None:
                     remaining -= len(chunk)
                 if fd >= 0:

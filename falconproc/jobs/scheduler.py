@@ -6,7 +6,7 @@ job supervisor's periodic pass once the queue answers again."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from falconproc.clock import iso_utc
@@ -42,14 +42,16 @@ class QueueScheduler:
                 raise
             log.warning("the job queue does not answer; uploads are stored and their jobs deferred")
 
-    def jobs_for(self, content_hash: str, metadata: dict[str, Any], is_new: bool) -> list[dict[str, Any]]:
-        """The summaries of the jobs queued for new content. QueueUnavailable when the
-        queue does not answer: the jobs are then noted to be queued later."""
+    def jobs_for(self, content_hash: str, metadata: dict[str, Any], is_new: bool,
+                 payloads: Mapping[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """The summaries of the jobs queued for new content (``payloads``: a payload per
+        job type, e.g. the streamed scan's verdict for the scan job). QueueUnavailable when
+        the queue does not answer: the jobs are then noted to be queued later."""
         if not is_new:
             return []
         request_id = current_request_id()
         try:
-            return self._enqueue(content_hash, metadata, request_id)
+            return self._enqueue(content_hash, metadata, request_id, payloads)
         except QueueUnavailable:
             if self.deferred is None:
                 raise
@@ -80,11 +82,13 @@ class QueueScheduler:
             self.deferred.forget_deferred_jobs(content_hash)
         return queued
 
-    def _enqueue(self, content_hash: str, metadata: dict[str, Any], request_id: str | None) -> list[dict[str, Any]]:
+    def _enqueue(self, content_hash: str, metadata: dict[str, Any], request_id: str | None,
+                 payloads: Mapping[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         jobs: list[Job] = []
         with self.queue.batch():
             for name, attempts in self.always.items():
-                jobs.append(self.queue.enqueue(name, content_hash, max_attempts=attempts, force=True))
+                jobs.append(self.queue.enqueue(name, content_hash, payload=(payloads or {}).get(name),
+                                               max_attempts=attempts, force=True))
             for job_type in registry.all_types():
                 if job_type.applies_to is None or not job_type.applies_to(metadata):
                     continue

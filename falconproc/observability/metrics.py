@@ -31,6 +31,8 @@ LATENCY = Histogram("falconproc_http_request_duration_seconds", "Time to answer,
                     buckets=LATENCY_BUCKETS)
 UPLOADS = Counter("falconproc_uploads_total", "Uploads stored", ["result"])
 UPLOAD_BYTES = Counter("falconproc_upload_bytes_total", "Bytes of new content stored")
+SCANS = Counter("falconproc_scans_total", "Virus scans recorded, by how the bytes reached clamd "
+                "(upload: streamed while the body arrived; job: the scan job)", ["via", "status"])
 JOBS = Counter("falconproc_jobs_total", "Job attempts by outcome", ["type", "outcome"])
 # Video posters by how they were chosen (key_frames, all_frames: the key frames were blank,
 # dark: every frame was) or why there is none (error_corrupt, error_timeout, ...).
@@ -137,6 +139,10 @@ def record_upload(size: int, is_new: bool) -> None:
     UPLOADS.labels("new" if is_new else "duplicate").inc()
     if is_new:
         UPLOAD_BYTES.inc(size)
+
+
+def record_scan(via: str, status: str) -> None:
+    SCANS.labels(via, status).inc()
 
 
 class ServiceStateCollector:

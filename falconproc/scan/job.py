@@ -6,9 +6,10 @@ from typing import Any
 
 from falconproc.jobs.registry import JobContext, JobType, register
 from falconproc.queue import Job
-from falconproc.scan.service import ScanService
+from falconproc.scan.service import STREAMED, ScanService
 
-SCAN_ESTIMATE = 32 * 1024 * 1024  # the file is streamed in 256 KiB chunks
+SCAN_ESTIMATE = 32 * 1024 * 1024
+DEFAULT_SCAN_TIMEOUT = 60.0  # the supervisor's default for types JOB_TIMEOUTS does not name  # the file is streamed in 256 KiB chunks
 
 
 def _service(context: JobContext) -> ScanService:
@@ -16,9 +17,18 @@ def _service(context: JobContext) -> ScanService:
 
 
 def _handle(job: Job, context: JobContext) -> dict[str, Any]:
+    service = _service(context)
+    if job.payload.get(STREAMED):
+        # The upload streamed the bytes to clamd: its verdict comes moments after the
+        # last byte. Half of this job's time goes to waiting for it, the rest to scanning
+        # here if it fails or never comes (the uploading process died).
+        budget = context.settings.job_timeouts.get("scan", DEFAULT_SCAN_TIMEOUT) / 2
+        state = service.await_streamed(job.content_hash, budget)
+        if state is not None:
+            return {"status": state["status"], "signature": state.get("signature"), "scannedBy": "upload"}
     # ClamdUnavailable is retried by the queue with backoff (SCAN_MAX_ATTEMPTS attempts).
-    state = _service(context).scan(job.content_hash)
-    return {"status": state["status"], "signature": state.get("signature")}
+    state = service.scan(job.content_hash)
+    return {"status": state["status"], "signature": state.get("signature"), "scannedBy": "job"}
 
 
 def _record_dead(job: Job, context: JobContext) -> None:

@@ -3,17 +3,26 @@ layer asks before serving anything of a content hash but its metadata."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 from falconproc.clock import iso_utc
 from falconproc.config import Settings
 from falconproc.errors import FalconprocError
-from falconproc.scan.clamd import ClamdClient, ClamdUnavailable
+from falconproc.observability.metrics import record_scan
+from falconproc.scan.clamd import ClamdClient, ClamdUnavailable, Verdict
 from falconproc.store import ContentStore, DerivedCache
+from falconproc.store.base import PendingUpload
+from falconproc.store.follow import SpoolTail, UploadCancelled
 
 log = logging.getLogger(__name__)
 
 PENDING = {"status": "pending"}
+# In a `scan` job's payload: the upload streamed its bytes to clamd; wait for that verdict.
+STREAMED = "streamed"
+# How often a `scan` job looks for the streamed verdict (a metadata read: a GET on S3).
+_AWAIT_POLL_SECONDS = 0.1
 
 
 class Quarantined(FalconprocError, PermissionError):
@@ -33,6 +42,45 @@ class ScanPending(FalconprocError, RuntimeError):
 class ScanFailed(FalconprocError, RuntimeError):
     """SCAN_MODE=required and the scan ended in an error (too large for clamd, clamd down
     for every attempt): the content is never served as if clean."""
+
+
+class StreamedScan:
+    """One INSTREAM session fed from an upload's spool file while the body arrives (a
+    thread reading behind the writer, 256 KiB at a time): clamd has the whole stream
+    moments after the last byte, so its verdict comes with the upload instead of a job
+    that reads the stored file again afterwards."""
+
+    def __init__(self, client: ClamdClient, tail: SpoolTail):
+        self._client = client
+        self._tail = tail
+        self.engine: str | None = None
+        self.verdict: Verdict | None = None
+        self.failure: str | None = None
+        self._thread = threading.Thread(target=self._run, name="streamed-scan", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.engine = self._client.version()
+            self.verdict = self._client.instream(self._tail)
+        except (ClamdUnavailable, UploadCancelled, OSError) as exc:
+            self.failure = str(exc) or type(exc).__name__
+        except Exception as exc:  # noqa: BLE001 - any failure: the scan job does it instead
+            log.exception("streamed scan failed")
+            self.failure = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._tail.close()
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def wait(self, timeout: float) -> Verdict | None:
+        """The verdict, or None when the session failed or took longer than ``timeout``."""
+        self._thread.join(timeout)
+        return self.verdict if not self._thread.is_alive() else None
+
+    def cancel(self) -> None:
+        self._tail.cancel(even_if_finished=True)
 
 
 def make_client(settings: Settings) -> ClamdClient:
@@ -78,6 +126,58 @@ class ScanService:
     def healthy(self) -> bool:
         return not self.enabled or (self.client is not None and self.client.ping())
 
+    # -- while the body arrives -------------------------------------------------------
+
+    def start_streamed(self, pending: PendingUpload) -> StreamedScan | None:
+        """Start scanning an upload as it is written (None when scanning is off)."""
+        if not self.enabled or self.client is None:
+            return None
+        return StreamedScan(self.client, pending.follow())
+
+    def finish_streamed(self, session: StreamedScan, content_hash: str, is_new: bool) -> dict[str, Any] | None:
+        """After the upload was committed: for new content, its verdict is recorded when
+        clamd gives it (now if it has already; else by a thread of this process, so the
+        answer does not wait for clamd's scan of the last bytes) and the `scan` job gets
+        the returned payload: it waits for that verdict instead of scanning again, and
+        scans itself if the streamed scan fails or this process dies first. For bytes
+        already stored the session is dropped (their recorded result stands): None."""
+        if not is_new:
+            session.cancel()
+            return None
+        if session.done():
+            self._record_streamed(session, content_hash)
+        else:
+            threading.Thread(target=self._record_streamed, args=(session, content_hash),
+                             name="streamed-scan-verdict", daemon=True).start()
+        return {STREAMED: True}
+
+    def _record_streamed(self, session: StreamedScan, content_hash: str) -> None:
+        verdict = session.wait(self.settings.clamd_timeout)
+        try:
+            if verdict is None:
+                session.cancel()
+                reason = f"the scan during the upload failed: {session.failure or 'timed out'}"
+                log.info("%s for %s: the scan job scans it", reason, content_hash)
+                self.cache.update_metadata(content_hash, lambda m: m.setdefault("scan", dict(PENDING))
+                                           .__setitem__("lastError", reason))
+                return
+            self.record(content_hash, _state(verdict, session.engine))
+            record_scan("upload", verdict.status)
+        except Exception:  # noqa: BLE001 - the scan job's wait runs out and it scans
+            log.exception("recording the streamed scan of %s failed", content_hash)
+
+    def await_streamed(self, content_hash: str, timeout: float) -> dict[str, Any] | None:
+        """The `scan` job of a streamed upload: the verdict once recorded; None when the
+        streamed scan failed or nothing came within ``timeout`` (then the job scans)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            scan = self.state(content_hash) or {}
+            if scan.get("status", "pending") != "pending":
+                return scan
+            if scan.get("lastError") or time.monotonic() > deadline:
+                return None
+            time.sleep(_AWAIT_POLL_SECONDS)
+
     # -- the job ---------------------------------------------------------------------
 
     def scan(self, content_hash: str) -> dict[str, Any]:
@@ -93,11 +193,9 @@ class ScanService:
             self.cache.update_metadata(content_hash, lambda m: m.setdefault("scan", dict(PENDING))
                                        .__setitem__("lastError", error))
             raise
-        state: dict[str, Any] = {"status": verdict.status, "signature": verdict.signature, "engine": engine,
-                                 "scannedAt": iso_utc()}
-        if verdict.reason:
-            state["reason"] = verdict.reason
+        state = _state(verdict, engine)
         self.record(content_hash, state)
+        record_scan("job", verdict.status)
         return state
 
     def record(self, content_hash: str, state: dict[str, Any]) -> None:
@@ -112,3 +210,11 @@ class ScanService:
     def record_error(self, content_hash: str, reason: str) -> None:
         self.record(content_hash, {"status": "error", "signature": None, "engine": None, "scannedAt": iso_utc(),
                                    "reason": reason})
+
+
+def _state(verdict: Verdict, engine: str | None) -> dict[str, Any]:
+    state: dict[str, Any] = {"status": verdict.status, "signature": verdict.signature, "engine": engine,
+                             "scannedAt": iso_utc()}
+    if verdict.reason:
+        state["reason"] = verdict.reason
+    return state

@@ -8,6 +8,7 @@ remote backend may serve from a local read-through copy.
 """
 from __future__ import annotations
 
+import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from falconproc.store.follow import SpoolTail
 
 _HASH_RE = re.compile(r"[0-9a-f]{64}")
 
@@ -48,7 +51,15 @@ class StoredObject:
 
 
 class PendingUpload(ABC):
-    """A temporary, invisible spool for one upload's bytes."""
+    """A temporary, invisible spool for one upload's bytes.
+
+    Consumers that work while the body arrives ``follow`` it: the writer (ingest) calls
+    ``wrote`` after each block and ``finished_writing`` at the end of the body; ``abort``
+    cancels the followers. A backend may consume the bytes itself as they arrive (the S3
+    store uploads parts) by overriding ``wrote``.
+    """
+
+    _tails: list[SpoolTail] | None = None
 
     @abstractmethod
     def fileno(self) -> int:
@@ -61,14 +72,40 @@ class PendingUpload(ABC):
 
     @abstractmethod
     def abort(self) -> None:
-        """Remove everything written so far. Safe to call twice."""
+        """Remove everything written so far (and cancel the followers). Safe to call twice."""
+
+    def follow(self) -> SpoolTail:
+        """A reader of the bytes as they are written; the caller closes it."""
+        tail = SpoolTail(self.open_written())
+        if self._tails is None:
+            self._tails = []
+        self._tails.append(tail)
+        return tail
+
+    def wrote(self) -> None:
+        """More bytes were written to ``fileno()``."""
+        for tail in self._tails or ():
+            tail.advanced()
+
+    def finished_writing(self) -> None:
+        """The body is complete: followers read to its end and then see end of file."""
+        if self._tails:
+            size = os.fstat(self.fileno()).st_size
+            for tail in self._tails:
+                tail.finish(size)
+
+    def _cancel_followers(self) -> None:
+        for tail in self._tails or ():
+            tail.cancel()
 
 
 class ContentStore(ABC):
     """Originals + metadata.json per content hash."""
 
     @abstractmethod
-    def begin_upload(self) -> PendingUpload: ...
+    def begin_upload(self, expected_hash: str | None = None) -> PendingUpload:
+        """A new spool. ``expected_hash``: what the client said the bytes hash to (checked
+        before commit); a backend may use it to write them where they will end up."""
 
     @abstractmethod
     def commit(self, pending: PendingUpload, content_hash: str, metadata: dict[str, Any],

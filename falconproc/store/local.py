@@ -75,6 +75,7 @@ class LocalPendingUpload(PendingUpload):
             self.fd = -1
 
     def abort(self) -> None:
+        self._cancel_followers()
         self.close_fd()
         shutil.rmtree(self.dir, ignore_errors=True)
         self.lock.release()
@@ -91,7 +92,7 @@ class LocalContentStore(ContentStore):
 
     # -- writing -----------------------------------------------------------------
 
-    def begin_upload(self) -> LocalPendingUpload:
+    def begin_upload(self, expected_hash: str | None = None) -> LocalPendingUpload:
         return LocalPendingUpload(self.tmp_root)
 
     def commit(self, pending: PendingUpload, content_hash: str, metadata: dict[str, Any],

@@ -11,10 +11,15 @@ Keys under S3_PREFIX::
     {hash}/derived/.quarantined       the content was found infected: no derived file is kept
     .stats/{instance}/{writer}.json   per writer process: entries and bytes it stored
     .deferred-jobs/{hash}.json        stored content whose jobs wait to be queued
+    .staging/{instance}/{id}          a big upload's multipart upload while its body arrives
 
-An upload is spooled to a local file (the native probe writes into it), then
-``commit`` uploads the original (multipart above a threshold; s3transfer aborts a
-failed multipart upload) and only then creates metadata.json conditionally: of N
+An upload is spooled to a local file (the native probe writes into it). Above the
+multipart threshold its parts are uploaded to a staging key while the body still
+arrives (S3PendingUpload); ``commit`` uploads the last part, completes the staging
+object and copies it server-side to ``{hash}/original`` (below the threshold, or if
+streaming failed, it uploads the spool file) and only then creates metadata.json
+conditionally (Ceph RGW ignores If-None-Match on CompleteMultipartUpload, so the
+original's key cannot be the arbiter; metadata.json's PUT is): of N
 concurrent uploads of the same new bytes, on any number of instances, exactly one
 creates it and reports ``isNew``. A crash before that leaves an original without
 metadata, which is invisible and overwritten by the next upload of the same bytes
@@ -24,13 +29,16 @@ read-through copy bounded by LOCAL_CACHE_BYTES.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import logging
 import os
 import shutil
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -42,6 +50,14 @@ from falconproc.store.cache import DerivedCache
 from falconproc.store.local import LocalContentStore, LocalPendingUpload
 from falconproc.store.readthrough import ReadThroughCopy
 
+log = logging.getLogger(__name__)
+
+# Where uploads stream their parts before their hash is known: {prefix}.staging/{instance}/{id}.
+STAGING = ".staging"
+# Parts of one upload being sent at once, and of all uploads of a process (8 MB each in
+# memory while sent): 4 bound a process's part buffers to 32 MB however many upload.
+STREAM_WORKERS = 2
+PARTS_IN_MEMORY = 4
 # Multipart uploads older than this were left by a crashed writer (no upload here takes an hour).
 STALE_MULTIPART_SECONDS = 3600
 # How long a presigned redirect stays valid (S3_PRESIGNED_REDIRECT).
@@ -92,7 +108,13 @@ class S3Bucket:
         self.transfer = TransferConfig(multipart_threshold=multipart_threshold,
                                        multipart_chunksize=max(8 << 20, multipart_threshold // 2),
                                        max_concurrency=4)
+        # CopyObject takes up to 5 GB in one request; s3transfer's default would split a
+        # copy into 8 MB UploadPartCopy requests above 8 MB.
+        self._copy_transfer = TransferConfig(multipart_threshold=5 << 30, multipart_chunksize=1 << 30,
+                                             max_concurrency=4)
         self.healthy_reason: str | None = None
+        # Parts read from spool files and being sent, over all uploads of this process.
+        self.parts_in_memory = threading.BoundedSemaphore(PARTS_IN_MEMORY)
 
     def key(self, *parts: str) -> str:
         return self.prefix + "/".join(parts)
@@ -126,6 +148,17 @@ class S3Bucket:
 
     def upload_file(self, path: Path, key: str) -> None:
         self.client.upload_file(str(path), self.bucket, key, Config=self.transfer)
+
+    def copy(self, source: str, key: str) -> None:
+        """Server-side copy (one CopyObject up to 5 GB, UploadPartCopy parts above)."""
+        self.client.copy({"Bucket": self.bucket, "Key": source}, self.bucket, key,
+                         Config=self._copy_transfer)
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except Exception:  # noqa: BLE001 - sweep_temp removes staging objects left behind
+            log.warning("could not delete %s", key)
 
     def create(self, key: str, body: bytes) -> bool:
         """Create ``key`` unless it exists (If-None-Match: *): True when this call created it."""
@@ -175,6 +208,192 @@ class S3Bucket:
                 aborted += 1
         return aborted
 
+    def remove_stale_staging(self, older_than: float) -> int:
+        """Delete completed staging objects a writer crashed before moving into place."""
+        removed = 0
+        cutoff = time.time() - older_than
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.key(STAGING) + "/"):
+            for item in page.get("Contents", ()):
+                if item["LastModified"].timestamp() < cutoff:
+                    self.client.delete_object(Bucket=self.bucket, Key=item["Key"])
+                    removed += 1
+        return removed
+
+
+class S3PendingUpload(LocalPendingUpload):
+    """A spooled upload that is also uploaded while it arrives: once the spool passes the
+    multipart threshold, a multipart upload to a staging key starts and every full part
+    written is uploaded by a small pool (each worker reads its part from the spool file:
+    at most STREAM_WORKERS parts of an upload, PARTS_IN_MEMORY of a process, in memory).
+    The content hash, and so the final key, is only known at commit, which uploads the
+    last part and moves the object into place. Any failure here only means commit uploads
+    the spool file as a whole (as below the threshold)."""
+
+    def __init__(self, tmp_root: Path, bucket: S3Bucket, staging_key: str, *, target_hash: str | None = None):
+        super().__init__(tmp_root)
+        self._s3 = bucket
+        self.staging_key = staging_key
+        self.target_hash = target_hash  # set when staging_key is that hash's final key
+        self._part_size = bucket.transfer.multipart_chunksize
+        self._threshold = bucket.transfer.multipart_threshold
+        self._upload_id: str | None = None
+        self._parts: list[Future[dict[str, Any]]] = []
+        self._uploaded_to = 0  # bytes handed to the pool so far
+        self._pool: ThreadPoolExecutor | None = None
+        self._read_fd = -1
+        self.broken = False  # a part or the start failed: commit uploads the file as a whole
+
+    @property
+    def streaming(self) -> bool:
+        return self._upload_id is not None and not self.broken
+
+    def wrote(self) -> None:
+        super().wrote()
+        if self.broken or self.fd < 0:
+            return
+        written = os.fstat(self.fd).st_size
+        if self._upload_id is None:
+            if written < self._threshold:
+                return
+            try:
+                self._upload_id = self._s3.client.create_multipart_upload(
+                    Bucket=self._s3.bucket, Key=self.staging_key)["UploadId"]
+            except Exception:  # noqa: BLE001 - commit uploads the whole file (and says why if it fails too)
+                self.broken = True
+                return
+            self._read_fd = os.open(self.path, os.O_RDONLY)
+            self._pool = ThreadPoolExecutor(STREAM_WORKERS, thread_name_prefix="s3-part")
+        if any(part.done() and part.exception() is not None for part in self._parts):
+            self.give_up()  # the store refused a part: stop sending the rest (commit tries once more)
+            return
+        while written - self._uploaded_to >= self._part_size:
+            self._submit(self._part_size)
+
+    def _submit(self, length: int) -> None:
+        assert self._pool is not None
+        number, offset = len(self._parts) + 1, self._uploaded_to
+        self._parts.append(self._pool.submit(self._upload_part, number, offset, length))
+        self._uploaded_to += length
+
+    def _upload_part(self, number: int, offset: int, length: int) -> dict[str, Any]:
+        with self._s3.parts_in_memory:  # however many uploads stream at once
+            body = os.pread(self._read_fd, length, offset)
+            if len(body) != length:
+                raise OSError(f"part {number}: spool file shorter than expected")
+            resp = self._s3.client.upload_part(Bucket=self._s3.bucket, Key=self.staging_key,
+                                               UploadId=self._upload_id, PartNumber=number, Body=body)
+        return {"PartNumber": number, "ETag": resp["ETag"]}
+
+    def complete_staging(self) -> bool:
+        """Upload what is left and complete the staging object: True when it holds the
+        whole spool file; False (multipart aborted) when streaming did not happen or failed."""
+        if not self.streaming:
+            return False
+        size = self.path.stat().st_size
+        while size - self._uploaded_to > 0:
+            self._submit(min(self._part_size, size - self._uploaded_to))
+        try:
+            parts = [part.result() for part in self._parts]
+            self._s3.client.complete_multipart_upload(Bucket=self._s3.bucket, Key=self.staging_key,
+                                                      UploadId=self._upload_id, MultipartUpload={"Parts": parts})
+        except Exception:  # noqa: BLE001 - commit falls back to uploading the file as a whole
+            self.broken = True
+            self._abort_multipart()
+            return False
+        self._upload_id = None
+        self._stop_pool()
+        return True
+
+    def give_up(self) -> None:
+        """Stop streaming (abort the multipart upload): commit uploads the file instead."""
+        self.broken = True
+        self._abort_multipart()
+
+    def _stop_pool(self) -> None:
+        if self._pool is not None:
+            for part in self._parts:
+                part.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._read_fd >= 0:
+            os.close(self._read_fd)
+            self._read_fd = -1
+
+    def _abort_multipart(self) -> None:
+        self._stop_pool()
+        if self._upload_id is not None:
+            upload_id, self._upload_id = self._upload_id, None
+            try:
+                self._s3.client.abort_multipart_upload(Bucket=self._s3.bucket, Key=self.staging_key,
+                                                       UploadId=upload_id)
+            except Exception:  # noqa: BLE001 - sweep_temp aborts what is left after an hour
+                log.warning("could not abort multipart upload %s of %s", upload_id, self.staging_key)
+
+    def abort(self) -> None:
+        self._abort_multipart()
+        super().abort()
+
+
+class S3ObjectStream:
+    """An object read straight from the bucket, from the position of the last ``seek``
+    on (a ranged GetObject). ``seek`` sends the request, so an unreachable object store
+    is a 503 before an answer starts; without one the first ``read`` does. It has no
+    descriptor: the server copies it through (no sendfile)."""
+
+    def __init__(self, bucket: S3Bucket, key: str, content_hash: str):
+        self._s3 = bucket
+        self._key = key
+        self._hash = content_hash
+        self._position = 0
+        self._body: Any = None
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence != io.SEEK_SET:
+            raise io.UnsupportedOperation("only absolute seeks")
+        self._close_body()
+        self._position = offset
+        self._request()
+        return offset
+
+    def tell(self) -> int:
+        return self._position
+
+    def _request(self) -> None:
+        with _unavailable_as_503():
+            try:
+                resp = self._s3.client.get_object(Bucket=self._s3.bucket, Key=self._key,
+                                                  Range=f"bytes={self._position}-")
+            except self._s3.client.exceptions.ClientError as exc:
+                if _code(exc) in _MISSING:
+                    raise ContentNotFound(self._hash) from None
+                raise
+        self._body = resp["Body"]
+
+    def read(self, size: int = -1) -> bytes:
+        if self._body is None:
+            self._request()
+        data = self._body.read(None if size is None or size < 0 else size)
+        self._position += len(data)
+        return data
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("an object in the bucket has no file descriptor")
+
+    def _close_body(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
+
+    def close(self) -> None:
+        self._close_body()
+
+    def __enter__(self) -> S3ObjectStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class S3ContentStore(ContentStore):
     def __init__(self, bucket: S3Bucket, spool_root: Path, copy: ReadThroughCopy, *, instance_id: str,
@@ -196,19 +415,25 @@ class S3ContentStore(ContentStore):
 
     # -- writing -----------------------------------------------------------------
 
-    def begin_upload(self) -> LocalPendingUpload:
-        return self._spool.begin_upload()
+    def begin_upload(self, expected_hash: str | None = None) -> S3PendingUpload:
+        if expected_hash is not None and is_content_hash(expected_hash):
+            # The client named the hash (x-content-sha256): the parts go straight to the
+            # final key, completed only once commit has the bytes' hash proven equal.
+            return S3PendingUpload(self._spool.tmp_root, self.s3, self.s3.key(expected_hash, "original"),
+                                   target_hash=expected_hash)
+        return S3PendingUpload(self._spool.tmp_root, self.s3,
+                               self.s3.key(STAGING, self.instance_id, uuid.uuid4().hex))
 
     def commit(self, pending: PendingUpload, content_hash: str, metadata: dict[str, Any],
                record: UploadRecord) -> tuple[dict[str, Any], bool]:
-        assert isinstance(pending, LocalPendingUpload)
+        assert isinstance(pending, S3PendingUpload)
         self._check(content_hash)
         try:
             pending.close_fd()
             with _unavailable_as_503():
                 if self.s3.head(self.s3.key(content_hash, "metadata.json")) is not None:
                     return self.add_upload(content_hash, record), False
-                self.s3.upload_file(pending.path, self.s3.key(content_hash, "original"))
+                self._store_original(pending, content_hash)
                 body = json.dumps(metadata, ensure_ascii=False).encode()
                 if not self.s3.create(self.s3.key(content_hash, "metadata.json"), body):
                     return self.add_upload(content_hash, record), False
@@ -221,6 +446,26 @@ class S3ContentStore(ContentStore):
             return metadata, True
         finally:
             pending.abort()
+
+    def _store_original(self, pending: S3PendingUpload, content_hash: str) -> None:
+        """Put the spooled bytes at ``{hash}/original``: from the staging object the parts
+        were streamed to while the body arrived (a server-side copy: Ceph RGW shares the
+        data, ~10 ms for 100 MB; AWS copies it), directly when the parts went to the final
+        key (the client sent x-content-sha256), or by uploading the spool file. The
+        original's key is written unconditionally (same hash, same bytes); metadata.json
+        decides who is new."""
+        final = self.s3.key(content_hash, "original")
+        if pending.target_hash not in (None, content_hash):
+            pending.give_up()  # never complete other bytes at the key of the hash they were said to have
+        if not pending.complete_staging():
+            self.s3.upload_file(pending.path, final)
+            return
+        if pending.staging_key == final:  # streamed to the final key (the client named the hash)
+            return
+        try:
+            self.s3.copy(pending.staging_key, final)
+        finally:
+            self.s3.delete(pending.staging_key)
 
     def add_upload(self, content_hash: str, record: UploadRecord) -> dict[str, Any]:
         with _unavailable_as_503():
@@ -324,15 +569,16 @@ class S3ContentStore(ContentStore):
         return fetch
 
     def open(self, content_hash: str) -> BinaryIO:
+        """The local copy when this host has one (sendfile), else the object streamed from
+        the bucket: serving an original never waits for, nor fills the disk with, a copy."""
         self._check(content_hash)
-        key = f"o/{content_hash}"
-        fh = self.copy.open(key)
-        if fh is None:
-            self.copy.fill(key, self._fetch_original(content_hash))
-            fh = self.copy.open(key)
-            if fh is None:
+        fh = self.copy.open(f"o/{content_hash}")
+        if fh is not None:
+            return fh
+        with _unavailable_as_503():
+            if not self.exists(content_hash):  # a HEAD: cheaper than a GET a HEAD or 304 would drop
                 raise ContentNotFound(content_hash)
-        return fh
+        return S3ObjectStream(self.s3, self.s3.key(content_hash, "original"), content_hash)  # type: ignore[return-value]
 
     @contextmanager
     def local_file(self, content_hash: str) -> Iterator[Path]:
@@ -372,6 +618,7 @@ class S3ContentStore(ContentStore):
         removed = self._spool.sweep_temp(at_startup=False) + self.copy.sweep_temp()
         try:
             removed += self.s3.abort_stale_multipart(STALE_MULTIPART_SECONDS)
+            removed += self.s3.remove_stale_staging(STALE_MULTIPART_SECONDS)
         except Exception as exc:
             if not _is_unavailable(exc):
                 raise

@@ -6,6 +6,7 @@ backend; on S3 against a real Ceph RGW. Instances made by one test share the buc
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,6 +15,7 @@ import pytest
 from falconproc.errors import ContentNotFound, ServiceOverloaded
 from tests.support.content import sha256, text_blob, unique_text
 from tests.support.store import metadata_for, record, write_all
+from tests.support.wait import wait_for
 
 
 def commit(store, data: bytes, rec=None):
@@ -21,6 +23,36 @@ def commit(store, data: bytes, rec=None):
     pending = store.begin_upload()
     write_all(pending.fileno(), data)
     return store.commit(pending, sha256(data), metadata_for(data, rec), rec)
+
+
+def write_as_it_arrives(pending, data: bytes, piece: int = 1 << 20) -> None:
+    """Write the way ingest does: a block at a time, telling the pending upload after each."""
+    for start in range(0, len(data), piece):
+        write_all(pending.fileno(), data[start:start + piece])
+        pending.wrote()
+
+
+def small_parts(store) -> None:
+    """S3: multipart from 5 MB on (the least S3 allows), so big-upload tests stay small."""
+    if hasattr(store, "s3"):
+        store.s3.transfer.multipart_threshold = store.s3.transfer.multipart_chunksize = 5 << 20
+
+
+def multipart_uploads(store) -> list[str]:
+    if not hasattr(store, "s3"):
+        return []
+    listed = store.s3.client.list_multipart_uploads(Bucket=store.s3.bucket, Prefix=store.s3.prefix)
+    return [upload["Key"] for upload in listed.get("Uploads", ())]
+
+
+def leftovers(store) -> list[str]:
+    """What uploads in flight or aborted leave: spool directories; in a bucket also
+    multipart uploads and staging objects."""
+    spool = store._spool.tmp_root if hasattr(store, "s3") else store.tmp_root
+    found = [p.name for p in spool.iterdir() if p.name.startswith("up-")]
+    if hasattr(store, "s3"):
+        found += multipart_uploads(store) + list(store.s3.list_keys(store.s3.key(".staging") + "/"))
+    return found
 
 
 # -- originals -------------------------------------------------------------------------
@@ -97,6 +129,47 @@ def test_concurrent_uploads_of_new_bytes_on_several_instances_make_exactly_one_n
         assert users == {f"user-{n}" for n in range(8)}
         with store.open(sha256(data)) as fh:
             assert fh.read() == data
+
+
+def test_a_big_upload_cut_in_the_middle_leaves_no_object_and_no_multipart_upload(backend_components):
+    store = backend_components().store
+    small_parts(store)
+    data = os.urandom(23 << 20)
+    pending = store.begin_upload()
+    write_as_it_arrives(pending, data[:17 << 20])  # the client goes away here
+    if hasattr(store, "s3"):  # its parts were being uploaded while it arrived
+        key = wait_for(lambda: multipart_uploads(store), 30, message="a multipart upload")[0]
+        upload_id = store.s3.client.list_multipart_uploads(Bucket=store.s3.bucket, Prefix=key)["Uploads"][0]["UploadId"]
+        parts = wait_for(lambda: store.s3.client.list_parts(Bucket=store.s3.bucket, Key=key, UploadId=upload_id)
+                         .get("Parts"), 30, message="parts uploaded before the body ended")
+        assert all(part["Size"] == 5 << 20 for part in parts)
+    pending.abort()
+    assert leftovers(store) == []
+    assert not store.exists(sha256(data))
+
+
+def test_concurrent_big_uploads_of_the_same_bytes_make_exactly_one_new(backend_components):
+    stores = [backend_components(f"i{n}").store for n in range(2)]
+    for store in stores:
+        small_parts(store)
+    data = os.urandom(13 << 20)
+    barrier = threading.Barrier(2)
+
+    def upload(n: int) -> bool:
+        rec = record(drive=f"drive-{n}", user=f"user-{n}")
+        pending = stores[n].begin_upload()
+        barrier.wait()
+        write_as_it_arrives(pending, data)
+        return stores[n].commit(pending, sha256(data), metadata_for(data, rec), rec)[1]
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(upload, range(2)))
+    assert sorted(results) == [False, True]
+    for store in stores:
+        assert {u["userId"] for u in store.metadata(sha256(data))["uploads"]} == {"user-0", "user-1"}
+        with store.local_file(sha256(data)) as path:
+            assert sha256(path.read_bytes()) == sha256(data)
+        assert leftovers(store) == []
 
 
 def test_add_upload_loses_no_concurrent_record_and_keeps_one_per_drive_user(backend_components):

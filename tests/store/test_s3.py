@@ -82,6 +82,16 @@ def test_sweep_aborts_stale_multipart_uploads_and_keeps_live_spools(s3_component
     live.abort()
 
 
+def test_sweep_removes_staging_objects_a_crash_left_and_only_old_ones(s3_components):
+    store = s3_components().store
+    left = store.s3.key(".staging", "inst-gone", "0123abcd")  # completed, never moved into place
+    store.s3.client.put_object(Bucket=store.s3.bucket, Key=left, Body=b"half a story")
+    assert store.s3.remove_stale_staging(older_than=3600) == 0  # young: may be an upload committing now
+    assert store.s3.head(left) is not None
+    assert store.s3.remove_stale_staging(older_than=-60) == 1
+    assert store.s3.head(left) is None
+
+
 def test_unreachable_endpoint_refuses_the_upload_with_503_and_keeps_nothing(s3_components, tmp_path):
     dead = s3_components("dead", s3_endpoint_url=f"http://127.0.0.1:{free_port()}").store
     dead.s3.client.meta.config.retries = {"max_attempts": 1}
@@ -105,3 +115,66 @@ def test_read_through_copy_stays_within_its_budget_and_never_evicts_a_pinned_fil
     copy.evict()
     assert sum(p.stat().st_size for p in (tmp_path / "copy" / "o").iterdir()) <= 1_000_000
     assert copy.open("o/19") is not None  # the newest stayed
+
+
+def _stream(pending, data: bytes, piece: int = 1 << 20) -> None:
+    """Write as ingest does: a block at a time, telling the pending upload after each."""
+    for start in range(0, len(data), piece):
+        write_all(pending.fileno(), data[start:start + piece])
+        pending.wrote()
+
+
+def _bucket_leftovers(store) -> list[str]:
+    listed = store.s3.client.list_multipart_uploads(Bucket=store.s3.bucket, Prefix=store.s3.prefix)
+    return [u["Key"] for u in listed.get("Uploads", ())] + list(store.s3.list_keys(store.s3.key(".staging") + "/"))
+
+
+def _small_parts(store) -> None:
+    store.s3.transfer.multipart_threshold = store.s3.transfer.multipart_chunksize = 5 << 20
+
+
+def test_with_the_hash_named_up_front_parts_go_to_the_final_key(s3_components):
+    store = s3_components().store
+    _small_parts(store)
+    data = os.urandom(12 << 20)
+    rec = record()
+    pending = store.begin_upload(sha256(data))
+    _stream(pending, data)
+    assert pending.staging_key == store.s3.key(sha256(data), "original") and pending.streaming
+    assert store.commit(pending, sha256(data), metadata_for(data, rec), rec)[1] is True
+    head = store.s3.head(store.s3.key(sha256(data), "original"))
+    assert head["ContentLength"] == len(data) and head["ETag"].strip('"').endswith("-3")  # the streamed parts
+    assert _bucket_leftovers(store) == []
+    with s3_components("other").store.local_file(sha256(data)) as path:
+        assert sha256(path.read_bytes()) == sha256(data)
+
+
+def test_bytes_that_do_not_have_the_named_hash_never_land_at_its_key(s3_components):
+    store = s3_components().store
+    _small_parts(store)
+    data, claimed = os.urandom(12 << 20), sha256(b"something else")
+    rec = record()
+    pending = store.begin_upload(claimed)
+    _stream(pending, data)
+    assert store.commit(pending, sha256(data), metadata_for(data, rec), rec)[1] is True
+    assert store.s3.head(store.s3.key(claimed, "original")) is None
+    assert store.s3.head(store.s3.key(sha256(data), "original"))["ContentLength"] == len(data)
+    assert _bucket_leftovers(store) == []
+
+
+def test_a_multipart_upload_aborted_under_a_streaming_upload_falls_back_to_a_whole_upload(s3_components):
+    store = s3_components().store
+    _small_parts(store)
+    data = os.urandom(23 << 20)
+    rec = record()
+    pending = store.begin_upload()
+    _stream(pending, data[:11 << 20])
+    # Another instance's sweep (or an operator) aborts the multipart upload midway.
+    [upload] = store.s3.client.list_multipart_uploads(Bucket=store.s3.bucket,
+                                                      Prefix=pending.staging_key)["Uploads"]
+    store.s3.client.abort_multipart_upload(Bucket=store.s3.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    _stream(pending, data[11 << 20:])
+    assert store.commit(pending, sha256(data), metadata_for(data, rec), rec)[1] is True
+    with s3_components("other").store.local_file(sha256(data)) as path:
+        assert sha256(path.read_bytes()) == sha256(data)
+    assert _bucket_leftovers(store) == []

@@ -2,6 +2,7 @@
 with its own empty local directories, and an object store that stops answering."""
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +11,7 @@ import pytest
 import requests
 
 from tests.support.content import sha256, unique_png, unique_text
-from tests.support.http import cache_metadata, get_original, health, upload, wait_job
+from tests.support.http import cache_metadata, get_original, health, raw_request, upload, upload_head, wait_job
 from tests.support.servers import TcpProxy
 from tests.support.wait import wait_for
 
@@ -136,3 +137,59 @@ def test_two_instances_asked_for_the_same_new_variant_at_once_serve_identical_by
         assert 1 <= renders <= 2  # one per host at most (the per-host lock), idempotent overwrite
     fresh = requests.get(f"{b.url}{url}", timeout=30)
     assert fresh.status_code == 200 and fresh.content == answers[0].content
+
+
+def test_an_original_not_in_the_local_copy_is_streamed_from_the_bucket(fresh_service, shared_env, s3_server):
+    a = fresh_service(**shared_env, INSTANCE_ID="a")
+    b = fresh_service(**shared_env, INSTANCE_ID="b", WEB_WORKERS="1")
+    data = unique_text(60_000)  # ~4 MB
+    h = sha256(data)
+    assert upload(a, data, name="big.txt").status_code == 201
+
+    # b never had these bytes: whole, ranges (first, middle, suffix), HEAD, 304, If-Range.
+    got = get_original(b, h)
+    assert got.status_code == 200 and got.content == data and got.headers["ETag"] == f'"{h}"'
+    for header, expected in (("bytes=0-9", data[:10]), ("bytes=1000000-2999999", data[1000000:3000000]),
+                             ("bytes=-5", data[-5:])):
+        part = get_original(b, h, headers={"Range": header})
+        assert part.status_code == 206 and part.content == expected, header
+    head = get_original(b, h, method="HEAD")
+    assert head.status_code == 200 and int(head.headers["Content-Length"]) == len(data) and head.content == b""
+    assert get_original(b, h, headers={"If-None-Match": got.headers["ETag"]}).status_code == 304
+    stale = get_original(b, h, headers={"Range": "bytes=0-9", "If-Range": '"other"'})
+    assert stale.status_code == 200 and stale.content == data
+    # Streamed, not copied: b's read-through copy holds no original.
+    assert [p for p in (b.base / "cache").rglob(h) if p.is_file()] == []
+
+    # The object store stops answering: an original b does not have is a 503 before any byte.
+    proxy = TcpProxy(s3_server.endpoint)
+    c = fresh_service(**{**shared_env, "S3_ENDPOINT_URL": proxy.url}, INSTANCE_ID="c", WEB_WORKERS="1")
+    assert upload(c, unique_text(5)).status_code == 201
+    assert get_original(c, h).content == data
+    proxy.stop()
+    resp = get_original(c, h)
+    assert resp.status_code == 503 and int(resp.headers["Retry-After"]) > 0
+
+
+def test_a_big_upload_cut_midway_leaves_nothing_in_the_bucket(fresh_service, shared_env, s3_server):
+    svc = fresh_service(**shared_env, INSTANCE_ID="a", ALLOWED_TYPES="application/octet-stream")
+    data = os.urandom(60 << 20)
+    sent = data[:40 << 20]  # past the 16 MB multipart threshold: parts were being uploaded
+    resp = raw_request(svc, upload_head(len(data), name="big.bin"), [sent[i:i + (1 << 20)]
+                       for i in range(0, len(sent), 1 << 20)], half_close=True, timeout=60)
+    assert resp.status == 400 and b"incomplete_body" in resp.body, resp
+    client = s3_server.client()
+    prefix = shared_env["S3_PREFIX"]
+
+    def leftovers():
+        uploads = client.list_multipart_uploads(Bucket=shared_env["S3_BUCKET"], Prefix=prefix).get("Uploads", [])
+        objects = client.list_objects_v2(Bucket=shared_env["S3_BUCKET"], Prefix=prefix).get("Contents", [])
+        return [u["Key"] for u in uploads] + [o["Key"] for o in objects if "/.stats/" not in o["Key"]]
+
+    wait_for(lambda: leftovers() == [], 30, message="nothing left in the bucket (no object, no multipart upload)")
+    assert get_original(svc, sha256(data)).status_code == 404
+    # The whole body afterwards: stored, streamed in parts, served whole.
+    full = upload(svc, data, name="big.bin")
+    assert full.status_code == 201, full.text
+    assert get_original(svc, sha256(data)).content == data
+    assert [k for k in leftovers() if ".staging" in k] == []

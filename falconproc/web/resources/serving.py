@@ -93,8 +93,9 @@ def serve_file(req: falcon.Request, resp: falcon.Response, fileobj: BinaryIO, *,
     if req.method == "HEAD":
         fileobj.close()
         return
-    if first:
-        fileobj.seek(first)
+    # Always: a stream from an object store sends its (ranged) request here, before
+    # the answer starts, so that its failure is still an error status.
+    fileobj.seek(first)
     if length <= SMALL_FILE_BYTES:
         # A thumbnail is a few KB: one read and one write cost less than gunicorn's
         # sendfile path (its own fstat, offset and blocking bookkeeping in Python).

@@ -1,0 +1,147 @@
+"""Virus scan overlapped with storing an upload (issue 13): upload-to-scanned time of a
+100 MB upload with SCAN_MODE=async against the clamd INSTREAM scan of the same file alone.
+
+A real clamd with the test signatures only (tests/support/clamd.py; StreamMaxLength raised
+to fit the file), and two ``falconproc serve`` of the same checkout, same run:
+
+* scan   SCAN_MODE=async, CLAMD_SOCKET: the body is streamed to clamd while it is
+         spooled; measured from the first byte sent until GET /cache/{h}/metadata says
+         ``scan.status == clean`` (the upload's answer already carries the verdict: it
+         is recorded at commit, so the poll normally returns at once);
+* plain  SCAN_MODE=off: the upload alone, for what scanning adds to the answer;
+* alone  ``INSTREAM`` of the same file from this process (ClamdClient), nothing else.
+
+Each round writes ``--size`` new random bytes (admitted with ALLOWED_TYPES=
+application/octet-stream) and runs the three in alternating order. Reported: medians,
+upload-to-scanned / scan alone (target <= 1.2), upload-to-scanned / upload alone, and
+the sequential baseline (upload alone + scan alone: what a scan job after the upload
+costs at best), with the falconproc service's CPU per upload.
+
+    python benchmarks/bench_scan_overlap.py [--rounds 5] [--size 100000000]
+
+Prints Markdown tables; writes benchmarks/results/scan-overlap-<timestamp>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as common  # noqa: E402
+
+from falconproc.scan.clamd import ClamdClient  # noqa: E402
+from tests.support.clamd import Clamd  # noqa: E402
+from tests.support.corpus import MEADOW  # noqa: E402
+
+
+def _upload_until_clean(url: str, path: Path, scanned: bool) -> tuple[float, float]:
+    """(seconds until the upload answered, seconds until metadata says clean)."""
+    import requests
+
+    with open(path, "rb") as fh:
+        start = time.perf_counter()
+        resp = requests.post(url + "/upload", data=fh, timeout=600,
+                             headers={"x-filename": "big.bin", "x-drive-id": "bench", "x-user-id": "bench",
+                                      "Content-Length": str(path.stat().st_size)})
+        answered = time.perf_counter() - start
+    resp.raise_for_status()
+    assert resp.json()["isNew"] is True, resp.text
+    if not scanned:
+        return answered, answered
+    content_hash = resp.json()["contentHash"]
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        scan = requests.get(f"{url}/cache/{content_hash}/metadata", timeout=30).json()["scan"]
+        if scan["status"] != "pending":
+            assert scan["status"] == "clean", scan
+            return answered, time.perf_counter() - start
+        time.sleep(0.01)
+    raise AssertionError("no scan verdict within 300 s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--size", type=int, default=100_000_000)
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="bench-scan-"))
+    clamd = Clamd(work / "clamd", stream_max=f"{args.size // common.MIB + 16}M")
+    # clamd remembers the MD5s of files it found clean: the scan alone and the upload of
+    # the same bytes would each find the other's result.
+    with open(clamd.conf, "a") as conf:
+        conf.write("DisableCache yes\n")
+    clamd.start(timeout=60)
+    client = ClamdClient(clamd.socket, timeout=300)
+    settings = {"UPLOAD_RATE_LIMIT": "off", "ALLOWED_TYPES": "application/octet-stream,image/jpeg"}
+    services = {
+        "scan": common.start_falconproc_with(work, MEADOW, "scan", {**settings, "SCAN_MODE": "async",
+                                                                     "CLAMD_SOCKET": str(clamd.socket)}),
+        "plain": common.start_falconproc_with(work, MEADOW, "plain", settings),
+    }
+    timings: dict[str, dict[str, list[float]]] = {
+        "scan": {"answered": [], "scanned": [], "cpu": []},
+        "plain": {"answered": [], "scanned": [], "cpu": []},
+        "alone": {"scanned": []},
+    }
+    payload = work / "payload.bin"
+    try:
+        for rnd in range(args.rounds):
+            common.random_payload(payload, args.size)
+            order = ["alone", "scan", "plain"] if rnd % 2 == 0 else ["plain", "scan", "alone"]
+            for name in order:
+                if name == "alone":
+                    with open(payload, "rb") as fh:
+                        start = time.perf_counter()
+                        verdict = client.instream(fh)
+                        timings["alone"]["scanned"].append(time.perf_counter() - start)
+                    assert verdict.status == "clean", verdict
+                    continue
+                svc = services[name][0]
+                cpu0 = common.tree_cpu([svc.proc.pid])
+                answered, scanned = _upload_until_clean(svc.url, payload, name == "scan")
+                timings[name]["answered"].append(answered)
+                timings[name]["scanned"].append(scanned)
+                timings[name]["cpu"].append(common.tree_cpu([svc.proc.pid]) - cpu0)
+    finally:
+        for svc, _ in services.values():
+            svc.stop()
+        clamd.stop()
+
+    med = statistics.median
+    scanned, alone = med(timings["scan"]["scanned"]), med(timings["alone"]["scanned"])
+    plain = med(timings["plain"]["answered"])
+    rows = [
+        ["upload, SCAN_MODE=async (to scan.status clean)", f"{scanned:.2f} s",
+         f"{med(timings['scan']['answered']):.2f} s", f"{med(timings['scan']['cpu']):.2f} s"],
+        ["upload, SCAN_MODE=off", f"-", f"{plain:.2f} s", f"{med(timings['plain']['cpu']):.2f} s"],
+        ["INSTREAM of the file alone", f"{alone:.2f} s", "-", "-"],
+        ["sequential: upload alone + scan alone", f"{plain + alone:.2f} s", "-", "-"],
+    ]
+    print(f"### {args.size / 1e6:.0f} MB upload and clamd scan (median of {args.rounds})\n")
+    print(common.format_table(["what", "until scanned clean", "until the upload answered", "service CPU"], rows))
+    ratios = {"scannedOverScanAlone": scanned / alone, "scannedOverUploadAlone": scanned / plain,
+              "scannedOverSequential": scanned / (plain + alone)}
+    print(f"\nupload-to-scanned / scan alone: {ratios['scannedOverScanAlone']:.2f} (target <= 1.2)")
+    print(f"upload-to-scanned / upload alone (no scanning): {ratios['scannedOverUploadAlone']:.2f}")
+    print(f"upload-to-scanned / (upload alone + scan alone): {ratios['scannedOverSequential']:.2f}")
+    results = {"timings": timings, "ratios": ratios, "args": vars(args),
+               "machine": common.machine_info({"clamd": ["clamd", "--version"]})}
+    common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = common.RESULTS_DIR / f"scan-overlap-{common.timestamp()}.json"
+    path.write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nwrote {common.shown(path)}")
+    common.remove(work)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
