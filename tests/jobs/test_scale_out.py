@@ -75,7 +75,7 @@ def test_an_instance_killed_mid_job_loses_nothing_and_a_fresh_one_serves_everyth
     # Wait for one of a's job processes to be running a job, then kill all of a at once.
     wait_for(lambda: any(e["event"] == "start" and e["pid"] in _pids(a)
                          for e in read_joblog(tmp_path / "shared" / "queue", "work")),
-             30, message="a job running on instance a")
+             90, message="a job running on instance a")  # an event: a loaded machine starts slowly
     _kill_tree(a)
 
     wait_for(lambda: all(queue.get(j.id).status == DONE for j in work), 90, 0.2,
