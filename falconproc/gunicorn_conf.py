@@ -5,6 +5,7 @@ Used as ``gunicorn -c python:falconproc.gunicorn_conf falconproc.wsgi:app``
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import resource
@@ -16,7 +17,7 @@ import time
 from gunicorn import glogging
 
 from falconproc.jobs.keeper import SupervisorKeeper
-from falconproc.observability.logs import access_fields, logging_config
+from falconproc.observability.logs import BufferedLineHandler, access_fields, logging_config
 from falconproc.observability.metrics_dir import fold_dead_process, new_run_directory
 from falconproc.observability.runtime import mark_service_root
 from falconproc.web.keepalive import defer_100_continue
@@ -62,11 +63,29 @@ class _Logger(glogging.Logger):
     string first: a third of a cached read's cost); none at all with ACCESS_LOG off."""
 
     def access(self, resp, req, environ, request_time) -> None:
-        if _settings.access_log:
-            try:
-                self.access_log.info("request", extra={"access": access_fields(resp, environ, request_time)})
-            except Exception:  # noqa: BLE001 - a log line must never fail a request
-                self.error("access log line failed", exc_info=True)
+        if not _settings.access_log:
+            return
+        try:
+            fields = access_fields(resp, environ, request_time)
+            if _settings.log_format == "json" and self._direct is not None:
+                self._direct.write_json_access(self.access_log.name, fields)
+            else:
+                self.access_log.info("request", extra={"access": fields})
+        except Exception:  # noqa: BLE001 - a log line must never fail a request
+            self.error("access log line failed", exc_info=True)
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        self.__dict__.pop("_direct", None)  # a reload (HUP) brings new handlers
+
+    @functools.cached_property
+    def _direct(self) -> BufferedLineHandler | None:
+        """The access logger's one batching handler, written to without a LogRecord."""
+        handlers = self.access_log.handlers
+        if len(handlers) == 1 and isinstance(handlers[0], BufferedLineHandler) and self.access_log.isEnabledFor(
+                logging.INFO):
+            return handlers[0]
+        return None
 
 
 logger_class = _Logger

@@ -169,7 +169,23 @@ class BufferedLineHandler(logging.StreamHandler):
         except Exception:  # noqa: BLE001 - logging's contract: report, never raise
             self.handleError(record)
             return
-        self._lines.append(line)  # under the handler's lock (Handler.handle holds it)
+        self._append(line)  # under the handler's lock (Handler.handle holds it)
+
+    def write_json_access(self, name: str, fields: dict[str, Any]) -> None:
+        """An access line in the JSON formatter's shape, without a LogRecord: no caller
+        lookup (logging walks the stack for every record), no thread and process names,
+        no filters -- a third of a cached read's cost in gunicorn's threads. The request
+        id is in ``fields`` already."""
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+        line = json.dumps({"message": "request", "time": f"{stamp}.{int(now % 1 * 1000):03d}Z", "level": "info",
+                           "logger": name, "pid": os.getpid(),
+                           **{k: v for k, v in fields.items() if v is not None}}) + self.terminator
+        with self.lock:
+            self._append(line)
+
+    def _append(self, line: str) -> None:
+        self._lines.append(line)
         self._size += len(line)
         if self._flusher_pid != os.getpid():  # first line of this (forked) process
             self._flusher_pid = os.getpid()
