@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 import falconproc
+from falconproc.observability.metrics import RequestTally
 from tests.support.content import unique_text
 from tests.support.http import upload, wait_job
 from tests.support.wait import wait_for
@@ -136,6 +138,10 @@ def test_recycled_workers_and_restarted_supervisors_leave_no_files_and_totals_ne
         sup = supervisor_of(svc)
         assert sup is not None and sup.pid in _pid_files(run_dir), "the supervisor writes its own samples"
         victims = [svc.worker_pids()[0], sup.pid]
+        # A web worker sums its request counts and writes them every FLUSH_SECONDS: what it
+        # counted in the last FLUSH_SECONDS dies with it under SIGKILL (the documented trade
+        # of batching). Let the last scrape's count reach the samples first.
+        time.sleep(3 * RequestTally.FLUSH_SECONDS)
         for pid in victims:
             os.kill(pid, signal.SIGKILL)
         dead_pids.update(victims)

