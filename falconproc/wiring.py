@@ -56,17 +56,21 @@ def _s3_bucket(settings: Settings):  # noqa: ANN202 (boto3 types stay out of the
 
     if not settings.s3_bucket:
         raise SettingsError("S3_BUCKET: required with STORAGE_BACKEND=s3")
-    client = boto3.session.Session().client(
-        "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region,
-        aws_access_key_id=settings.s3_access_key_id, aws_secret_access_key=settings.s3_secret_access_key,
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                      # S3-compatible servers (Ceph RGW, older MinIO) reject the default
-                      # trailing CRC checksums of boto3 >= 1.36.
-                      request_checksum_calculation="when_required",
-                      response_checksum_validation="when_required",
-                      connect_timeout=3, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"},
-                      max_pool_connections=32))
-    return S3Bucket(client, settings.s3_bucket, settings.s3_prefix)
+
+    def make_client():  # noqa: ANN202
+        return boto3.session.Session().client(
+            "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region,
+            aws_access_key_id=settings.s3_access_key_id, aws_secret_access_key=settings.s3_secret_access_key,
+            config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                          # S3-compatible servers (Ceph RGW, older MinIO) reject the default
+                          # trailing CRC checksums of boto3 >= 1.36.
+                          request_checksum_calculation="when_required",
+                          response_checksum_validation="when_required",
+                          connect_timeout=3, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"},
+                          max_pool_connections=32))
+
+    # A forked job process makes its own client (S3Bucket.client): never the parent's sockets.
+    return S3Bucket(make_client(), settings.s3_bucket, settings.s3_prefix, client_factory=make_client)
 
 
 def _s3_copy(settings: Settings):  # noqa: ANN202

@@ -99,10 +99,13 @@ def _unavailable_as_503() -> Iterator[None]:
 class S3Bucket:
     """The bucket under a prefix, with the few operations both classes need."""
 
-    def __init__(self, client: Any, bucket: str, prefix: str, *, multipart_threshold: int = 16 << 20):
+    def __init__(self, client: Any, bucket: str, prefix: str, *, multipart_threshold: int = 16 << 20,
+                 client_factory: Callable[[], Any] | None = None):
         from boto3.s3.transfer import TransferConfig
 
-        self.client = client
+        self._client = client
+        self._client_pid = os.getpid()
+        self._client_factory = client_factory
         self.bucket = bucket
         self.prefix = prefix
         self.transfer = TransferConfig(multipart_threshold=multipart_threshold,
@@ -115,6 +118,16 @@ class S3Bucket:
         self.healthy_reason: str | None = None
         # Parts read from spool files and being sent, over all uploads of this process.
         self.parts_in_memory = threading.BoundedSemaphore(PARTS_IN_MEMORY)
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client of this process. A forked child (a job process) gets its own:
+        sharing the parent's pooled connections, two processes read each other's answers
+        (seen as 404s on PUTs, 400s on HEADs and half-read JSON)."""
+        if self._client_pid != os.getpid() and self._client_factory is not None:
+            self._client = self._client_factory()
+            self._client_pid = os.getpid()
+        return self._client
 
     def key(self, *parts: str) -> str:
         return self.prefix + "/".join(parts)

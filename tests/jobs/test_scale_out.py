@@ -159,6 +159,9 @@ def test_redis_down_at_upload_stores_it_and_its_jobs_run_once_redis_is_back(
             wait_for(lambda data=data: requests.get(f"{svc.url}/cache/{sha256(data)}/text", timeout=30).text
                      .strip() == data.decode().strip(), 90, 0.5, "the deferred text job done")
         assert health(svc)["status"] == "ok"
-        assert queue.stats()["dead"] == 0
+        # Nothing dead-lettered: job processes forked by a supervisor that had used the
+        # bucket (to read the deferred notes) once shared its S3 connections and failed.
+        stats = queue.stats()
+        assert stats["dead"] == 0 and stats["done"] >= len(texts), stats
     finally:
         redis.stop()

@@ -178,3 +178,26 @@ def test_a_multipart_upload_aborted_under_a_streaming_upload_falls_back_to_a_who
     with s3_components("other").store.local_file(sha256(data)) as path:
         assert sha256(path.read_bytes()) == sha256(data)
     assert _bucket_leftovers(store) == []
+
+
+def test_a_forked_process_gets_its_own_client():
+    """Job processes are forked from a supervisor that has used the bucket: sharing its
+    pooled connections, two processes read each other's answers."""
+    from falconproc.store.s3 import S3Bucket
+
+    made = []
+
+    def factory():
+        made.append(object())
+        return made[-1]
+
+    bucket = S3Bucket(factory(), "bucket", "prefix/", client_factory=factory)
+    parent_client = bucket.client
+    assert bucket.client is parent_client  # the same process keeps its client
+    pid = os.fork()
+    if pid == 0:  # the child: a new client, once
+        first = bucket.client
+        os._exit(0 if first is not parent_client and bucket.client is first else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert bucket.client is parent_client
