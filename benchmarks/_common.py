@@ -17,6 +17,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -397,6 +399,66 @@ def remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+# --------------------------------------------------------------------------- cached reads under wrk
+
+
+def http_get(url: str, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (names in lower case) and body."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+
+
+def add_wrk_arguments(parser, *, seconds: float) -> None:
+    """The load options every cached-read benchmark takes (bench_cached_serving.py,
+    bench_access_log.py)."""
+    from tests.support.corpus import IMAGES_DIR
+
+    parser.add_argument("--image", type=Path, default=IMAGES_DIR / "garden-2560x1600.jpg",
+                        help="the JPEG to upload (default: garden)")
+    parser.add_argument("--preset", default="thumbnail", help="the cached preset served (default thumbnail)")
+    parser.add_argument("--rounds", type=int, default=3, help="measured rounds, order rotating (default 3)")
+    parser.add_argument("--seconds", type=float, default=seconds, help=f"wrk -d per run (default {seconds:g})")
+    parser.add_argument("--connections", type=int, default=32, help="wrk -c (default 32)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
+    parser.add_argument("--warmup", type=float, default=2, help="seconds of unmeasured load per variant first (2)")
+    parser.add_argument("--wrk-timeout", type=float, default=10, help="wrk --timeout seconds (default 10)")
+
+
+def run_wrk(url: str, args) -> dict[str, Any]:
+    argv = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{max(1, round(args.seconds))}s", "--latency",
+            "--timeout", f"{args.wrk_timeout}s", url]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=args.seconds + 120)
+    if out.returncode != 0:
+        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr or out.stdout}")
+    return parse_wrk(out.stdout)
+
+
+def measure_wrk(url: str, pids: list[int], args) -> dict[str, Any]:
+    cpu0, t0 = tree_cpu(pids), time.monotonic()
+    result = run_wrk(url, args)
+    elapsed = time.monotonic() - t0
+    result["serverCpuSeconds"] = tree_cpu(pids) - cpu0
+    result["coresUsed"] = result["serverCpuSeconds"] / elapsed
+    result["cpuPerRequestMs"] = 1000 * result["serverCpuSeconds"] / max(1, result["requests"])
+    return result
+
+
+def summarize_wrk_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median req/s (with min/max), latency, errors and server CPU of one variant's rounds."""
+    return {
+        "rps": summarize([r["rps"] for r in runs]),
+        "p50": statistics.median(r["latency"].get("p50") or 0.0 for r in runs),
+        "p99": statistics.median(r["latency"].get("p99") or 0.0 for r in runs),
+        "non2xx": sum(r["non2xx"] for r in runs),
+        "requests": sum(r["requests"] for r in runs),
+        "cpuPerRequestMs": statistics.median(r["cpuPerRequestMs"] for r in runs),
+        "coresUsed": statistics.median(r["coresUsed"] for r in runs),
+    }
 
 
 # --------------------------------------------------------------------------- statistics

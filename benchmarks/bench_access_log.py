@@ -34,7 +34,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common  # noqa: E402
-from bench_cached_serving import DEFAULT_IMAGE, get, measure, run_wrk  # noqa: E402
 
 VARIANTS = {"json": {"LOG_FORMAT": "json"}, "text": {"LOG_FORMAT": "text"}, "off": {"ACCESS_LOG": "0"}}
 COLORS = {"json": "#2e9d57", "text": "#ef8a3c", "off": "#9e9e9e"}
@@ -43,16 +42,8 @@ COLORS = {"json": "#2e9d57", "text": "#ef8a3c", "off": "#9e9e9e"}
 def build_report(args, runs: dict[str, list[dict]], info: dict[str, Any]) -> dict[str, Any]:
     summary = {}
     for name, rs in runs.items():
-        summary[name] = {
-            "rps": common.summarize([r["rps"] for r in rs]),
-            "p50": statistics.median(r["latency"].get("p50") or 0.0 for r in rs),
-            "p99": statistics.median(r["latency"].get("p99") or 0.0 for r in rs),
-            "non2xx": sum(r["non2xx"] for r in rs),
-            "requests": sum(r["requests"] for r in rs),
-            "cpuPerRequestMs": statistics.median(r["cpuPerRequestMs"] for r in rs),
-            "coresUsed": statistics.median(r["coresUsed"] for r in rs),
-            "logBytesPerRequest": statistics.median(r["logBytesPerRequest"] for r in rs),
-        }
+        summary[name] = {**common.summarize_wrk_runs(rs),
+                         "logBytesPerRequest": statistics.median(r["logBytesPerRequest"] for r in rs)}
 
     def per_round(a: str, key: str) -> float | None:
         values = [x[key] / y[key] for x, y in zip(runs[a], runs["off"]) if y[key]]
@@ -119,14 +110,7 @@ def chart(report: dict[str, Any]) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="the JPEG to upload (default: garden)")
-    parser.add_argument("--preset", default="thumbnail", help="the cached preset served (default thumbnail)")
-    parser.add_argument("--rounds", type=int, default=3, help="measured rounds, order rotating (default 3)")
-    parser.add_argument("--seconds", type=float, default=8, help="wrk -d per run (default 8)")
-    parser.add_argument("--connections", type=int, default=32, help="wrk -c (default 32)")
-    parser.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
-    parser.add_argument("--warmup", type=float, default=2, help="seconds of unmeasured load per variant first (2)")
-    parser.add_argument("--wrk-timeout", type=float, default=10, help="wrk --timeout seconds (default 10)")
+    common.add_wrk_arguments(parser, seconds=8)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (the services' logs)")
     args = common.parse_args(parser, argv)
     if args.replot:
@@ -149,19 +133,19 @@ def main(argv: list[str] | None = None) -> int:
             svc, content_hash = common.start_falconproc_with(work, args.image, name=name, extra_env=env)
             servers[name] = svc
             urls[name] = f"{svc.url}/cache/{content_hash}/{args.preset}"
-            status, headers, body = get(urls[name], timeout=120)
+            status, headers, body = common.http_get(urls[name], timeout=120)
             if status != 200 or (expected is not None and body != expected):
                 raise RuntimeError(f"{name}: {urls[name]} answered {status}, {len(body)} bytes")
             expected = body
         info.update(fileBytes=len(expected), urls=urls)
         names = list(VARIANTS)
         for name in names:
-            run_wrk(urls[name], argparse.Namespace(**{**vars(args), "seconds": args.warmup}))
+            common.run_wrk(urls[name], argparse.Namespace(**{**vars(args), "seconds": args.warmup}))
         for r in range(args.rounds):
             for name in names[r % len(names):] + names[:r % len(names)]:
                 time.sleep(1.0)
                 log_before = servers[name].log_path.stat().st_size
-                result = measure(urls[name], [servers[name].proc.pid], args)
+                result = common.measure_wrk(urls[name], [servers[name].proc.pid], args)
                 result["logBytesPerRequest"] = ((servers[name].log_path.stat().st_size - log_before)
                                                 / max(1, result["requests"]))
                 runs.setdefault(name, []).append(result)

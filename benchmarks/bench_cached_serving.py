@@ -50,7 +50,6 @@ import sys
 import tempfile
 import time
 import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common  # noqa: E402
 from _common import GunicornService  # noqa: E402
-from tests.support.corpus import IMAGES_DIR  # noqa: E402  (_common put the repository on sys.path)
 
-DEFAULT_IMAGE = IMAGES_DIR / "garden-2560x1600.jpg"
 NAMES = ("ours", "bareconf", "bare", "nginx")
 COLORS = {"ours": "#2e9d57", "bareconf": "#f3b27a", "bare": "#ef8a3c", "nginx": "#9e9e9e"}
 
@@ -94,15 +91,6 @@ http {{
 # --------------------------------------------------------------------------- servers
 
 
-def get(url: str, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers (names in lower case) and body."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
-
-
 class Nginx:
     """nginx in the foreground with a temp config serving one directory on a free port."""
 
@@ -129,7 +117,7 @@ class Nginx:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"nginx exited with {self.proc.returncode}: {self.log_tail()}")
             try:
-                if get(f"http://127.0.0.1:{self.port}{probe_path}", timeout=2)[0] == 200:
+                if common.http_get(f"http://127.0.0.1:{self.port}{probe_path}", timeout=2)[0] == 200:
                     return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
@@ -166,28 +154,6 @@ def find_cached(cache_root: Path, body: bytes) -> Path:
     return sorted(matches, key=lambda p: len(str(p)))[0]
 
 
-# --------------------------------------------------------------------------- load
-
-
-def run_wrk(url: str, args) -> dict[str, Any]:
-    argv = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{max(1, round(args.seconds))}s", "--latency",
-            "--timeout", f"{args.wrk_timeout}s", url]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=args.seconds + 120)
-    if out.returncode != 0:
-        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr or out.stdout}")
-    return common.parse_wrk(out.stdout)
-
-
-def measure(url: str, pids: list[int], args) -> dict[str, Any]:
-    cpu0, t0 = common.tree_cpu(pids), time.monotonic()
-    result = run_wrk(url, args)
-    elapsed = time.monotonic() - t0
-    result["serverCpuSeconds"] = common.tree_cpu(pids) - cpu0
-    result["coresUsed"] = result["serverCpuSeconds"] / elapsed
-    result["cpuPerRequestMs"] = 1000 * result["serverCpuSeconds"] / max(1, result["requests"])
-    return result
-
-
 # --------------------------------------------------------------------------- report
 
 
@@ -195,14 +161,8 @@ def build_report(args, runs: dict[str, list[dict]], info: dict[str, Any]) -> dic
     summary: dict[str, Any] = {}
     for name, rs in runs.items():
         summary[name] = {
-            "rps": common.summarize([r["rps"] for r in rs]),
-            "p50": statistics.median(r["latency"].get("p50") or 0.0 for r in rs),
-            "p99": statistics.median(r["latency"].get("p99") or 0.0 for r in rs),
-            "non2xx": sum(r["non2xx"] for r in rs),
-            "requests": sum(r["requests"] for r in rs),
+            **common.summarize_wrk_runs(rs),
             "socketErrors": [r["socketErrors"] for r in rs if r["socketErrors"]] or None,
-            "cpuPerRequestMs": statistics.median(r["cpuPerRequestMs"] for r in rs),
-            "coresUsed": statistics.median(r["coresUsed"] for r in rs),
             "workersReplaced": sum(r.get("workersReplaced", 0) for r in rs) if name != "nginx" else None,
         }
 
@@ -307,14 +267,7 @@ def chart(report: dict[str, Any]) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="the JPEG to upload (default: garden)")
-    parser.add_argument("--preset", default="thumbnail", help="the cached preset served (default thumbnail)")
-    parser.add_argument("--rounds", type=int, default=3, help="measured rounds, order rotating (default 3)")
-    parser.add_argument("--seconds", type=float, default=10, help="wrk -d per run (default 10)")
-    parser.add_argument("--connections", type=int, default=32, help="wrk -c (default 32)")
-    parser.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
-    parser.add_argument("--warmup", type=float, default=2, help="seconds of unmeasured load per target first (2)")
-    parser.add_argument("--wrk-timeout", type=float, default=10, help="wrk --timeout seconds (default 10)")
+    common.add_wrk_arguments(parser, seconds=10)
     parser.add_argument("--variants", default=",".join(NAMES), help="subset of " + ",".join(NAMES))
     parser.add_argument("--service-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra falconproc setting for ours, e.g. MAX_REQUESTS=0 (repeatable)")
@@ -347,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         info.update(workers=settings.web_workers, webThreads=settings.web_threads, keepalive=settings.keepalive,
                     maxRequests=settings.max_requests, contentHash=content_hash)
         urls = {"ours": f"{ours.url}/cache/{content_hash}/{args.preset}"}
-        status, headers, body = get(urls["ours"], timeout=120)  # generates the preset if no job made it
+        status, headers, body = common.http_get(urls["ours"], timeout=120)  # generates the preset if no job made it
         if status != 200:
             raise RuntimeError(f"ours: {urls['ours']} answered {status}: {body[:500]!r}")
         cached = find_cached(settings.cache_path, body)
@@ -387,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         expected = cached.read_bytes()
         checks = {}
         for name, url in urls.items():
-            status, headers, body = get(url)
+            status, headers, body = common.http_get(url)
             if status != 200 or body != expected:
                 raise RuntimeError(f"{name}: {url} answered {status} with {len(body)} bytes, "
                                    f"{'identical' if body == expected else 'different'} to {cached}")
@@ -401,12 +354,12 @@ def main(argv: list[str] | None = None) -> int:
             return [servers[name].proc.pid]
 
         for name in variants:  # warm-up: first requests, worker imports, page cache
-            run_wrk(urls[name], argparse.Namespace(**{**vars(args), "seconds": args.warmup}))
+            common.run_wrk(urls[name], argparse.Namespace(**{**vars(args), "seconds": args.warmup}))
         for r in range(args.rounds):
             for name in variants[r % len(variants):] + variants[:r % len(variants)]:
                 time.sleep(1.0)  # TIME_WAIT sockets and the previous server's tail settle
                 before = set(servers[name].worker_pids()) if name != "nginx" else set()
-                result = measure(urls[name], pids(name), args)
+                result = common.measure_wrk(urls[name], pids(name), args)
                 if name != "nginx":  # gunicorn workers gone by the end (max-requests recycling): a lower bound
                     result["workersReplaced"] = len(before - set(servers[name].worker_pids()))
                 runs.setdefault(name, []).append(result)

@@ -71,9 +71,10 @@ def serve_file(req: falcon.Request, resp: falcon.Response, fileobj: BinaryIO, *,
         resp.set_header(name, value)
 
     byte_range = parse_range(req.get_header("Range"), size)
-    if_range = req.get_header("If-Range")
-    if byte_range is not None and if_range is not None and if_range.strip() != etag:
-        byte_range = None  # the client's partial copy is of other bytes: send them all
+    if byte_range is not None:
+        if_range = req.get_header("If-Range")
+        if if_range is not None and if_range.strip() != etag:
+            byte_range = None  # the client's partial copy is of other bytes: send them all
     if byte_range == "unsatisfiable":
         fileobj.close()
         resp.status = falcon.HTTP_416
