@@ -80,6 +80,7 @@ class Source(NamedTuple):
     open: Callable[[], AbstractContextManager[Path | BinaryIO]]
     is_original: bool  # False: a poster frame or page image (no EXIF of its own)
     meta: dict[str, Any]  # the original's metadata
+    derived: dict[str, Any] | None = None  # the cache's metadata of an original image (read for the check)
 
 
 def _target(preset: Preset) -> Target:
@@ -124,10 +125,11 @@ class ImageService:
             raise NotRenderable(f"{meta.get('mimeType')} is not an image this service can render")
         image = meta.get("image") or {}
         check_dimensions(image.get("width"), image.get("height"), self.settings)
-        previous = self.cache.metadata(content_hash).get("imageError")
+        derived = self.cache.metadata(content_hash)
+        previous = derived.get("imageError")
         if previous:  # a broken image stays broken: answer without decoding it again
             raise ImageUnreadable(previous["message"])
-        return Source(lambda: self.store.local_file(content_hash), True, meta)
+        return Source(lambda: self.store.local_file(content_hash), True, meta, derived)
 
     def preset(self, name: str) -> Preset:
         preset = self.catalog.get(name)
@@ -255,12 +257,10 @@ class ImageService:
     # -- optimize-for-ai -----------------------------------------------------------
 
     def optimize(self, content_hash: str, max_size: int, quality: int) -> dict[str, Any]:
-        if not self.store.exists(content_hash):
-            raise ContentNotFound(content_hash)
-        meta = self._check_source(content_hash).meta
+        source = self._check_source(content_hash)  # ContentNotFound when it is not stored
         target = Target("optimized", max_size, max_size, "JPEG", quality)
         with self.slots.acquire(self.settings.image_sync_timeout) as busy:
-            out = self._render_from_preset(content_hash, meta, max_size)
+            out = self._render_from_preset(content_hash, source.meta, max_size, source.derived)
             if out is None:
                 with self.store.local_file(content_hash) as source:
                     decoded = self._decode(source, [target])
@@ -271,8 +271,8 @@ class ImageService:
         return {"data": base64.b64encode(data).decode("ascii"), "mimeType": "image/jpeg", "size": len(data),
                 "width": out.width, "height": out.height}
 
-    def derivation_source(self, content_hash: str, meta: dict[str, Any],
-                          max_size: int) -> tuple[Preset, tuple[int, int]] | None:
+    def derivation_source(self, content_hash: str, meta: dict[str, Any], max_size: int,
+                          derived: dict[str, Any] | None = None) -> tuple[Preset, tuple[int, int]] | None:
         """The stored preset to make a ``max_size`` fit from instead of the original, and the
         fit's size (the original's, so the answer is the same size either way), or None.
 
@@ -285,7 +285,8 @@ class ImageService:
         width, height = image.get("width"), image.get("height")
         if not width or not height:
             return None
-        derived = self.cache.metadata(content_hash)
+        if derived is None:
+            derived = self.cache.metadata(content_hash)
         if ((derived.get("exif") or {}).get("orientation") or 1) in (5, 6, 7, 8):
             width, height = height, width  # the header's size is before the EXIF rotation
         wanted = fit_box(width, height, max_size, max_size)
@@ -306,8 +307,9 @@ class ImageService:
                 best = (pw * ph, preset)
         return (best[1], wanted) if best else None
 
-    def _render_from_preset(self, content_hash: str, meta: dict[str, Any], max_size: int) -> Image.Image | None:
-        found = self.derivation_source(content_hash, meta, max_size)
+    def _render_from_preset(self, content_hash: str, meta: dict[str, Any], max_size: int,
+                            derived: dict[str, Any] | None) -> Image.Image | None:
+        found = self.derivation_source(content_hash, meta, max_size, derived)
         if found is None:
             return None
         preset, size = found
