@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
+_TYPE_RE = re.compile(r"[a-z0-9_]{1,32}")  # job types become parts of ids, file names and keys
 
 # The job states, one vocabulary for GET /jobs, /metrics and /health (api.md):
 # retrying = back in the queue after a failed attempt; dead = dead-lettered, no attempt left.
@@ -115,6 +117,8 @@ class JobQueue(ABC):
 
     #: Pending jobs past which ``enqueue`` refuses new work with QueueFull (None: no limit).
     max_pending: int | None = None
+    #: Job types in priority order (JOB_PRIORITIES); unlisted types run last.
+    priorities: tuple[str, ...] = ()
     #: Called with each job ``reap`` dead-letters (its runner is gone, so no caller of
     #: ``fail`` is there to do the dead-letter bookkeeping); run outside any queue lock.
     on_reaped_dead: Callable[[Job], None] | None = None
@@ -164,6 +168,17 @@ class JobQueue(ABC):
                 pass
         except BlockingIOError:
             pass
+
+    def priority_of(self, type: str) -> int:
+        """Position in the configured priority list; unlisted types run last."""
+        return self.priorities.index(type) if type in self.priorities else len(self.priorities)
+
+    def _priority_for(self, type: str, priority: int | None) -> int:
+        """An enqueue's priority: the given one or the type's (the type checked first: it
+        becomes part of job ids and keys)."""
+        if not _TYPE_RE.fullmatch(type):
+            raise ValueError(f"invalid job type {type!r}")
+        return self.priority_of(type) if priority is None else priority
 
     def check_capacity(self) -> None:
         """Raise QueueFull if new work would be refused (uploads ask before reading a byte)."""

@@ -36,7 +36,6 @@ from falconproc.queue.base import (DEAD, DONE, DONE_RETENTION_SECONDS, QUEUED, R
 
 STATES = ("pending", "claimed", "done", "dead")
 _ID_RE = re.compile(r"[0-9]{2}-[0-9]{20}-[a-z0-9_]{1,32}-[0-9a-f]{8}")
-_TYPE_RE = re.compile(r"[a-z0-9_]{1,32}")
 
 
 def is_job_id(value: str) -> bool:
@@ -162,17 +161,10 @@ class FlatFileQueue(JobQueue):
 
     # -- the interface -------------------------------------------------------------
 
-    def priority_of(self, type: str) -> int:
-        """Position in the configured priority list; unlisted types run last."""
-        return self.priorities.index(type) if type in self.priorities else len(self.priorities)
-
     def enqueue(self, type: str, content_hash: str, *, variant: str = "", priority: int | None = None,
                 payload: dict[str, Any] | None = None, max_attempts: int | None = None,
                 force: bool = False) -> Job:
-        if not _TYPE_RE.fullmatch(type):
-            raise ValueError(f"invalid job type {type!r}")
-        if priority is None:
-            priority = self.priority_of(type)
+        priority = self._priority_for(type, priority)
         now = self.clock()
         job = Job(id="", type=type, content_hash=content_hash, variant=variant, priority=priority,
                   max_attempts=max_attempts or self.max_attempts, created_at=now, updated_at=now,

@@ -33,7 +33,6 @@ from falconproc.queue.base import (DEAD, DONE, DONE_RETENTION_SECONDS, QUEUED, R
                                    JobNotFound, JobQueue, QueueFull, QueueUnavailable)
 
 _ID_RE = re.compile(r"[0-9]{2}-[0-9]{20}-[a-z0-9_]{1,32}-[0-9a-f]{8}")
-_TYPE_RE = re.compile(r"[a-z0-9_]{1,32}")
 _PRIORITY_WEIGHT = 10 ** 13
 
 # KEYS: pending claimed done dead keys seq; job keys are built from the namespace ARGV[1].
@@ -236,17 +235,10 @@ class RedisQueue(JobQueue):
 
     # -- the interface ----------------------------------------------------------------
 
-    def priority_of(self, type: str) -> int:
-        return self.priorities.index(type) if type in self.priorities else len(self.priorities)
-
     def enqueue(self, type: str, content_hash: str, *, variant: str = "", priority: int | None = None,
                 payload: dict[str, Any] | None = None, max_attempts: int | None = None,
                 force: bool = False) -> Job:
-        if not _TYPE_RE.fullmatch(type):
-            raise ValueError(f"invalid job type {type!r}")
-        if priority is None:
-            priority = self.priority_of(type)
-        priority = min(max(priority, 0), 99)
+        priority = min(max(self._priority_for(type, priority), 0), 99)
         now = self.clock()
         job = Job(id=f"{priority:02d}-{time.time_ns():020d}-{type}-{uuid.uuid4().hex[:8]}", type=type,
                   content_hash=content_hash, variant=variant, priority=priority,
