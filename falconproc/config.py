@@ -400,6 +400,9 @@ class Settings:
                                       "kept free under MEMORY_LIMIT_BYTES when admitting jobs")
     memory_high_water: float = knob("MEMORY_HIGH_WATER", 0.85, _float_range(0.1, 1.0),
                                     "fraction of MEMORY_LIMIT_BYTES above which uploads get 503")
+    served_memo_bytes: int = knob("SERVED_MEMO_BYTES", 8 * 1024 * 1024, _size_range(0),
+                                  "per web worker: recently served derived files of up to 64 KiB kept in memory "
+                                  "(they never change once made); 0: read every request from disk")
     web_worker_max_rss: int = knob("WEB_WORKER_MAX_RSS", 256 * 1024 * 1024, _size_range(32 * 1024 * 1024),
                                    "a web worker whose peak RSS passed this is recycled after its current request")
     max_image_pixels: int = knob("MAX_IMAGE_PIXELS", 50_000_000, _int_range(1),

@@ -15,6 +15,7 @@ from PIL import Image
 from falconproc.clock import iso_utc
 from falconproc.config import Settings
 from falconproc.errors import ContentNotFound
+from falconproc.store.memo import SmallFileMemo
 from falconproc.images.exif import read_exif
 from falconproc.images.pipeline import (
     Decoded,
@@ -95,6 +96,7 @@ class ImageService:
         self.cache = cache
         self.catalog = catalog or PresetCatalog(settings)
         self.stand_ins = tuple(stand_ins)
+        self.served = SmallFileMemo(settings.served_memo_bytes) if settings.served_memo_bytes else None
         # Renders in web workers share the image job concurrency across all processes.
         self.cpus = available_cpus()
         # Machine-wide, so kept on local disk (CACHE_PATH) whatever the cache backend.
@@ -160,10 +162,15 @@ class ImageService:
         if fmt is not None:
             preset = preset.variant(fmt)
         try:
-            return (preset, *self.cache.open(content_hash, preset.filename))
+            return (preset, *self._open_served(content_hash, preset.filename))
         except FileNotFoundError:
             self.ensure_preset(content_hash, preset)
-        return (preset, *self.cache.open(content_hash, preset.filename))
+        return (preset, *self._open_served(content_hash, preset.filename))
+
+    def _open_served(self, content_hash: str, filename: str) -> tuple[BinaryIO, int]:
+        if self.served is None:
+            return self.cache.open(content_hash, filename)
+        return self.served.open(self.cache, content_hash, filename)
 
     def missing_eager(self, content_hash: str) -> list[Preset]:
         return [p for p in self.catalog.eager if not self.cache.exists(content_hash, p.filename)]

@@ -11,6 +11,8 @@ from typing import BinaryIO
 
 import falcon
 
+from falconproc.store.memo import SMALL_FILE_BYTES  # read and sent from memory; larger files with sendfile(2)
+
 IMMUTABLE = "public, max-age=31536000, immutable"
 _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 
@@ -48,8 +50,6 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     return first, min(last, size - 1)
 
 
-# Files up to this size are read and sent from memory; larger ones with sendfile(2).
-SMALL_FILE_BYTES = 64 * 1024
 
 
 def serve_file(req: falcon.Request, resp: falcon.Response, fileobj: BinaryIO, *, size: int, etag: str,
