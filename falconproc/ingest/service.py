@@ -179,7 +179,7 @@ class IngestService:
             return self._ingest_new(_opened(request, open_body), body)
 
     def _ingest_new(self, request: UploadRequest, body: BinaryIO) -> IngestOutcome:
-        pending = self.store.begin_upload(request.expected_sha256, request.content_length)
+        pending = self.store.begin_upload(request.expected_sha256)
         scan: StreamSession | None = None
         try:
             if self.scanner is not None:

@@ -103,11 +103,9 @@ class ContentStore(ABC):
     """Originals + metadata.json per content hash."""
 
     @abstractmethod
-    def begin_upload(self, expected_hash: str | None = None, expected_size: int | None = None) -> PendingUpload:
+    def begin_upload(self, expected_hash: str | None = None) -> PendingUpload:
         """A new spool. ``expected_hash``: what the client said the bytes hash to (checked
-        before commit); a backend may use it to write them where they will end up.
-        ``expected_size``: the announced length (Content-Length), when known; a backend
-        sending the bytes on while they arrive may plan its parts by it."""
+        before commit); a backend may use it to write them where they will end up."""
 
     @abstractmethod
     def commit(self, pending: PendingUpload, content_hash: str, metadata: dict[str, Any],

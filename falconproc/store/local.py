@@ -92,7 +92,7 @@ class LocalContentStore(ContentStore):
 
     # -- writing -----------------------------------------------------------------
 
-    def begin_upload(self, expected_hash: str | None = None, expected_size: int | None = None) -> LocalPendingUpload:
+    def begin_upload(self, expected_hash: str | None = None) -> LocalPendingUpload:
         return LocalPendingUpload(self.tmp_root)
 
     def commit(self, pending: PendingUpload, content_hash: str, metadata: dict[str, Any],

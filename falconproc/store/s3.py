@@ -58,8 +58,6 @@ STAGING = ".staging"
 # memory while sent): 4 bound a process's part buffers to 32 MB however many upload.
 STREAM_WORKERS = 2
 PARTS_IN_MEMORY = 4
-# S3's smallest part but the last.
-MIN_PART_BYTES = 5 << 20
 # Multipart uploads older than this were left by a crashed writer (no upload here takes an hour).
 STALE_MULTIPART_SECONDS = 3600
 # How long a presigned redirect stays valid (S3_PRESIGNED_REDIRECT).
@@ -245,13 +243,11 @@ class S3PendingUpload(LocalPendingUpload):
     last part and moves the object into place. Any failure here only means commit uploads
     the spool file as a whole (as below the threshold)."""
 
-    def __init__(self, tmp_root: Path, bucket: S3Bucket, staging_key: str, *, target_hash: str | None = None,
-                 expected_size: int | None = None):
+    def __init__(self, tmp_root: Path, bucket: S3Bucket, staging_key: str, *, target_hash: str | None = None):
         super().__init__(tmp_root)
         self._s3 = bucket
         self.staging_key = staging_key
         self.target_hash = target_hash  # set when staging_key is that hash's final key
-        self.expected_size = expected_size  # the announced length, None when chunked
         self._part_size = bucket.transfer.multipart_chunksize
         self._threshold = bucket.transfer.multipart_threshold
         self._upload_id: str | None = None
@@ -284,18 +280,8 @@ class S3PendingUpload(LocalPendingUpload):
         if any(part.done() and part.exception() is not None for part in self._parts):
             self.give_up()  # the store refused a part: stop sending the rest (commit tries once more)
             return
-        while written - self._uploaded_to >= (length := self._next_part_length()):
-            self._submit(length)
-
-    def _next_part_length(self) -> int:
-        """The next part's length: the configured part size, but the last parts before the
-        announced end shrink to S3's smallest, so that after the body's last byte only a
-        small last part is left to send and the one before it is mostly sent already
-        (a part goes once complete: what the end of the body completes waits for it)."""
-        if self.expected_size is None:
-            return self._part_size
-        left = self.expected_size - self._uploaded_to
-        return self._part_size if left - self._part_size >= 2 * MIN_PART_BYTES else MIN_PART_BYTES
+        while written - self._uploaded_to >= self._part_size:
+            self._submit(self._part_size)
 
     def _submit(self, length: int) -> None:
         assert self._pool is not None
@@ -442,14 +428,14 @@ class S3ContentStore(ContentStore):
 
     # -- writing -----------------------------------------------------------------
 
-    def begin_upload(self, expected_hash: str | None = None, expected_size: int | None = None) -> S3PendingUpload:
+    def begin_upload(self, expected_hash: str | None = None) -> S3PendingUpload:
         if expected_hash is not None and is_content_hash(expected_hash):
             # The client named the hash (x-content-sha256): the parts go straight to the
             # final key, completed only once commit has the bytes' hash proven equal.
             return S3PendingUpload(self._spool.tmp_root, self.s3, self.s3.key(expected_hash, "original"),
-                                   target_hash=expected_hash, expected_size=expected_size)
+                                   target_hash=expected_hash)
         return S3PendingUpload(self._spool.tmp_root, self.s3,
-                               self.s3.key(STAGING, self.instance_id, uuid.uuid4().hex), expected_size=expected_size)
+                               self.s3.key(STAGING, self.instance_id, uuid.uuid4().hex))
 
     def commit(self, pending: PendingUpload, content_hash: str, metadata: dict[str, Any],
                record: UploadRecord) -> tuple[dict[str, Any], bool]:

@@ -149,33 +149,6 @@ def test_with_the_hash_named_up_front_parts_go_to_the_final_key(s3_components):
         assert sha256(path.read_bytes()) == sha256(data)
 
 
-def test_with_the_length_announced_the_last_parts_shrink_so_little_is_left_for_the_commit(s3_components):
-    from falconproc.store.s3 import MIN_PART_BYTES
-
-    store = s3_components().store
-    part = store.s3.transfer.multipart_chunksize  # the defaults: 16 MB threshold, 8 MB parts
-    data = os.urandom(40_000_000)
-    rec = record()
-    pending = store.begin_upload(expected_size=len(data))
-    _stream(pending, data)
-    assert pending.streaming
-    sent = [p.result()["PartNumber"] for p in pending._parts]
-    parts = store.s3.client.list_parts(Bucket=store.s3.bucket, Key=pending.staging_key,
-                                       UploadId=pending._upload_id)["Parts"]
-    sizes = [p["Size"] for p in sorted(parts, key=lambda p: p["PartNumber"])]
-    assert len(sizes) == len(sent)
-    # Full parts while far from the end, then S3's smallest: what the body's end leaves
-    # to send (the last part) is under MIN_PART_BYTES, not up to a whole part.
-    assert sizes[:3] == [part] * 3 and sizes[3:] == [MIN_PART_BYTES] * (len(sizes) - 3) and len(sizes) > 3
-    assert 0 < len(data) - sum(sizes) < MIN_PART_BYTES
-    assert store.commit(pending, sha256(data), metadata_for(data, rec), rec)[1] is True
-    head = store.s3.head(store.s3.key(sha256(data), "original"))
-    assert head["ContentLength"] == len(data) and head["ETag"].strip('"').endswith(f"-{len(sizes) + 1}")
-    assert _bucket_leftovers(store) == []
-    with s3_components("other").store.local_file(sha256(data)) as path:
-        assert sha256(path.read_bytes()) == sha256(data)
-
-
 def test_bytes_that_do_not_have_the_named_hash_never_land_at_its_key(s3_components):
     store = s3_components().store
     _small_parts(store)
