@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             svc.stop()
     finally:
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)  # the stored uploads: ~1.3 GB a run
 
     med = statistics.median
     rows = [[name, f"{med(d['seconds']):.2f} s ({min(d['seconds']):.2f}-{max(d['seconds']):.2f})",

@@ -11,19 +11,24 @@ leaves a lock behind. Every lock of the service is one of these:
 - ``SlotSemaphore``: at most N holders machine-wide (image renders in web workers).
 
 And one that is not a flock: ``redis_lock``, one holder across instances sharing a
-Redis, with an expiry instead of the kernel to free it after a crash.
+Redis, with a short expiry its holder keeps renewing instead of the kernel to free it
+after a crash.
 """
 from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from falconproc.errors import ServiceOverloaded
+
+log = logging.getLogger(__name__)
 
 _FIRST_DELAY, _MAX_DELAY = 0.005, 0.1
 
@@ -150,25 +155,61 @@ def redis_lock(client, name: str, *, expiry: float, timeout: float,
                busy_message: str = "this resource is busy; retry shortly") -> Iterator[None]:
     """Hold the Redis lock ``name`` (redis-py's Lock: SET NX with an expiry, released only
     by its holder's token) for the block, waiting up to ``timeout`` seconds (then
-    ServiceOverloaded). A holder that dies frees it after ``expiry`` seconds.
+    ServiceOverloaded). While the block runs, a thread of the holder renews the expiry
+    every ``expiry / 4`` seconds: a block may run far longer than ``expiry`` and keep the
+    lock, and a holder that dies (SIGKILL, a host gone) frees it within ``expiry``.
 
     For work whose duplication is harmless but wasteful (rendering the same preset on two
-    instances): when Redis does not answer, or the block outlives ``expiry``, the block
-    runs without it rather than failing."""
+    instances): when Redis does not answer, or the holder is stalled past ``expiry`` and
+    loses the lock, the block runs without it rather than failing."""
     import redis
 
-    lock = client.lock(name, timeout=expiry, blocking_timeout=timeout)
+    # thread_local=False: the renewing thread must see the token the acquiring thread got.
+    lock = client.lock(name, timeout=expiry, blocking_timeout=timeout, thread_local=False)
     try:
         acquired = lock.acquire()
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
         acquired = None  # Redis down: no cross-instance exclusion, the work stays correct
     if acquired is False:
         raise ServiceOverloaded(busy_message, retry_after=2)
+    renewer = _LockRenewer(lock, expiry / 4) if acquired else None
     try:
         yield
     finally:
+        if renewer is not None:
+            renewer.stop()
         if acquired:
             try:
                 lock.release()
-            except redis.exceptions.RedisError:  # expired (and perhaps taken) meanwhile, or Redis down
+            except redis.exceptions.RedisError:  # lost (and perhaps taken) meanwhile, or Redis down
                 pass
+
+
+class _LockRenewer:
+    """Resets a held redis-py Lock's expiry every ``interval`` seconds until stopped, or
+    until the lock turns out lost (then the holder carries on without it)."""
+
+    def __init__(self, lock, interval: float):  # noqa: ANN001 (redis types stay out of the import graph)
+        self._lock = lock
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"renew {lock.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import redis
+
+        while not self._stopped.wait(self._interval):
+            try:
+                self._lock.reacquire()  # back to the full expiry, only if the token is still ours
+            except redis.exceptions.LockError:  # expired and perhaps taken: nothing left to renew
+                log.warning("lost the lock %s while holding it (renewal came too late)", self._lock.name)
+                return
+            except redis.exceptions.RedisError:  # Redis unreachable for now: try again next time
+                continue
+
+    def stop(self) -> None:
+        self._stopped.set()
+        # A renewal under way ends within the client's socket timeout; one after the
+        # release finds the token gone and stops, so the release need not wait for it.
+        self._thread.join(self._interval)

@@ -86,6 +86,11 @@ def _s3_store(settings: Settings) -> ContentStore:
                           instance_id=settings.instance_id, presigned_redirect=settings.s3_presigned_redirect)
 
 
+# Seconds a render lock outlives its holder's last renewal (renewed every quarter of it
+# while the render runs): how long a SIGKILLed instance's lock keeps others waiting.
+RENDER_LOCK_EXPIRY = 6.0
+
+
 def _s3_cache(settings: Settings) -> DerivedCache:
     from falconproc.store.s3 import S3DerivedCache
 
@@ -94,12 +99,9 @@ def _s3_cache(settings: Settings) -> DerivedCache:
         from falconproc.locks import redis_lock
 
         client = _redis_client(settings)
-        # Twice what a waiting GET waits: a render outliving it only means another
-        # instance may render the same bytes too; a crashed holder blocks no longer.
-        expiry = 2 * settings.image_sync_timeout
 
         def shared_lock(name: str, timeout: float):  # noqa: ANN202
-            return redis_lock(client, f"falconproc:render:{name}", expiry=expiry, timeout=timeout,
+            return redis_lock(client, f"falconproc:render:{name}", expiry=RENDER_LOCK_EXPIRY, timeout=timeout,
                               busy_message="this file is being processed; retry shortly")
     return S3DerivedCache(_s3_bucket(settings), _s3_copy(settings), settings.cache_path / "locks", shared_lock)
 

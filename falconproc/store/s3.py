@@ -58,6 +58,8 @@ STAGING = ".staging"
 # memory while sent): 4 bound a process's part buffers to 32 MB however many upload.
 STREAM_WORKERS = 2
 PARTS_IN_MEMORY = 4
+# The largest object one CopyObject request copies.
+COPY_OBJECT_MAX_BYTES = 5 << 30
 # Multipart uploads older than this were left by a crashed writer (no upload here takes an hour).
 STALE_MULTIPART_SECONDS = 3600
 # How long a presigned redirect stays valid (S3_PRESIGNED_REDIRECT).
@@ -111,9 +113,9 @@ class S3Bucket:
         self.transfer = TransferConfig(multipart_threshold=multipart_threshold,
                                        multipart_chunksize=max(8 << 20, multipart_threshold // 2),
                                        max_concurrency=4)
-        # CopyObject takes up to 5 GB in one request; s3transfer's default would split a
-        # copy into 8 MB UploadPartCopy requests above 8 MB.
-        self._copy_transfer = TransferConfig(multipart_threshold=5 << 30, multipart_chunksize=1 << 30,
+        # Copies past CopyObject's limit: 1 GiB UploadPartCopy parts (s3transfer's default
+        # would split them into 8 MB ones).
+        self._copy_transfer = TransferConfig(multipart_threshold=COPY_OBJECT_MAX_BYTES, multipart_chunksize=1 << 30,
                                              max_concurrency=4)
         self.healthy_reason: str | None = None
         # Parts read from spool files and being sent, over all uploads of this process.
@@ -162,10 +164,14 @@ class S3Bucket:
     def upload_file(self, path: Path, key: str) -> None:
         self.client.upload_file(str(path), self.bucket, key, Config=self.transfer)
 
-    def copy(self, source: str, key: str) -> None:
-        """Server-side copy (one CopyObject up to 5 GB, UploadPartCopy parts above)."""
-        self.client.copy({"Bucket": self.bucket, "Key": source}, self.bucket, key,
-                         Config=self._copy_transfer)
+    def copy(self, source: str, key: str, size: int) -> None:
+        """Server-side copy of ``size`` bytes: one CopyObject up to 5 GiB (s3transfer's
+        managed copy first HEADs the source and starts a thread pool: 15.8 vs 10.9 ms for
+        100 MB on Ceph RGW, medians of 10), UploadPartCopy parts above."""
+        if size <= COPY_OBJECT_MAX_BYTES:
+            self.client.copy_object(CopySource={"Bucket": self.bucket, "Key": source}, Bucket=self.bucket, Key=key)
+            return
+        self.client.copy({"Bucket": self.bucket, "Key": source}, self.bucket, key, Config=self._copy_transfer)
 
     def delete(self, key: str) -> None:
         try:
@@ -476,7 +482,7 @@ class S3ContentStore(ContentStore):
         if pending.staging_key == final:  # streamed to the final key (the client named the hash)
             return
         try:
-            self.s3.copy(pending.staging_key, final)
+            self.s3.copy(pending.staging_key, final, pending.path.stat().st_size)
         finally:
             self.s3.delete(pending.staging_key)
 

@@ -53,8 +53,9 @@ def _served(svc, content_hash: str, data: bytes, kind: str) -> bool:
         return False
     try:
         if kind == "png":
-            # A render lock the killed instance held (Redis, expiring after 2 x
-            # IMAGE_SYNC_TIMEOUT) makes a survivor wait, then answer 503: not yet served.
+            # A render lock the killed instance held (Redis, free within its 6 s
+            # expiry once no longer renewed) may make a survivor wait, or answer 503:
+            # not yet served.
             resp = requests.get(f"{svc.url}/cache/{content_hash}/thumbnail", timeout=45)
             return resp.status_code == 200 and resp.content[:4] == b"RIFF"
         resp = requests.get(f"{svc.url}/cache/{content_hash}/text", timeout=45)

@@ -149,6 +149,24 @@ def test_with_the_hash_named_up_front_parts_go_to_the_final_key(s3_components):
         assert sha256(path.read_bytes()) == sha256(data)
 
 
+def test_a_staged_upload_past_copy_objects_limit_is_moved_by_the_managed_copy(s3_components, monkeypatch):
+    from falconproc.store import s3
+
+    monkeypatch.setattr(s3, "COPY_OBJECT_MAX_BYTES", 1 << 20)  # 5 GiB in production
+    store = s3_components().store
+    _small_parts(store)
+    data = os.urandom(12 << 20)
+    rec = record()
+    pending = store.begin_upload()
+    _stream(pending, data)
+    assert pending.streaming
+    assert store.commit(pending, sha256(data), metadata_for(data, rec), rec)[1] is True
+    assert store.s3.head(store.s3.key(sha256(data), "original"))["ContentLength"] == len(data)
+    assert _bucket_leftovers(store) == []
+    with s3_components("other").store.local_file(sha256(data)) as path:
+        assert sha256(path.read_bytes()) == sha256(data)
+
+
 def test_bytes_that_do_not_have_the_named_hash_never_land_at_its_key(s3_components):
     store = s3_components().store
     _small_parts(store)
