@@ -330,7 +330,10 @@ class Components:
     def video(self) -> VideoService:
         from falconproc.video.service import VideoService
 
-        return VideoService(self.settings, self.store, self.cache)
+        # The web side waits for the `video` job's poster: ffmpeg runs only in jobs, where
+        # the memory governor and the job limits see it.
+        return VideoService(self.settings, self.store, self.cache,
+                            request_poster=lambda content_hash: self.queue.enqueue("video", content_hash))
 
     @cached_property
     def text(self) -> TextService:
