@@ -50,13 +50,15 @@ FROM ${PYTHON_IMAGE} AS runtime
 # work, pdfium is in the wheels; office documents answer 404 not_available).
 ARG WITH_LIBREOFFICE=1
 
-# tesseract for OCR, with German and French beside English (OCR_LANGUAGES=eng,deu,fra;
-# add tesseract-ocr-<lang> for others: start-up refuses a language it lacks); libssl3 provides libcrypto.so.3 and libwebp7
+# tesseract for OCR, with German, French and Russian beside English (OCR_LANGUAGES=eng,deu,fra,rus;
+# add tesseract-ocr-<lang> for others: start-up refuses a language it lacks) and script
+# detection (tesseract-ocr-osd: with a non-Latin language allowed, it picks the model of
+# each page); libssl3 provides libcrypto.so.3 and libwebp7
 # libwebp.so.7, which the compiled modules link against. ffmpeg (with ffprobe) makes video
 # posters and metadata; Debian's build decodes every container and codec the service accepts.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng \
-        tesseract-ocr-deu tesseract-ocr-fra libssl3 libwebp7 ffmpeg \
+        tesseract-ocr-deu tesseract-ocr-fra tesseract-ocr-osd tesseract-ocr-rus libssl3 libwebp7 ffmpeg \
  && if [ "$WITH_LIBREOFFICE" = "1" ]; then \
         apt-get install -y --no-install-recommends libreoffice-writer-nogui libreoffice-impress-nogui \
             fonts-dejavu-core fonts-liberation2; \

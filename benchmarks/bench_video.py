@@ -90,7 +90,7 @@ def measure(runs: int, work: Path) -> dict:
     def ours() -> None:
         shutil.rmtree(components.cache.entry(content_hash), ignore_errors=True)  # a new video each run
         videos = VideoService(settings, components.store, components.cache, threads=2)
-        images = ImageService(settings, components.store, components.cache, posters=[videos])
+        images = ImageService(settings, components.store, components.cache, stand_ins=[videos])
         videos.ensure_poster(content_hash)
         made = images.generate(content_hash, [images.preset(n) for n in EAGER_VIDEO_PRESETS])
         assert set(made) == set(EAGER_VIDEO_PRESETS), made

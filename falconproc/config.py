@@ -477,6 +477,10 @@ class Settings:
     scan_max_attempts: int = knob("SCAN_MAX_ATTEMPTS", 8, _int_range(1, 100),
                                   "attempts of a scan while clamd is unreachable (JOB_BACKOFF_BASE doubling "
                                   "up to JOB_BACKOFF_CAP between them) before its state is error")
+    scan_backfill_batch: int = knob("SCAN_BACKFILL_BATCH", 50, _int_range(0, 10_000),
+                                    "with SCAN_MODE on, the job supervisor sweeps the store once after it "
+                                    "starts and queues a scan of every entry with no verdict (stored while "
+                                    "scanning was off), this many at a time, after all other jobs (0: no sweep)")
     expose_gps: bool = knob("EXPOSE_GPS", False, _bool,
                             "report an image's EXIF GPS position in metadata.exif.gps (presets never carry "
                             "EXIF, GPS or XMP, whatever this says)")

@@ -104,5 +104,21 @@ class RendererNotAvailable(FalconprocError, LookupError):
     """This document type needs a renderer this installation lacks (LibreOffice)."""
 
 
-class PageImagePending(FalconprocError, RuntimeError):
+class StandInPending(FalconprocError, RuntimeError):
+    """The job that makes the image a video's or document's presets come from (its
+    ``job_type``) has not made it yet: the preset route answers 202 with that job."""
+
+    job_type = ""
+
+
+class PageImagePending(StandInPending):
     """The document job has not rendered page 1 yet."""
+
+    job_type = "document"
+
+
+class PosterPending(StandInPending):
+    """The video job has not made the poster frame yet (it waits for the memory governor,
+    a job slot, or no supervisor runs)."""
+
+    job_type = "video"

@@ -332,7 +332,10 @@ class Components:
     def video(self) -> VideoService:
         from falconproc.video.service import VideoService
 
-        return VideoService(self.settings, self.store, self.cache)
+        # The web side waits for the `video` job's poster: ffmpeg runs only in jobs, where
+        # the memory governor and the job limits see it.
+        return VideoService(self.settings, self.store, self.cache,
+                            request_poster=lambda content_hash: self.queue.enqueue("video", content_hash))
 
     @cached_property
     def text(self) -> TextService:
@@ -344,7 +347,12 @@ class Components:
     def scan(self) -> ScanService:
         from falconproc.scan.service import ScanService
 
-        return ScanService(self.settings, self.store, self.cache)
+        # Under SCAN_MODE=required a request for content with no verdict queues its scan
+        # at once (it may have been stored while scanning was off: the backfill is slower).
+        return ScanService(self.settings, self.store, self.cache, request_scan=self._request_scan)
+
+    def _request_scan(self, content_hash: str) -> None:
+        self.queue.enqueue("scan", content_hash, max_attempts=self.settings.scan_max_attempts)
 
     def processing_state(self, content_hash: str) -> dict[str, Any]:
         """What the metadata route adds to the stored metadata: presets, text, EXIF,
@@ -366,4 +374,14 @@ class Components:
 
         self.load_job_types()
         run_supervisor(self.settings, self.queue, self.governor, self.job_context,
-                       queue_deferred=lambda: self.scheduler.enqueue_deferred(self.store.metadata))
+                       queue_deferred=lambda: self.scheduler.enqueue_deferred(self.store.metadata),
+                       backfill=self._scan_backfill())
+
+    def _scan_backfill(self) -> Callable[[], int] | None:
+        """A batch of the scans of content stored while SCAN_MODE was off (None: no sweep)."""
+        if self.settings.scan_mode == "off" or not self.settings.scan_backfill_batch:
+            return None
+        from falconproc.scan.backfill import ScanBackfill
+
+        return ScanBackfill(self.store, self.cache, self.queue, batch=self.settings.scan_backfill_batch,
+                            max_attempts=self.settings.scan_max_attempts).step

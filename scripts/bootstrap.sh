@@ -3,7 +3,7 @@
 #   scripts/bootstrap.sh          the service
 #   scripts/bootstrap.sh --test   the service + test tools
 # System packages: a C toolchain and OpenSSL headers (the Cython hot path links
-# libcrypto), tesseract for OCR (English, German, French), ffmpeg (video posters and
+# libcrypto), tesseract for OCR (English, German, French, Russian, script detection), ffmpeg (video posters and
 # metadata: ffmpeg + ffprobe); with --test also redis-server,
 # clamav-daemon, Ceph RGW (the S3 server the store tests start through scripts/s3_server.sh),
 # curl, LibreOffice (Writer and Impress without GUI: the document-thumbnail tests convert
@@ -20,7 +20,10 @@ SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 packages="build-essential libssl-dev libwebp-dev python3-dev python3-venv tesseract-ocr tesseract-ocr-eng"
 # German and French models as examples of OCR_LANGUAGES (eng,deu,fra); the tests use them.
-packages="$packages tesseract-ocr-deu tesseract-ocr-fra"
+# Script detection (OSD) picks the model of a page in a non-Latin script; Russian is the
+# example of such a model (OCR_LANGUAGES=eng,rus; the OSD tests need both, and
+# fonts-dejavu-core below to render their Cyrillic page).
+packages="$packages tesseract-ocr-deu tesseract-ocr-fra tesseract-ocr-osd tesseract-ocr-rus"
 # Video posters and metadata (a run-time feature: without it videos are stored, their
 # presets answer 404 not_available); the video tests generate their clips with it too.
 packages="$packages ffmpeg"

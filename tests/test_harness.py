@@ -42,6 +42,7 @@ STARTS_THE_SERVICE = {
     "tests/observability/test_load.py",  # marked by hand: bench_load.py starts it
     "tests/observability/test_metrics_exposition.py",
     "tests/observability/test_request_ids_logs.py",
+    "tests/scan/test_scan_backfill.py",
     "tests/scan/test_service_scan.py",
     "tests/scan/test_streamed_scan.py",
     "tests/serving/test_filenames.py",

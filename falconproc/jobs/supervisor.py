@@ -54,6 +54,8 @@ REAP_INTERVAL = 2.0
 PRUNE_INTERVAL = 600.0
 # How often the jobs of uploads stored while the queue did not answer are looked for.
 DEFERRED_INTERVAL = 5.0
+# How often a batch of the scan backfill (scan.backfill) may be queued.
+BACKFILL_INTERVAL = 2.0
 # While the queue does not answer (Redis down), how long between tries.
 UNAVAILABLE_PAUSE = 1.0
 DEFAULT_TIMEOUT = 60.0
@@ -248,11 +250,14 @@ class Running:
 
 class Supervisor:
     def __init__(self, settings: Settings, queue: JobQueue, governor: MemoryGovernor, make_context: ContextFactory,
-                 queue_deferred: Callable[[], int] | None = None):
+                 queue_deferred: Callable[[], int] | None = None, backfill: Callable[[], int] | None = None):
         self.settings = settings
         self.queue = queue
         # Queues the jobs of uploads stored while the queue did not answer (how many).
         self.queue_deferred = queue_deferred
+        # Queues a batch of jobs for content stored before they applied (the scans of
+        # what was stored while SCAN_MODE was off): how many.
+        self.backfill = backfill
         self.governor = governor
         # Builds a job's JobContext in its job process (after the fork) from the
         # composition root's objects; the dead-letter hooks here get one too.
@@ -268,6 +273,7 @@ class Supervisor:
         self._last_heartbeat = 0.0
         self._last_prune = 0.0
         self._last_deferred = 0.0
+        self._last_backfill = 0.0
         self._queue_down = False
         self.cpus = available_cpus()
 
@@ -363,6 +369,9 @@ class Supervisor:
         if self.queue_deferred is not None and now - self._last_deferred > DEFERRED_INTERVAL:
             self._last_deferred = now
             self._queue_deferred()
+        if self.backfill is not None and now - self._last_backfill > BACKFILL_INTERVAL:
+            self._last_backfill = now
+            busy |= self._backfill()
         busy |= self._start_admitted(now)
         busy |= self._claim_more(now)
         return busy
@@ -379,6 +388,15 @@ class Supervisor:
             return
         if queued:
             log.info("queued the deferred jobs of %d uploads", queued)
+
+    def _backfill(self) -> bool:
+        try:
+            return bool(self.backfill())
+        except QueueUnavailable:
+            raise
+        except Exception:  # noqa: BLE001 - the store down: the next pass starts the sweep again
+            log.exception("the scan backfill failed; trying again in %.0f s", BACKFILL_INTERVAL)
+            return False
 
     def _claim_more(self, now: float) -> bool:
         started = False
@@ -561,7 +579,8 @@ class Supervisor:
 
 
 def run_supervisor(settings: Settings, queue: JobQueue, governor: MemoryGovernor,
-                   make_context: ContextFactory, queue_deferred: Callable[[], int] | None = None) -> None:
+                   make_context: ContextFactory, queue_deferred: Callable[[], int] | None = None,
+                   backfill: Callable[[], int] | None = None) -> None:
     """Run the supervisor loop until SIGTERM (``falconproc worker``)."""
     # Job processes are forked from here: what each job type preloads now (its parsers,
     # a tesseract version check) is done once instead of in every job process.
@@ -571,4 +590,4 @@ def run_supervisor(settings: Settings, queue: JobQueue, governor: MemoryGovernor
                 job_type.preload()
             except Exception:  # noqa: BLE001 - a failed preload is retried by the job itself
                 log.exception("preload of job type %s failed", job_type.name)
-    Supervisor(settings, queue, governor, make_context, queue_deferred).run()
+    Supervisor(settings, queue, governor, make_context, queue_deferred, backfill).run()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from falconproc.clock import iso_utc
 from falconproc.config import Settings
 from falconproc.errors import FalconprocError
 from falconproc.observability.metrics import record_scan
+from falconproc.queue import QueueFull, QueueUnavailable
 from falconproc.scan.clamd import ClamdClient, ClamdUnavailable, Verdict
 from falconproc.store import ContentStore, DerivedCache
 from falconproc.store.base import PendingUpload
@@ -89,12 +91,15 @@ def make_client(settings: Settings) -> ClamdClient:
 
 class ScanService:
     def __init__(self, settings: Settings, store: ContentStore, cache: DerivedCache,
-                 client: ClamdClient | None = None):
+                 client: ClamdClient | None = None, request_scan: Callable[[str], None] | None = None):
         self.settings = settings
         self.store = store
         self.cache = cache
         self.enabled = settings.scan_mode != "off"
         self.client = client if client is not None or not self.enabled else make_client(settings)
+        # Queues the `scan` job of a content hash (deduplicated by the queue), for content
+        # asked for before it has a verdict (None: leave it to the upload's job or the backfill).
+        self.request_scan = request_scan
 
     # -- state -----------------------------------------------------------------------
 
@@ -119,9 +124,26 @@ class ScanService:
             raise Quarantined(scan.get("signature"))
         if self.settings.scan_mode == "required":
             if status == "pending":
+                if not self._queue_scan(content_hash):
+                    return  # no such content: the route answers 404
                 raise ScanPending("this content has not been scanned yet")
             if status == "error":
                 raise ScanFailed(f"this content could not be scanned: {scan.get('reason')}")
+
+    def _queue_scan(self, content_hash: str) -> bool:
+        """Make sure a scan of stored content is queued now: an upload's own scan job is
+        already there (the queue returns it), but content stored while scanning was off
+        would otherwise wait for the backfill's sweep. False when nothing is stored
+        under this hash."""
+        if self.request_scan is None:
+            return True
+        if not self.store.exists(content_hash):
+            return False
+        try:
+            self.request_scan(content_hash)
+        except (QueueFull, QueueUnavailable) as exc:  # still pending: the backfill queues it later
+            log.warning("could not queue the scan of %s now: %s", content_hash, exc)
+        return True
 
     def healthy(self) -> bool:
         return not self.enabled or (self.client is not None and self.client.ping())

@@ -6,7 +6,7 @@ reaches tesseract's command line.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -14,7 +14,8 @@ from PIL import Image
 from falconproc.config import Settings
 from falconproc.errors import FalconprocError
 from falconproc.text.clean import clean_text
-from falconproc.text.language import guess_language
+from falconproc.text.language import (MIN_SCRIPT_SHARE, guess_language, language_for_script, reads_other_scripts,
+                                      script_of, share_in_script)
 
 TESSERACT_MAX_SIDE = 32767  # tesseract refuses larger images
 
@@ -31,6 +32,7 @@ class OcrResult:
     confidence: float | None  # mean word confidence 0-100, None when no words
     words: int
     language: str | None = None  # the model the text was read with
+    script: str | None = None  # the script OSD saw, when it chose the model
 
 
 def installed_languages() -> set[str]:
@@ -166,17 +168,45 @@ def prepare(im: Image.Image, settings: Settings) -> Image.Image:
 def run_tesseract(source: Image.Image | str, settings: Settings) -> OcrResult:
     """OCR an image (prepared here) or, for a file already fit as it is, its path.
 
-    With several OCR_LANGUAGES the page is read with the first; when its words say it is
-    in another allowed language, it is read again with that model alone (one model
-    reads better and faster than all of them at once)."""
+    When OCR_LANGUAGES names a language in a non-Latin script (rus, ell, ...), tesseract's
+    script detection (OSD) runs first; a page in such a script is read with the first
+    allowed model for it, and that reading stands when most of its letters are in the
+    script. Otherwise the page is read with the first Latin-script language; when its
+    words say it is in another allowed one, it is read again with that model alone (one
+    model reads better and faster than all of them at once)."""
     image = source if isinstance(source, str) else prepare(source, settings)
     languages = settings.ocr_languages
-    result = _read(image, languages[0], settings)
-    if len(languages) > 1:
-        guessed = guess_language(result.text, languages)
-        if guessed is not None and guessed != languages[0]:
+    if reads_other_scripts(languages):
+        script = detect_script(image, settings)
+        language = language_for_script(script, languages)
+        if script is not None and language is not None:
+            result = _read(image, language, settings)
+            if share_in_script(result.text, script) >= MIN_SCRIPT_SHARE:
+                return replace(result, script=script)
+    latin = [lang for lang in languages if script_of(lang) is None] or list(languages)
+    result = _read(image, latin[0], settings)
+    if len(latin) > 1:
+        guessed = guess_language(result.text, latin)
+        if guessed is not None and guessed != latin[0]:
             result = _read(image, guessed, settings)
     return result
+
+
+def detect_script(image: Image.Image | str, settings: Settings) -> str | None:
+    """The script tesseract's OSD sees on the page (``Latin``, ``Cyrillic``, ...); None
+    when it cannot tell (too few characters). Bounded by OCR_TIMEOUT like a reading."""
+    import pytesseract
+
+    os.environ["OMP_THREAD_LIMIT"] = "1"
+    try:
+        osd = pytesseract.image_to_osd(image, output_type=pytesseract.Output.DICT, timeout=settings.ocr_timeout)
+    except RuntimeError as exc:  # pytesseract signals its timeout this way
+        raise OcrError("timeout", f"OCR took longer than {settings.ocr_timeout:g} s") from exc
+    except pytesseract.TesseractNotFoundError:
+        raise OcrError("unavailable", "tesseract is not installed") from None
+    except pytesseract.TesseractError:
+        return None  # "Too few characters": the stop words decide among the Latin languages
+    return osd.get("script") or None
 
 
 def _read(image: Image.Image | str, lang: str, settings: Settings) -> OcrResult:

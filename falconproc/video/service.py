@@ -4,20 +4,25 @@ error state a video that cannot be read ends in.
 The poster is kept in the cache as ``poster.jpg`` (quality 92, at most 2048 px a side):
 every preset and format variant of a video is rendered from it by the image pipeline,
 so a preset asked for later costs a JPEG decode, not another ffmpeg run. It is made by
-the `video` job after upload, or by the first preset request that comes before the job
-(under the same lock, so only once).
+the `video` job only, so ffmpeg runs where the job supervisor's memory governor admits
+it and its limits (JOB_TIMEOUTS, JOB_MEMORY_MAX_BYTES) hold: a preset request that
+comes before the poster queues that job if needed and waits for it (IMAGE_SYNC_TIMEOUT
+at most, then 202 with the job), instead of running ffmpeg in a web worker.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from falconproc.clock import iso_utc
 from falconproc.config import Settings
+from falconproc.errors import PosterPending
 from falconproc.mediatypes import is_video
 from falconproc.observability import metrics
+from falconproc.queue import QueueFull, QueueUnavailable
 from falconproc.store import ContentStore, DerivedCache
 from falconproc.video.poster import read_video
 from falconproc.video.tools import VideoToolsMissing, VideoUnreadable, require_tools
@@ -28,12 +33,20 @@ POSTER = "poster.jpg"
 POSTER_QUALITY = 92
 
 
+# How often a request waiting for the video job looks for the poster (a stat, or a HEAD on S3).
+POSTER_POLL_SECONDS = 0.1
+
+
 class VideoService:
-    def __init__(self, settings: Settings, store: ContentStore, cache: DerivedCache, threads: int = 2):
+    def __init__(self, settings: Settings, store: ContentStore, cache: DerivedCache, threads: int = 2,
+                 request_poster: Callable[[str], None] | None = None):
         self.settings = settings
         self.store = store
         self.cache = cache
         self.threads = threads
+        # The web side's: queues the `video` job of a content hash (the queue returns the one
+        # already there). None in the job, which makes the poster itself.
+        self.request_poster = request_poster
 
     # -- the image pipeline's stand-in source (images.service.StandInSource) ----------
 
@@ -43,25 +56,47 @@ class VideoService:
         return is_video(mime_type)
 
     def check(self, content_hash: str) -> None:
-        """Nothing before the poster is asked for: ensure_poster raises what stands in
-        the way (a recorded error, missing ffmpeg) when open_image runs."""
+        """On the web side, wait until the video job has made the poster: VideoUnreadable
+        (recorded error), VideoToolsMissing (no ffmpeg), PosterPending (not made within
+        IMAGE_SYNC_TIMEOUT). In the job nothing: open_image makes the poster."""
+        if self.request_poster is None or self.cache.exists(content_hash, POSTER):
+            return
+        self._raise_recorded(content_hash)
+        require_tools(self.settings)
+        try:
+            self.request_poster(content_hash)
+        except (QueueFull, QueueUnavailable) as exc:
+            raise PosterPending(f"the poster frame is not made yet and its job cannot be queued now: {exc}") from None
+        deadline = time.monotonic() + self.settings.image_sync_timeout
+        while time.monotonic() < deadline:
+            time.sleep(POSTER_POLL_SECONDS)
+            if self.cache.exists(content_hash, POSTER):
+                return
+            self._raise_recorded(content_hash)
+        raise PosterPending("the video job has not made the poster frame yet")
 
     @contextlib.contextmanager
     def open_image(self, content_hash: str) -> Iterator[BinaryIO]:
-        fileobj, _ = self.cache.open(content_hash, self.ensure_poster(content_hash))
+        if self.request_poster is None:
+            name = self.ensure_poster(content_hash)
+        else:  # the web side never runs ffmpeg: check() waited for the job's poster
+            name = POSTER
+        try:
+            fileobj, _ = self.cache.open(content_hash, name)
+        except FileNotFoundError:
+            raise PosterPending("the poster frame is not made yet") from None
         with fileobj:
             yield fileobj
 
     def ensure_poster(self, content_hash: str) -> str:
         """The cache name of the video's poster, made now if missing (once across every
-        process). VideoUnreadable when the video could not be read (now or before),
-        VideoToolsMissing without ffmpeg/ffprobe."""
+        process; called by the video job). VideoUnreadable when the video could not be
+        read (now or before), VideoToolsMissing without ffmpeg/ffprobe."""
         if self.cache.exists(content_hash, POSTER):
             return POSTER
         self._raise_recorded(content_hash)
         tools = require_tools(self.settings)
-        # A request waits no longer than for an image render; the job (which may hold the
-        # lock while ffmpeg runs) finishes within VIDEO_TIMEOUT.
+        # Two jobs of one video (a retry racing a reaped one) make it once.
         with self.cache.exclusive(content_hash, "video", self.settings.image_sync_timeout):
             if not self.cache.exists(content_hash, POSTER):
                 self._raise_recorded(content_hash)

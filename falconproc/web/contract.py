@@ -404,7 +404,8 @@ def openapi_document() -> dict[str, Any]:
             "a preset, made now if not cached (a video's from its poster frame), in the format `format` names "
             "or else Accept negotiates (AVIF, WebP, then the preset's own format); answers carry Vary: Accept. "
             "Documents (PDF, DOCX, ODT, PPTX, ODP) have thumbnail and preview of page 1: 202 until the document "
-            "job rendered it",
+            "job rendered it; a video's presets: 202 when its video job has not made the poster within "
+            "IMAGE_SYNC_TIMEOUT",
             _IMAGE_TYPES, (415, 422, 503, *_SCAN_ERRORS),
             [_HASH, preset,
              {"name": "format", "in": "query", "required": False,
@@ -417,7 +418,7 @@ def openapi_document() -> dict[str, Any]:
             pending=_json({"type": "object", "required": ["status", "job"],
                            "properties": {"status": {"const": "pending"},
                                           "job": {"$ref": "#/components/schemas/Job"}}},
-                          "a document whose page 1 is not rendered yet",
+                          "a document whose page 1, or a video whose poster frame, is not made yet",
                           {"Retry-After": {"required": True, "schema": {"type": "string"}},
                            "Vary": {"required": True, "schema": {"type": "string", "pattern": "[Aa]ccept"}}})),
         "/optimize-for-ai": {"post": _op(

@@ -7,12 +7,13 @@ import io
 import pytest
 
 from falconproc.config import Settings, SettingsError
-from falconproc.text.language import guess_language, main_language
-from falconproc.text.ocr import check_languages, run_tesseract
+from falconproc.text.language import guess_language, language_for_script, main_language, share_in_script
+from falconproc.text.ocr import check_languages, detect_script, run_tesseract
 from tests.support.content import sha256
 from tests.support.http import upload
 from tests.text._docs import poll_text, word_recall
 from tests.text._german import GERMAN, german_page
+from tests.text._scripts import ENGLISH as ENGLISH_PAGE, RUSSIAN, text_page
 
 ENGLISH = "The quick brown fox jumps over the lazy dog, and it was the best of times for all of us."
 
@@ -67,3 +68,46 @@ def test_service_reports_languages(fresh_service):
     doc = poll_text(svc, sha256(data)).json()
     assert doc["language"] == "deu" and doc["pages"][0]["language"] == "deu"
     assert word_recall(doc["pages"][0]["text"], GERMAN) >= 0.9
+
+
+def test_script_helpers():
+    assert language_for_script("Cyrillic", ["eng", "deu", "rus"]) == "rus"
+    assert language_for_script("Cyrillic", ["eng", "deu"]) is None
+    assert language_for_script("Latin", ["eng", "rus"]) is None  # the stop words decide among Latin ones
+    assert language_for_script(None, ["rus"]) is None
+    assert share_in_script(RUSSIAN, "Cyrillic") > 0.99
+    assert share_in_script("Bce nlogu pox gaioTca", "Cyrillic") == 0.0  # Cyrillic read with eng
+    assert share_in_script("12 34 !", "Greek") == 0.0
+
+
+def _png(im) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("languages", [("eng", "rus"), ("rus", "eng"), ("eng", "deu", "rus")])
+def test_osd_picks_the_model_of_a_non_latin_page(languages):
+    settings = Settings(ocr_languages=languages)
+    assert detect_script(text_page(RUSSIAN), settings) == "Cyrillic"
+    russian = run_tesseract(text_page(RUSSIAN), settings)
+    assert (russian.language, russian.script) == ("rus", "Cyrillic")
+    assert word_recall(russian.text, RUSSIAN) >= 0.9
+    english = run_tesseract(text_page(ENGLISH_PAGE), settings)
+    assert english.language == "eng"
+    assert word_recall(english.text, ENGLISH_PAGE) >= 0.9
+    # Without rus allowed the Cyrillic page is read with eng, and badly: what OSD buys.
+    latin_only = run_tesseract(text_page(RUSSIAN), Settings(ocr_languages=("eng",)))
+    assert latin_only.language == "eng" and word_recall(latin_only.text, RUSSIAN) < 0.2
+
+
+def test_service_reads_a_cyrillic_page_with_the_russian_model(fresh_service):
+    svc = fresh_service(OCR_LANGUAGES="eng,rus")
+    pages = {"rus": (_png(text_page(RUSSIAN)), RUSSIAN), "eng": (_png(text_page(ENGLISH_PAGE)), ENGLISH_PAGE)}
+    for name, (data, _) in pages.items():
+        resp = upload(svc, data, name=f"{name}.png")
+        assert resp.status_code == 201 and resp.json()["contentHash"] == sha256(data)
+    for name, (data, truth) in pages.items():
+        doc = poll_text(svc, sha256(data)).json()
+        assert doc["language"] == name and doc["pages"][0]["language"] == name, doc
+        assert word_recall(doc["pages"][0]["text"], truth) >= 0.9

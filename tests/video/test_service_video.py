@@ -180,13 +180,36 @@ def test_video_posters_are_counted(module_service, uploaded):
     assert 'falconproc_jobs_total{outcome="done",type="video"}' in text
 
 
-def test_a_preset_asked_before_the_job_makes_the_poster_on_demand(fresh_service, videos):
-    svc = fresh_service(RUN_SUPERVISOR="0")  # no job runs: the GET itself reads the video
+def test_a_preset_asked_before_the_poster_waits_for_the_governed_video_job(fresh_service, videos):
+    """ffmpeg runs only in the video job, which the memory governor admits: a preset asked
+    for before the poster waits for that job and never runs ffmpeg in a web worker."""
+    # A headroom as large as the limit: the governor admits no job at all.
+    svc = fresh_service(MEMORY_LIMIT_BYTES="2G", MEMORY_HEADROOM_BYTES="2G", IMAGE_SYNC_TIMEOUT="2")
     body = _upload(svc, videos["audio.mkv"])
-    preview = _image(_preset(svc, body["contentHash"], "preview"))
-    assert preview.size == (320, 240)
-    video = cache_metadata(svc, body["contentHash"])["video"]
+    h = body["contentHash"]
+    start = time.monotonic()
+    resp = _preset(svc, h, "preview")
+    assert resp.status_code == 202, resp.text[:300]
+    assert time.monotonic() - start < 15
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert resp.json()["status"] == "pending"
+    job = resp.json()["job"]
+    assert (job["id"], job["type"], job["status"]) == (_video_job(body)["id"], "video", "queued")
+    meta = cache_metadata(svc, h)
+    assert "video" not in meta and "videoError" not in meta, "nothing read the video"
+    assert not _ffmpeg_children_of(svc)
+    assert 'falconproc_video_posters_total{' not in requests.get(f"{svc.url}/metrics", timeout=30).text
+
+    # The same store with room for jobs: the queued job makes the poster, the GET serves it.
+    svc.stop()
+    svc.env.pop("MEMORY_HEADROOM_BYTES")
+    svc.start()
+    preview = wait_for(lambda: (r := _preset(svc, h, "preview")).status_code == 200 and r, 60,
+                       message="the preview once the video job ran")
+    assert _image(preview).size == (320, 240)
+    video = cache_metadata(svc, h)["video"]
     assert video["codec"] == "h264" and video["hasAudio"] is True
+    assert wait_job(svc, job["id"])["status"] == "done"
 
 
 def _ffmpeg_children_of(svc) -> list[psutil.Process]:

@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import falcon
 
-from falconproc.errors import PageImagePending
+from falconproc.errors import StandInPending
 from falconproc.queue import JobQueue, QueueFull
 from falconproc.web.resources.content import require_hash
 from falconproc.web.resources.errors import ApiError
@@ -14,7 +14,8 @@ from falconproc.images.negotiation import UnknownFormat, choose_format
 from falconproc.images.service import ImageService
 
 
-PENDING_RETRY_AFTER = "2"  # seconds: a PDF's page renders in well under a second, a DOCX in a few
+# seconds: a PDF's page renders in well under a second, a DOCX or a video's poster in a few
+PENDING_RETRY_AFTER = "2"
 
 
 class PresetResource:
@@ -31,8 +32,8 @@ class PresetResource:
             raise ApiError(falcon.HTTP_400, "invalid_format", str(exc), formats=exc.known) from None
         try:
             spec, fileobj, size = self.images.open_preset(content_hash, preset, fmt)
-        except PageImagePending:
-            self._pending(resp, content_hash)
+        except StandInPending as exc:
+            self._pending(resp, content_hash, exc.job_type)
             return
         # The answer depends on Accept; each format has its own ETag (the own format's
         # is unchanged, so caches keep what they hold).
@@ -43,12 +44,13 @@ class PresetResource:
 
     on_head = on_get
 
-    def _pending(self, resp: falcon.Response, content_hash: str) -> None:
-        """202 while the `document` job renders page 1 (queued now if it is not there)."""
-        job = self.queue.find("document", content_hash)
+    def _pending(self, resp: falcon.Response, content_hash: str, job_type: str) -> None:
+        """202 while the `document` job renders page 1 or the `video` job makes the
+        poster (queued now if it is not there)."""
+        job = self.queue.find(job_type, content_hash)
         if job is None:
             try:
-                job = self.queue.enqueue("document", content_hash)
+                job = self.queue.enqueue(job_type, content_hash)
             except QueueFull:
                 raise ApiError(falcon.HTTP_503, "overloaded", "the job queue is full; retry shortly",
                                headers={"Retry-After": "10"}) from None
