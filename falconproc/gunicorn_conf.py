@@ -17,7 +17,13 @@ import time
 from gunicorn import glogging
 
 from falconproc.jobs.keeper import SupervisorKeeper
-from falconproc.observability.logs import BufferedLineHandler, access_fields, logging_config
+from falconproc.observability.logs import (
+    BufferedLineHandler,
+    access_fields,
+    access_json_line,
+    access_text_line,
+    logging_config,
+)
 from falconproc.observability.metrics_dir import fold_dead_process, new_run_directory
 from falconproc.observability.runtime import mark_service_root
 from falconproc.web.keepalive import defer_100_continue
@@ -57,6 +63,9 @@ accesslog = None
 errorlog = "-"
 
 
+_ACCESS_LINE = access_json_line if _settings.log_format == "json" else access_text_line
+
+
 class _Logger(glogging.Logger):
     """gunicorn's logger, with an access line built from the few fields it has
     (gunicorn's own builds a dict of every header and environ entry and a timestamp
@@ -67,8 +76,8 @@ class _Logger(glogging.Logger):
             return
         try:
             fields = access_fields(resp, environ, request_time)
-            if _settings.log_format == "json" and self._direct is not None:
-                self._direct.write_json_access(self.access_log.name, fields)
+            if self._direct is not None:
+                self._direct.write_access(self.access_log.name, fields, _ACCESS_LINE)
             else:
                 self.access_log.info("request", extra={"access": fields})
         except Exception:  # noqa: BLE001 - a log line must never fail a request

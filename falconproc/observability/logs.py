@@ -21,7 +21,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -118,6 +118,13 @@ def _json_value(value: Any) -> str:
     return json.dumps(value)
 
 
+def access_text_line(logger: str, created: float, pid: int, fields: dict[str, Any]) -> str:
+    """One access line in the text format's shape (what _TextAccess makes of a record)."""
+    return (f"[{_utc_stamp(created)}] [{pid}] INFO {logger}: {fields.get('method')} {fields.get('route')} "
+            f"{fields.get('status')} {fields.get('bytes')}B {fields.get('duration_ms')}ms "
+            f"rid={fields.get('request_id')} user={fields.get('user_id')}")
+
+
 class _UtcText(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         return _utc_time(self, record)
@@ -183,6 +190,9 @@ class _TextAccess(_UtcText):
         return super().format(record)
 
 
+AccessLine = Callable[[str, float, int, dict[str, Any]], str]  # (logger, created, pid, fields) -> line
+
+
 class BufferedLineHandler(logging.StreamHandler):
     """A stream handler that writes its lines in batches: every FLUSH_SECONDS from a
     daemon thread, sooner when BUFFER_BYTES are waiting, and at exit. For the access log:
@@ -197,8 +207,8 @@ class BufferedLineHandler(logging.StreamHandler):
 
     def __init__(self, stream: Any = None) -> None:
         super().__init__(stream)
-        # Lines, or the fields of JSON access lines that the flusher formats.
-        self._pending: list[str | tuple[str, float, int, dict[str, Any]]] = []
+        # Lines, or access lines' fields with the function that the flusher formats them by.
+        self._pending: list[str | tuple[AccessLine, str, float, int, dict[str, Any]]] = []
         self._size = 0
         self._flusher_pid: int | None = None
         self._due = threading.Event()  # the buffer is full: write now
@@ -212,16 +222,16 @@ class BufferedLineHandler(logging.StreamHandler):
             return
         self._append(line, len(line))  # under the handler's lock (Handler.handle holds it)
 
-    def write_json_access(self, name: str, fields: dict[str, Any]) -> None:
-        """An access line in the JSON formatter's shape, without a LogRecord (no caller
-        lookup, thread and process names or filters; the request id is in ``fields``),
-        formatted by the flusher: the request's thread only appends, so the work is done
-        in one batch per FLUSH_SECONDS instead of between every two requests of 32
-        threads sharing the GIL."""
+    def write_access(self, name: str, fields: dict[str, Any], line_of: AccessLine = access_json_line) -> None:
+        """An access line (``line_of``: access_json_line or access_text_line, the shapes
+        of the two formatters) without a LogRecord (no caller lookup, thread and process
+        names or filters; the request id is in ``fields``), formatted by the flusher: the
+        request's thread only appends, so the work is done in one batch per FLUSH_SECONDS
+        instead of between every two requests of 32 threads sharing the GIL."""
         with self.lock:
-            self._append((name, time.time(), os.getpid(), fields), self.ACCESS_LINE_BYTES)
+            self._append((line_of, name, time.time(), os.getpid(), fields), self.ACCESS_LINE_BYTES)
 
-    def _append(self, item: str | tuple[str, float, int, dict[str, Any]], size: int) -> None:
+    def _append(self, item: str | tuple[AccessLine, str, float, int, dict[str, Any]], size: int) -> None:
         self._pending.append(item)
         self._size += size
         if self._flusher_pid != os.getpid():  # first line of this (forked) process
@@ -239,7 +249,7 @@ class BufferedLineHandler(logging.StreamHandler):
                 pending, self._pending, self._size = self._pending, [], 0
             if pending:
                 end = self.terminator
-                self.stream.write("".join(item if type(item) is str else access_json_line(*item) + end
+                self.stream.write("".join(item if type(item) is str else item[0](*item[1:]) + end
                                           for item in pending))
                 self.stream.flush()
 

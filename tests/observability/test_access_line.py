@@ -5,12 +5,20 @@ from __future__ import annotations
 import calendar
 import io
 import json
+import logging
 import math
 import time
 
 import pytest
 
-from falconproc.observability.logs import BufferedLineHandler, _utc_stamp, access_json_line
+from falconproc.observability.logs import (
+    TEXT_FORMAT,
+    BufferedLineHandler,
+    _TextAccess,
+    _utc_stamp,
+    access_json_line,
+    access_text_line,
+)
 
 FIELDS = [
     {"method": "GET", "path": "/cache/abc/thumbnail", "route": "/cache/{hash}/{preset}", "status": 200,
@@ -50,10 +58,33 @@ def test_batching_handler_writes_the_same_line():
     handler = BufferedLineHandler(stream)
     fields = FIELDS[1]
     before = time.time()
-    handler.write_json_access("gunicorn.access", fields)
+    handler.write_access("gunicorn.access", fields)
     handler.flush()
     written = json.loads(stream.getvalue())
     assert stream.getvalue().endswith("}\n") and stream.getvalue().count("\n") == 1
     assert written["path"] == fields["path"] and written["user_id"] == fields["user_id"]
     assert "status" not in written  # None fields are left out
     assert written["time"] >= _utc_stamp(before)[:19]
+
+
+ACCESS_KEYS = ("method", "path", "route", "status", "bytes", "duration_ms", "request_id", "user_id", "remote")
+
+
+@pytest.mark.parametrize("fields", [FIELDS[0], {key: FIELDS[1].get(key) for key in ACCESS_KEYS}])
+def test_text_line_is_what_the_text_formatter_makes(fields):
+    # access_fields always gives every key (None where unknown), as these do.
+    record = logging.LogRecord("gunicorn.access", logging.INFO, __file__, 1, "request", None, None)
+    record.access = dict(fields)
+    expected = _TextAccess(TEXT_FORMAT).format(record)
+    assert access_text_line("gunicorn.access", record.created, record.process, fields) == expected
+
+
+def test_batching_handler_writes_text_lines_in_order():
+    stream = io.StringIO()
+    handler = BufferedLineHandler(stream)
+    handler.write_access("gunicorn.access", {**FIELDS[0], "status": 200}, access_text_line)
+    handler.write_access("gunicorn.access", {**FIELDS[0], "status": 404}, access_text_line)
+    handler.flush()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and " 200 3670B " in lines[0] and " 404 3670B " in lines[1]
+    assert all(line.startswith("[") and "INFO gunicorn.access: GET /cache/{hash}/{preset}" in line for line in lines)

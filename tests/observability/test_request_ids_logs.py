@@ -86,3 +86,25 @@ def test_every_line_is_json_with_one_time_style(logged_service):
     assert {"gunicorn.error", "gunicorn.access"} <= loggers, loggers
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"]) for line in lines)
     assert any("Booting worker" in line["message"] for line in lines)
+
+
+def test_text_format_access_lines(launcher, tmp_path):
+    """LOG_FORMAT=text: every access line in the text shape, with the route template, the
+    status, the request id and the user, written in batches like the JSON ones."""
+    svc = launcher.start(tmp_path, LOG_FORMAT="text")
+    try:
+        resp = upload(svc, unique_text(), name="note.txt", user="user-5", headers={"X-Request-ID": "text-rid-1"})
+        assert resp.status_code == 201, resp.text
+        assert requests.get(f"{svc.url}/cache/{'0' * 64}/metadata", timeout=10).status_code == 404
+
+        def access_lines() -> list[str]:
+            return [line for line in svc.log_path.read_text(errors="replace").splitlines()
+                    if "INFO gunicorn.access: " in line]
+
+        lines = wait_for(lambda: len(access_lines()) >= 2 and access_lines(), 10, message="two access lines")
+        assert all(re.match(r"\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\] \[\d+\] INFO gunicorn\.access: ", line)
+                   for line in lines), lines
+        assert any(line.endswith("rid=text-rid-1 user=user-5") and " POST /upload 201 " in line for line in lines)
+        assert any(" GET /cache/{content_hash}/metadata 404 " in line for line in lines), lines
+    finally:
+        svc.stop()
