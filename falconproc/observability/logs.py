@@ -183,11 +183,9 @@ def access_fields(resp: Any, environ: dict[str, Any], request_time: Any) -> dict
 class _TextAccess(_UtcText):
     def format(self, record: logging.LogRecord) -> str:
         access = getattr(record, "access", None)
-        if access is not None:
-            record.msg = ("%(method)s %(route)s %(status)s %(bytes)sB %(duration_ms)sms "
-                          "rid=%(request_id)s user=%(user_id)s")
-            record.args = access
-        return super().format(record)
+        if access is None:
+            return super().format(record)
+        return access_text_line(record.name, record.created, record.process, access)  # the batch writer's line
 
 
 AccessLine = Callable[[str, float, int, dict[str, Any]], str]  # (logger, created, pid, fields) -> line
@@ -203,7 +201,7 @@ class BufferedLineHandler(logging.StreamHandler):
 
     FLUSH_SECONDS = 0.2
     BUFFER_BYTES = 64 * 1024
-    ACCESS_LINE_BYTES = 320  # about one JSON access line, for the buffer's bound
+    ACCESS_LINE_BYTES = 400  # about one JSON access line (393 B measured), for the buffer's bound
 
     def __init__(self, stream: Any = None) -> None:
         super().__init__(stream)

@@ -15,6 +15,7 @@ from falconproc.observability.logs import (
     TEXT_FORMAT,
     BufferedLineHandler,
     _TextAccess,
+    _UtcText,
     _utc_stamp,
     access_json_line,
     access_text_line,
@@ -73,10 +74,14 @@ ACCESS_KEYS = ("method", "path", "route", "status", "bytes", "duration_ms", "req
 @pytest.mark.parametrize("fields", [FIELDS[0], {key: FIELDS[1].get(key) for key in ACCESS_KEYS}])
 def test_text_line_is_what_the_text_formatter_makes(fields):
     # access_fields always gives every key (None where unknown), as these do.
-    record = logging.LogRecord("gunicorn.access", logging.INFO, __file__, 1, "request", None, None)
-    record.access = dict(fields)
-    expected = _TextAccess(TEXT_FORMAT).format(record)
+    # The service's text shape (TEXT_FORMAT, as every other text line) around the access message.
+    message = ("%(method)s %(route)s %(status)s %(bytes)sB %(duration_ms)sms rid=%(request_id)s "
+               "user=%(user_id)s") % fields
+    record = logging.LogRecord("gunicorn.access", logging.INFO, __file__, 1, message, None, None)
+    expected = _UtcText(TEXT_FORMAT).format(record)
     assert access_text_line("gunicorn.access", record.created, record.process, fields) == expected
+    record.access = dict(fields)  # and the formatter of LogRecords with fields writes the same line
+    assert _TextAccess(TEXT_FORMAT).format(record) == expected
 
 
 def test_batching_handler_writes_text_lines_in_order():
