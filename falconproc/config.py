@@ -330,6 +330,9 @@ class Settings:
                                      "types only; application/octet-stream admits unrecognised binary data)")
     read_chunk_bytes: int = knob("READ_CHUNK_BYTES", 1024 * 1024, _size_range(4096, 16 * 1024 * 1024),
                                  "block size an upload is read, hashed and written in")
+    page_cache_release_bytes: int = knob("PAGE_CACHE_RELEASE_BYTES", 32 * 1024 * 1024, _size_range(0),
+                                         "a stored upload at least this large leaves the page cache once it "
+                                         "is durable, so the next upload reuses its pages (0: never)")
     fsync: bool = knob("FSYNC", True, _bool,
                        "fsync files and directories before answering (turn off only for throwaway stores)")
     web_workers: int = knob("WEB_WORKERS", _default_workers, _int_range(1, 64),
