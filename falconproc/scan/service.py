@@ -25,6 +25,11 @@ PENDING = {"status": "pending"}
 STREAMED = "streamed"
 # How often a `scan` job looks for the streamed verdict (a metadata read: a GET on S3).
 _AWAIT_POLL_SECONDS = 0.1
+# When a streamed upload's `scan` job may start: its verdict usually comes first (clamd
+# scans 100 MB in ~1 s here), so the job finds it at once instead of starting a process
+# that polls for it beside clamd's scan. If the uploading process died, the job scans
+# after this and its wait.
+STREAMED_JOB_DELAY = 2.0
 
 
 class Quarantined(FalconprocError, PermissionError):
@@ -90,6 +95,8 @@ def make_client(settings: Settings) -> ClamdClient:
 
 
 class ScanService:
+    streamed_job_delay = STREAMED_JOB_DELAY
+
     def __init__(self, settings: Settings, store: ContentStore, cache: DerivedCache,
                  client: ClamdClient | None = None, request_scan: Callable[[str], None] | None = None):
         self.settings = settings

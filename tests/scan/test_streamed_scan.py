@@ -6,13 +6,14 @@ stored and the scan job scans it later, with its retries."""
 from __future__ import annotations
 
 import re
+import time
 
 import requests
 
 from falconproc.store.base import is_content_hash
 from tests.support.clamd import EICAR, EICAR_SIGNATURE, MARKER, MARKER_SIGNATURE, Clamd
 from tests.support.content import sha256, unique_text
-from tests.support.http import assert_error, cache_metadata, get_original, upload, wait_job
+from tests.support.http import assert_error, cache_metadata, get_job, get_original, upload, wait_job
 from tests.support.wait import wait_for
 
 
@@ -64,6 +65,13 @@ def test_the_streamed_verdict_is_recorded_and_the_job_does_not_scan_again(fresh_
     clean = upload(svc, unique_text(20_000), name="clean.txt")  # ~1.4 MB
     assert clean.status_code == 201
     assert _verdict(svc, clean.json()["contentHash"])["status"] == "clean"
+    # Its job does not start beside clamd's scan: it waits STREAMED_JOB_DELAY (2 s) in the
+    # queue, by when the verdict is recorded (here it is already), then takes it.
+    [job] = [job for job in clean.json()["jobs"] if job["type"] == "scan"]
+    still_queued = time.monotonic() + 1.0
+    while time.monotonic() < still_queued:
+        assert get_job(svc, job["id"]).json()["status"] == "queued"
+        time.sleep(0.05)
     assert _scan_job(svc, clean)["result"]["scannedBy"] == "upload"
     assert get_original(svc, clean.json()["contentHash"]).status_code == 200
 
