@@ -53,7 +53,7 @@ class ScanFailed(FalconprocError, RuntimeError):
 
 class StreamedScan:
     """One INSTREAM session fed from an upload's spool file while the body arrives (a
-    thread reading behind the writer, 256 KiB at a time): clamd has the whole stream
+    thread sending what is written, by sendfile from the page cache): clamd has the whole stream
     moments after the last byte, so its verdict comes with the upload instead of a job
     that reads the stored file again afterwards."""
 
