@@ -9,7 +9,6 @@ import signal
 PR_SET_PDEATHSIG = 1
 # mallopt(3) parameters (glibc's malloc.h).
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-MALLOPT_MAX_MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc refuses more on 64-bit (HEAP_MAX_SIZE / 2)
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:

@@ -1,4 +1,4 @@
-"""MALLOC_KEEP_BYTES (black-box): a web worker reading an upload allocates and frees a few
+"""MALLOC_KEEP_BYTES and PAGE_CACHE_RELEASE_BYTES (black-box): a web worker reading an upload allocates and frees a few
 1 MiB blocks per MiB of body (gunicorn's body reader). With glibc's defaults these are
 often fresh mappings the kernel faults in page by page (measured: 1.3-1.9 minor faults per
 page of body in two runs of three, depending on glibc's adaptive threshold); with the
@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from tests.support.http import upload
+from tests.support.store import cached_bytes, entry_dir
 
 SIZE = 40 * 1024 * 1024
 ROUNDS = 3
@@ -30,6 +31,10 @@ def test_a_worker_reuses_the_memory_of_an_uploads_blocks(fresh_service):
     faults = sum(_minflt(pid) for pid in svc.worker_pids()) - before
     # Reused memory: well under one fault per 4 pages of body (0.07-0.18 measured).
     assert faults < ROUNDS * SIZE / PAGE / 4, faults
+    # And the stored originals (over PAGE_CACHE_RELEASE_BYTES, 32 MiB) left the page cache
+    # once durable: the next upload's writes took their pages.
+    original = entry_dir(svc, resp.json()["contentHash"]) / "original"
+    assert cached_bytes(original) < SIZE // 8, cached_bytes(original)
 
 
 def test_the_setting_is_bounded_by_what_glibc_accepts():
