@@ -333,7 +333,7 @@ class Settings:
     page_cache_release_bytes: int = knob("PAGE_CACHE_RELEASE_BYTES", 32 * 1024 * 1024, _size_range(0),
                                          "a stored upload at least this large leaves the page cache once it "
                                          "is durable, so the next upload reuses its pages (0: never)")
-    # glibc refuses an mmap threshold over 32 MiB on 64-bit (HEAP_MAX_SIZE / 2).
+    # Up to this much freed memory stays with each malloc arena of a worker: capped at 32 MiB.
     malloc_keep_bytes: int = knob("MALLOC_KEEP_BYTES", 4 * 1024 * 1024, _size_range(0, 32 * 1024 * 1024),
                                   "web workers' malloc serves blocks up to this size from its heaps and keeps "
                                   "this much freed memory per heap, so an upload's blocks reuse memory instead "
