@@ -8,6 +8,7 @@ OOXML) itself."""
 from __future__ import annotations
 
 import os
+import selectors
 import socket
 import stat
 import struct
@@ -134,9 +135,23 @@ def _file_ranges(stream: object) -> Iterator[tuple[int, int]] | None:
 
 
 def _sendfile_all(sock: socket.socket, stream: object, offset: int, length: int) -> None:
-    """``length`` bytes of ``stream``'s file from ``offset`` to ``sock`` (within its timeout)."""
-    if sock.sendfile(stream, offset, length) != length:  # type: ignore[arg-type]
-        raise ClamdUnavailable("the file ended before the length announced to clamd")
+    """``length`` bytes of ``stream``'s file from ``offset`` to ``sock``, within its timeout.
+    os.sendfile, not socket.sendfile: that one falls back to reading the file when the
+    first call fails, which hides the EPIPE of clamd refusing a stream over its limit
+    (instream reads clamd's reason after it)."""
+    fd, end = stream.fileno(), offset + length  # type: ignore[attr-defined]
+    while offset < end:
+        try:
+            sent = os.sendfile(sock.fileno(), fd, offset, end - offset)
+        except BlockingIOError:  # a socket with a timeout is non-blocking underneath
+            with selectors.DefaultSelector() as selector:
+                selector.register(sock, selectors.EVENT_WRITE)
+                if not selector.select(sock.gettimeout()):
+                    raise TimeoutError("clamd took no more of the stream in time") from None
+            continue
+        if sent == 0:
+            raise ClamdUnavailable("the file ended before the length announced to clamd")
+        offset += sent
 
 
 def parse_reply(reply: str) -> Verdict:
