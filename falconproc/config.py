@@ -330,6 +330,14 @@ class Settings:
                                      "types only; application/octet-stream admits unrecognised binary data)")
     read_chunk_bytes: int = knob("READ_CHUNK_BYTES", 1024 * 1024, _size_range(4096, 16 * 1024 * 1024),
                                  "block size an upload is read, hashed and written in")
+    page_cache_release_bytes: int = knob("PAGE_CACHE_RELEASE_BYTES", 32 * 1024 * 1024, _size_range(0),
+                                         "a stored upload at least this large leaves the page cache once it "
+                                         "is durable, so the next upload reuses its pages (0: never)")
+    # Up to this much freed memory stays with each malloc arena of a worker: capped at 32 MiB.
+    malloc_keep_bytes: int = knob("MALLOC_KEEP_BYTES", 4 * 1024 * 1024, _size_range(0, 32 * 1024 * 1024),
+                                  "web workers' malloc serves blocks up to this size from its heaps and keeps "
+                                  "this much freed memory per heap, so an upload's blocks reuse memory instead "
+                                  "of faulting in new pages (0: glibc's defaults)")
     fsync: bool = knob("FSYNC", True, _bool,
                        "fsync files and directories before answering (turn off only for throwaway stores)")
     web_workers: int = knob("WEB_WORKERS", _default_workers, _int_range(1, 64),

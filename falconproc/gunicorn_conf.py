@@ -26,6 +26,7 @@ from falconproc.observability.logs import (
 )
 from falconproc.observability.metrics_dir import fold_dead_process, new_run_directory
 from falconproc.observability.runtime import mark_service_root
+from falconproc.osutil import keep_freed_memory
 from falconproc.web.keepalive import defer_100_continue
 from falconproc.wiring import Components
 
@@ -106,6 +107,8 @@ control_socket_disable = True
 def on_starting(server) -> None:
     """In the master, before any worker exists: prepare the store and sweep debris."""
     mark_service_root()
+    if _settings.malloc_keep_bytes:
+        keep_freed_memory(_settings.malloc_keep_bytes)  # inherited by the workers forked next
     for path in (_settings.file_storage_path, _settings.cache_path, _settings.queue_path):
         path.mkdir(parents=True, exist_ok=True)
     _components.check_ocr_languages()  # a missing traineddata stops start-up, named

@@ -39,7 +39,8 @@ CAPABILITIES: tuple[str, ...] = ("falconproc.images.job", "falconproc.video.job"
 def _local_store(settings: Settings, shared: dict[str, Any]) -> ContentStore:
     from falconproc.store.local import LocalContentStore
 
-    return LocalContentStore(settings.file_storage_path, fsync=settings.fsync)
+    return LocalContentStore(settings.file_storage_path, fsync=settings.fsync,
+                             page_cache_release_bytes=settings.page_cache_release_bytes)
 
 
 def _local_cache(settings: Settings, shared: dict[str, Any]) -> DerivedCache:

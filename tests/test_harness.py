@@ -24,6 +24,7 @@ STARTS_THE_SERVICE = {
     "tests/images/test_placeholder.py",
     "tests/ingest/test_admission.py",
     "tests/ingest/test_concurrency.py",
+    "tests/ingest/test_freed_memory.py",
     "tests/ingest/test_kill_during_uploads.py",
     "tests/ingest/test_kill_worker.py",
     "tests/ingest/test_known_duplicates.py",

@@ -79,12 +79,14 @@ class IngestOutcome:
 
 class JobScheduler(Protocol):
     """The seam for processing: given stored content, enqueue its jobs (``payloads``: what
-    the work done while the body arrived tells a job type)."""
+    the work done while the body arrived tells a job type; ``delays``: seconds a job type's
+    job waits before it may start)."""
 
     def check_capacity(self) -> None: ...
 
     def jobs_for(self, content_hash: str, metadata: dict[str, Any], is_new: bool,
-                 payloads: Mapping[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]: ...
+                 payloads: Mapping[str, dict[str, Any]] | None = None,
+                 delays: Mapping[str, float] | None = None) -> list[dict[str, Any]]: ...
 
 
 class NoJobs:
@@ -92,7 +94,8 @@ class NoJobs:
         return None
 
     def jobs_for(self, content_hash: str, metadata: dict[str, Any], is_new: bool,
-                 payloads: Mapping[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+                 payloads: Mapping[str, dict[str, Any]] | None = None,
+                 delays: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
         return []
 
 
@@ -104,6 +107,9 @@ class UploadScanner(Protocol):
     """The seam for work done while the body arrives: a virus scan fed from the spool."""
 
     def start_streamed(self, pending: PendingUpload) -> StreamSession | None: ...
+
+    #: Seconds the `scan` job of a streamed upload waits before it starts (its verdict is on its way).
+    streamed_job_delay: float
 
     def finish_streamed(self, session: StreamSession, content_hash: str, is_new: bool) -> dict[str, Any] | None:
         """After commit: the `scan` job's payload (it waits for the streamed verdict), or None."""
@@ -212,14 +218,16 @@ class IngestService:
             raise
         metrics.record_upload(result.size, is_new)
         payloads: dict[str, dict[str, Any]] = {}
+        delays: dict[str, float] = {}
         if scan is not None and self.scanner is not None:
             # The answer does not wait for clamd's verdict (its scan starts after the last
             # byte: 0.9-2.7 s for 100 MB here); the scan job waits for it instead.
             streamed = self.scanner.finish_streamed(scan, result.sha256, is_new)
             if streamed is not None:
                 payloads["scan"] = streamed
+                delays["scan"] = self.scanner.streamed_job_delay
         try:
-            jobs = self.scheduler.jobs_for(result.sha256, metadata, is_new, payloads)
+            jobs = self.scheduler.jobs_for(result.sha256, metadata, is_new, payloads, delays)
         except QueueUnavailable:  # stored: never a 500 for it; the scheduler noted its jobs
             log.warning("upload %s stored; the job queue does not answer, its jobs are deferred", result.sha256)
             return IngestOutcome(result.sha256, metadata, is_new, [], jobs_deferred=True)

@@ -43,15 +43,17 @@ class QueueScheduler:
             log.warning("the job queue does not answer; uploads are stored and their jobs deferred")
 
     def jobs_for(self, content_hash: str, metadata: dict[str, Any], is_new: bool,
-                 payloads: Mapping[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+                 payloads: Mapping[str, dict[str, Any]] | None = None,
+                 delays: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
         """The summaries of the jobs queued for new content (``payloads``: a payload per
-        job type, e.g. the streamed scan's verdict for the scan job). QueueUnavailable when
+        job type, e.g. the streamed scan's verdict for the scan job; ``delays``: seconds
+        before a job type's job may start). QueueUnavailable when
         the queue does not answer: the jobs are then noted to be queued later."""
         if not is_new:
             return []
         request_id = current_request_id()
         try:
-            return self._enqueue(content_hash, metadata, request_id, payloads)
+            return self._enqueue(content_hash, metadata, request_id, payloads, delays)
         except QueueUnavailable:
             if self.deferred is None:
                 raise
@@ -83,12 +85,14 @@ class QueueScheduler:
         return queued
 
     def _enqueue(self, content_hash: str, metadata: dict[str, Any], request_id: str | None,
-                 payloads: Mapping[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+                 payloads: Mapping[str, dict[str, Any]] | None = None,
+                 delays: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
         jobs: list[Job] = []
         with self.queue.batch():
             for name, attempts in self.always.items():
                 jobs.append(self.queue.enqueue(name, content_hash, payload=(payloads or {}).get(name),
-                                               max_attempts=attempts, force=True))
+                                               max_attempts=attempts, force=True,
+                                               delay=(delays or {}).get(name, 0.0)))
             for job_type in registry.all_types():
                 if job_type.applies_to is None or not job_type.applies_to(metadata):
                     continue

@@ -198,10 +198,12 @@ class JobQueue(ABC):
     @abstractmethod
     def enqueue(self, type: str, content_hash: str, *, variant: str = "", priority: int | None = None,
                 payload: dict[str, Any] | None = None, max_attempts: int | None = None,
-                force: bool = False) -> Job:
+                force: bool = False, delay: float = 0.0) -> Job:
         """Queue work (or return its queued or running job). QueueFull past ``max_pending``
         unless ``force``: work already admitted (an upload's jobs once it is stored) must
-        not be dropped for the few jobs by which concurrent uploads overshoot the limit."""
+        not be dropped for the few jobs by which concurrent uploads overshoot the limit.
+        ``delay``: a new job is not claimed before that many seconds from now (the queue's
+        clock); a job already queued under the same key is returned as it is."""
 
     @abstractmethod
     def claim(self, types: list[str], worker_id: str) -> Job | None:

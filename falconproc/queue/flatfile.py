@@ -163,12 +163,12 @@ class FlatFileQueue(JobQueue):
 
     def enqueue(self, type: str, content_hash: str, *, variant: str = "", priority: int | None = None,
                 payload: dict[str, Any] | None = None, max_attempts: int | None = None,
-                force: bool = False) -> Job:
+                force: bool = False, delay: float = 0.0) -> Job:
         priority = self._priority_for(type, priority)
         now = self.clock()
         job = Job(id="", type=type, content_hash=content_hash, variant=variant, priority=priority,
                   max_attempts=max_attempts or self.max_attempts, created_at=now, updated_at=now,
-                  payload=payload or {})
+                  not_before=now + delay if delay > 0 else 0.0, payload=payload or {})
         with self._locked():
             key_path = self._key_path(job.key)
             try:
@@ -181,7 +181,7 @@ class FlatFileQueue(JobQueue):
             if not force:
                 self.check_capacity()
             job.id = f"{min(max(priority, 0), 99):02d}-{time.time_ns():020d}-{type}-{uuid.uuid4().hex[:8]}"
-            self._write("pending", job, mtime=now)
+            self._write("pending", job, mtime=max(now, job.not_before))  # claim() skips it until then
             atomic_write_bytes(key_path, job.id.encode(), fsync=self.fsync, tmp_dir=self.root / "tmp")
         self._ring()
         return job

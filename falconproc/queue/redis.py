@@ -66,7 +66,7 @@ end
 """
 
 _SCRIPTS = {
-    # ARGV: ns id workkey type score data now max_pending force max_attempts
+    # ARGV: ns id workkey type score data now max_pending force max_attempts not_before
     "enqueue": r"""
 local existing = redis.call('HGET', KEYS[5], ARGV[3])
 if existing then
@@ -76,7 +76,7 @@ end
 if ARGV[9] ~= '1' and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[8]) then return {'full', ''} end
 redis.call('HSET', jk(ARGV[2]), 'data', ARGV[6], 'type', ARGV[4], 'score', ARGV[5], 'workkey', ARGV[3],
            'state', 'pending', 'attempts', 0, 'max_attempts', ARGV[10], 'last_error', '',
-           'updated_at', ARGV[7], 'not_before', ARGV[7], 'claimed_by', '', 'claim_token', '', 'result', '')
+           'updated_at', ARGV[7], 'not_before', ARGV[11], 'claimed_by', '', 'claim_token', '', 'result', '')
 redis.call('ZADD', KEYS[1], ARGV[5], ARGV[2])
 redis.call('HSET', KEYS[5], ARGV[3], ARGV[2])
 return {'new', ARGV[2]}
@@ -237,20 +237,20 @@ class RedisQueue(JobQueue):
 
     def enqueue(self, type: str, content_hash: str, *, variant: str = "", priority: int | None = None,
                 payload: dict[str, Any] | None = None, max_attempts: int | None = None,
-                force: bool = False) -> Job:
+                force: bool = False, delay: float = 0.0) -> Job:
         priority = min(max(self._priority_for(type, priority), 0), 99)
         now = self.clock()
         job = Job(id=f"{priority:02d}-{time.time_ns():020d}-{type}-{uuid.uuid4().hex[:8]}", type=type,
                   content_hash=content_hash, variant=variant, priority=priority,
                   max_attempts=max_attempts or self.max_attempts, created_at=now, updated_at=now,
-                  payload=payload or {})
+                  not_before=now + delay if delay > 0 else 0.0, payload=payload or {})
         with _reachable():
             seq = self.redis.incr(self._keys[5])
         data = json.dumps({"type": type, "content_hash": content_hash, "variant": variant, "priority": priority,
                            "created_at": repr(now), "payload": job.payload})
         outcome, job_id = self._run("enqueue", job.id, job.key, type, priority * _PRIORITY_WEIGHT + seq, data,
                                     repr(now), self.max_pending if self.max_pending is not None else 2 ** 62,
-                                    "1" if force else "0", job.max_attempts)
+                                    "1" if force else "0", job.max_attempts, repr(max(now, job.not_before)))
         outcome, job_id = _text(outcome), _text(job_id)
         if outcome == "full":
             raise QueueFull(f"the queue holds {self.max_pending} pending jobs")
@@ -343,11 +343,12 @@ class RedisQueue(JobQueue):
         state = f["state"]
         status = {"pending": RETRYING if attempts > 0 else QUEUED, "claimed": RUNNING, "done": DONE,
                   "dead": DEAD}[state]
+        not_before = float(f["not_before"])  # the enqueue time unless delayed or retried
         return Job(id=job_id, type=data["type"], content_hash=data["content_hash"], variant=data["variant"],
                    priority=data["priority"], status=status, attempts=attempts,
                    max_attempts=int(f["max_attempts"]), last_error=f["last_error"] or None,
                    created_at=float(data["created_at"]), updated_at=float(f["updated_at"]),
-                   not_before=float(f["not_before"]) if attempts else 0.0,
+                   not_before=not_before if attempts or not_before > float(data["created_at"]) else 0.0,
                    claimed_by=f["claimed_by"] or None, claim_token=f["claim_token"] or None,
                    payload=data["payload"], result=json.loads(f["result"]) if f["result"] else None)
 

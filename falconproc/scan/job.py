@@ -9,7 +9,7 @@ from falconproc.queue import Job
 from falconproc.scan.service import STREAMED, ScanService
 
 SCAN_ESTIMATE = 32 * 1024 * 1024
-DEFAULT_SCAN_TIMEOUT = 60.0  # the supervisor's default for types JOB_TIMEOUTS does not name  # the file is streamed in 256 KiB chunks
+DEFAULT_SCAN_TIMEOUT = 60.0  # the supervisor's default for types JOB_TIMEOUTS does not name
 
 
 def _service(context: JobContext) -> ScanService:

@@ -25,6 +25,11 @@ PENDING = {"status": "pending"}
 STREAMED = "streamed"
 # How often a `scan` job looks for the streamed verdict (a metadata read: a GET on S3).
 _AWAIT_POLL_SECONDS = 0.1
+# When a streamed upload's `scan` job may start: its verdict usually comes first (clamd
+# scans 100 MB in ~1 s here), so the job finds it at once instead of starting a process
+# that polls for it beside clamd's scan. If the uploading process died, the job scans
+# after this and its wait.
+STREAMED_JOB_DELAY = 2.0
 
 
 class Quarantined(FalconprocError, PermissionError):
@@ -48,7 +53,7 @@ class ScanFailed(FalconprocError, RuntimeError):
 
 class StreamedScan:
     """One INSTREAM session fed from an upload's spool file while the body arrives (a
-    thread reading behind the writer, 256 KiB at a time): clamd has the whole stream
+    thread sending what is written, by sendfile from the page cache): clamd has the whole stream
     moments after the last byte, so its verdict comes with the upload instead of a job
     that reads the stored file again afterwards."""
 
@@ -90,6 +95,8 @@ def make_client(settings: Settings) -> ClamdClient:
 
 
 class ScanService:
+    streamed_job_delay = STREAMED_JOB_DELAY
+
     def __init__(self, settings: Settings, store: ContentStore, cache: DerivedCache,
                  client: ClamdClient | None = None, request_scan: Callable[[str], None] | None = None):
         self.settings = settings

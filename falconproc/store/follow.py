@@ -56,17 +56,35 @@ class SpoolTail:
     def read(self, size: int) -> bytes:
         """Up to ``size`` bytes at the current position; waits while none are written yet;
         b"" once the writer finished and everything was read."""
+        written = self._wait_for_bytes()
+        data = os.pread(self._fh.fileno(), min(size, written - self.position), self.position)
+        self.position += len(data)
+        return data
+
+    def next_range(self, limit: int) -> tuple[int, int] | None:
+        """Take up to ``limit`` written bytes without reading them: (offset, length) in
+        ``fileno()``, for a consumer that sends them with sendfile; waits while none are
+        written yet; None once the writer finished and everything was taken."""
+        written = self._wait_for_bytes()
+        length = min(limit, written - self.position)
+        if length <= 0:
+            return None
+        offset, self.position = self.position, self.position + length
+        return offset, length
+
+    def fileno(self) -> int:
+        return self._fh.fileno()
+
+    def _wait_for_bytes(self) -> int:
+        """The size written so far, once it is past the position or final."""
         with self._cond:
             while True:
                 if self._cancelled:
                     raise UploadCancelled("the upload was aborted")
                 written = self._end if self._end is not None else os.fstat(self._fh.fileno()).st_size
                 if written > self.position or self._end is not None:
-                    break
+                    return written
                 self._cond.wait(_POLL_SECONDS)
-        data = os.pread(self._fh.fileno(), min(size, written - self.position), self.position)
-        self.position += len(data)
-        return data
 
     def close(self) -> None:
         self._fh.close()

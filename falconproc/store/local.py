@@ -82,10 +82,11 @@ class LocalPendingUpload(PendingUpload):
 
 
 class LocalContentStore(ContentStore):
-    def __init__(self, root: Path, *, fsync: bool = True):
+    def __init__(self, root: Path, *, fsync: bool = True, page_cache_release_bytes: int = 0):
         self.root = Path(root)
         self.tmp_root = self.root / TMP_DIR
         self.fsync = fsync
+        self.page_cache_release_bytes = page_cache_release_bytes
         self.tmp_root.mkdir(parents=True, exist_ok=True)
         self._usage_lock = threading.Lock()
         self._usage: tuple[float, tuple[int, int], int] | None = None
@@ -102,6 +103,7 @@ class LocalContentStore(ContentStore):
             final = self._entry(content_hash)
             if self.fsync:
                 os.fsync(pending.fd)  # a failure is final: abort below, never retry
+            self._release_page_cache(pending.fd)
             pending.close_fd()
             if final.exists():
                 pending.abort()
@@ -130,6 +132,23 @@ class LocalContentStore(ContentStore):
         except BaseException:
             pending.abort()
             raise
+
+    def _release_page_cache(self, fd: int) -> None:
+        """Drop a large upload's pages from the page cache once they are on disk. Pages
+        freed this way are what the next upload's writes get; without it every upload
+        takes never-used memory, which costs ~10x the copy itself on a VM whose host
+        backs guest memory on first touch (measured: 0.24 s vs 0.02 s of kernel CPU per
+        100 MB), and the cache keeps cold originals instead of what is served. Jobs
+        reading such an original soon after read it from disk. Advisory: errors ignored."""
+        limit = self.page_cache_release_bytes
+        if not limit:
+            return
+        try:
+            if os.fstat(fd).st_size >= limit:
+                # After fsync the pages are clean, so all of them go (dirty ones would stay).
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
 
     def _existing(self, content_hash: str, record: UploadRecord) -> dict[str, Any]:
         return self.add_upload(content_hash, record)

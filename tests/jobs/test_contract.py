@@ -396,6 +396,22 @@ def test_backoff_uses_the_configured_base(queue_factory):
     assert delays == pytest.approx([0.25, 0.5, 1.0])
 
 
+def test_a_delayed_job_waits_for_its_time_without_blocking_others(queue_factory):
+    # A streamed upload's `scan` job starts only when its verdict should be there already.
+    clock = FakeClock()
+    q = queue_factory(clock=clock)
+    delayed = q.enqueue("text", content_hash(1), delay=2.0)
+    assert delayed.status == QUEUED and delayed.not_before == pytest.approx(clock.now + 2.0)
+    other = q.enqueue("text", content_hash(2))
+    assert q.enqueue("text", content_hash(1)).id == delayed.id  # dedup: the same job, still delayed
+    assert [j.id for j in drain_claims(q, ["text"])] == [other.id]
+    clock.advance(1.99)
+    assert q.claim(["text"], "w:1") is None, "claimed before its delay ran out"
+    clock.advance(0.02)
+    claimed = q.claim(["text"], "w:1")
+    assert claimed is not None and claimed.id == delayed.id and claimed.attempts == 1
+
+
 def test_a_job_in_backoff_does_not_block_others(queue_factory):
     clock = FakeClock()
     q = queue_factory(clock=clock)

@@ -56,6 +56,52 @@ def test_over_the_stream_limit_is_an_error_not_clean(client):
     assert verdict.status == "error" and "size limit" in verdict.reason
 
 
+def test_a_file_is_sent_from_its_position_and_past_the_limit_is_an_error(client, tmp_path):
+    # Regular files go to clamd by sendfile: from where the file stands, to its end.
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"header-" + EICAR)
+    with open(path, "rb") as fh:
+        fh.seek(len(b"header-"))
+        verdict = client.instream(fh)  # exactly EICAR's bytes: its whole-file signature
+    assert (verdict.status, verdict.signature) == ("infected", EICAR_SIGNATURE)
+    with open(path, "rb") as fh:
+        assert client.instream(fh).status == "clean"  # with the header it is another file
+    path.write_bytes(b"x" * (3 * 1024 * 1024) + MARKER)  # the fixture's limit is 2 MiB
+    with open(path, "rb") as fh:
+        verdict = client.instream(fh)
+    assert verdict.status == "error" and "size limit" in verdict.reason
+
+
+def test_a_growing_file_is_sent_as_it_is_written(client, tmp_path):
+    # The streamed scan: a SpoolTail behind a writer, its ranges sent as they appear.
+    import threading
+
+    from falconproc.store.follow import SpoolTail
+
+    path = tmp_path / "spool"
+    writer = open(path, "wb", buffering=0)
+    tail = SpoolTail(open(path, "rb"))
+    pieces = [b"a" * 300_000, b"b" * 5000 + MARKER, b"c" * 700_000]
+
+    def write() -> None:
+        for piece in pieces:
+            time.sleep(0.05)
+            writer.write(piece)
+            tail.advanced()
+        tail.finish(sum(map(len, pieces)))
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        verdict = client.instream(tail)
+    finally:
+        thread.join()
+        writer.close()
+        tail.close()
+    assert (verdict.status, verdict.signature) == ("infected", MARKER_SIGNATURE)
+    assert tail.position == sum(map(len, pieces))
+
+
 def test_tcp(clamd):
     client = ClamdClient(address=("127.0.0.1", clamd.tcp_port), timeout=30)
     assert client.instream(io.BytesIO(EICAR)).status == "infected"

@@ -6,13 +6,14 @@ stored and the scan job scans it later, with its retries."""
 from __future__ import annotations
 
 import re
+import time
 
 import requests
 
 from falconproc.store.base import is_content_hash
 from tests.support.clamd import EICAR, EICAR_SIGNATURE, MARKER, MARKER_SIGNATURE, Clamd
 from tests.support.content import sha256, unique_text
-from tests.support.http import assert_error, cache_metadata, get_original, upload, wait_job
+from tests.support.http import assert_error, cache_metadata, get_job, get_original, upload, wait_job
 from tests.support.wait import wait_for
 
 
@@ -62,7 +63,15 @@ def test_the_streamed_verdict_is_recorded_and_the_job_does_not_scan_again(fresh_
     assert _scan_job(svc, resp)["result"]["scannedBy"] == "upload"
 
     clean = upload(svc, unique_text(20_000), name="clean.txt")  # ~1.4 MB
+    answered = time.monotonic()
     assert clean.status_code == 201
+    # Its job does not start beside clamd's scan: it waits STREAMED_JOB_DELAY (2 s from
+    # its enqueue, just before the answer) in the queue, by when the verdict is recorded,
+    # then takes it. (Without the delay the supervisor claims it within ~0.2 s.)
+    [job] = [job for job in clean.json()["jobs"] if job["type"] == "scan"]
+    while time.monotonic() < answered + 1.5:
+        assert get_job(svc, job["id"]).json()["status"] == "queued"
+        time.sleep(0.05)
     assert _verdict(svc, clean.json()["contentHash"])["status"] == "clean"
     assert _scan_job(svc, clean)["result"]["scannedBy"] == "upload"
     assert get_original(svc, clean.json()["contentHash"]).status_code == 200

@@ -12,7 +12,7 @@ from falconproc.errors import ContentNotFound
 from falconproc.store import local as local_mod
 from falconproc.store.local import STALE_TEMP_FILE_SECONDS, LocalContentStore
 from tests.support.content import sha256, text_blob
-from tests.support.store import metadata_for, record, stage, stored_entries, temp_entries
+from tests.support.store import cached_bytes, metadata_for, record, stage, stored_entries, temp_entries
 
 FORK = multiprocessing.get_context("fork")
 
@@ -287,3 +287,25 @@ def test_startup_sweep_keeps_a_live_writers_temp_file_and_removes_a_dead_ones(st
     dead.write_text("left by a crash")
     assert store.sweep_temp(at_startup=True) == 1
     assert live.exists() and not dead.exists()
+
+
+def test_a_large_upload_leaves_the_page_cache_once_durable_and_a_small_one_stays(tmp_path):
+    # PAGE_CACHE_RELEASE_BYTES: the committed original's pages are dropped (the next
+    # upload's writes reuse them); below the limit, and with 0, they stay cached.
+    store = LocalContentStore(tmp_path / "files", fsync=True, page_cache_release_bytes=4 * 1024 * 1024)
+    never = LocalContentStore(tmp_path / "kept", fsync=True, page_cache_release_bytes=0)
+    large, small = os.urandom(6 * 1024 * 1024), os.urandom(1024 * 1024)
+    for target, data in ((store, large), (store, small), (never, large)):
+        digest = sha256(data)
+        pending = stage(target, data)
+        assert cached_bytes(pending.path) >= len(data) - 4096  # just written: all cached
+        target.commit(pending, digest, metadata_for(data, record()), record())
+        with target.open(digest) as fh:
+            original = fh.name
+        resident = cached_bytes(original)
+        if target is store and data is large:
+            assert resident < len(data) // 8, resident
+        else:
+            assert resident >= len(data) - 4096, resident
+        with target.open(digest) as fh:
+            assert fh.read() == data  # read back from disk, unchanged
