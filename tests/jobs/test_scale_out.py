@@ -27,7 +27,8 @@ def _shared_env(s3_server, s3_bucket, redis_server, tmp_path, db: int) -> dict[s
             # The test job types log to QUEUE_PATH/../joblog: one shared log (and per-job
             # flock) for all instances shows any attempt overlapping another.
             "QUEUE_PATH": str(tmp_path / "shared" / "queue"), "JOB_PLUGINS": JOB_PLUGINS,
-            "JOB_LEASE_SECONDS": "3", "JOB_CONCURRENCY": "work=2,image=2,text=2,ocr=1", "WEB_WORKERS": "2"}
+            "JOB_LEASE_SECONDS": "3", "JOB_CONCURRENCY": "work=2,image=2,text=2,ocr=1", "WEB_WORKERS": "2",
+            "LOG_LEVEL": "info"}  # the supervisors' job lines, for a failure's message
 
 
 def _kill_tree(svc) -> None:
@@ -86,8 +87,13 @@ def test_an_instance_killed_mid_job_loses_nothing_and_a_fresh_one_serves_everyth
              90, message="a job running on instance a")  # an event: a loaded machine starts slowly
     _kill_tree(a)
 
-    wait_for(lambda: all(queue.get(j.id).status == DONE for j in work), 90, 0.2,
-             "every work job done by the survivor")
+    try:
+        wait_for(lambda: all(queue.get(j.id).status == DONE for j in work), 90, 0.2,
+                 "every work job done by the survivor")
+    except AssertionError as exc:  # what the survivor was doing instead
+        states = [(j.id[-8:], queue.get(j.id).status, queue.get(j.id).claimed_by) for j in work]
+        raise AssertionError(f"{exc}\njobs: {states}\nqueue: {queue.stats()}\nsurvivor's memory: "
+                             f"{health(b)['memory']}\nits log:\n{b.log(6000)}") from None
     events = read_joblog(tmp_path / "shared" / "queue", "work")
     assert not [e for e in events if e["event"] == "start" and e["overlap"]], "an attempt overlapped another"
     ended = {e["id"] for e in events if e["event"] == "end"}
