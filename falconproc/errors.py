@@ -1,6 +1,8 @@
 """Domain errors. Each subclasses the nearest builtin; app.py maps them to HTTP."""
 from __future__ import annotations
 
+from typing import Any
+
 
 class FalconprocError(Exception):
     """Base class for errors the service reports to clients."""
@@ -106,9 +108,14 @@ class RendererNotAvailable(FalconprocError, LookupError):
 
 class StandInPending(FalconprocError, RuntimeError):
     """The job that makes the image a video's or document's presets come from (its
-    ``job_type``) has not made it yet: the preset route answers 202 with that job."""
+    ``job_type``) has not made it yet: the preset route answers 202 with that job
+    (``job``, when the raiser already queued or found it)."""
 
     job_type = ""
+
+    def __init__(self, message: str, job: Any = None):  # a queue Job (errors stay below queue)
+        super().__init__(message)
+        self.job = job
 
 
 class PageImagePending(StandInPending):

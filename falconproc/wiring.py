@@ -36,13 +36,13 @@ CAPABILITIES: tuple[str, ...] = ("falconproc.images.job", "falconproc.video.job"
                                  "falconproc.text.job", "falconproc.scan.job")
 
 
-def _local_store(settings: Settings) -> ContentStore:
+def _local_store(settings: Settings, shared: dict[str, Any]) -> ContentStore:
     from falconproc.store.local import LocalContentStore
 
     return LocalContentStore(settings.file_storage_path, fsync=settings.fsync)
 
 
-def _local_cache(settings: Settings) -> DerivedCache:
+def _local_cache(settings: Settings, shared: dict[str, Any]) -> DerivedCache:
     from falconproc.store.local_cache import LocalDerivedCache
 
     return LocalDerivedCache(settings.cache_path, fsync=settings.fsync)
@@ -79,10 +79,19 @@ def _s3_copy(settings: Settings):  # noqa: ANN202
     return ReadThroughCopy(settings.cache_path / "s3-copy", settings.local_cache_bytes)
 
 
-def _s3_store(settings: Settings) -> ContentStore:
+def _shared(shared: dict[str, Any], name: str, make: Callable[[], Any]) -> Any:
+    """One ``name`` per process for the store, the cache and the queue of one Components
+    (one S3 connection pool, one read-through copy's accounting, one Redis pool)."""
+    if name not in shared:
+        shared[name] = make()
+    return shared[name]
+
+
+def _s3_store(settings: Settings, shared: dict[str, Any]) -> ContentStore:
     from falconproc.store.s3 import S3ContentStore
 
-    return S3ContentStore(_s3_bucket(settings), settings.file_storage_path, _s3_copy(settings),
+    return S3ContentStore(_shared(shared, "s3", lambda: _s3_bucket(settings)), settings.file_storage_path,
+                          _shared(shared, "s3-copy", lambda: _s3_copy(settings)),
                           instance_id=settings.instance_id, presigned_redirect=settings.s3_presigned_redirect)
 
 
@@ -91,22 +100,24 @@ def _s3_store(settings: Settings) -> ContentStore:
 RENDER_LOCK_EXPIRY = 6.0
 
 
-def _s3_cache(settings: Settings) -> DerivedCache:
+def _s3_cache(settings: Settings, shared: dict[str, Any]) -> DerivedCache:
     from falconproc.store.s3 import S3DerivedCache
 
     shared_lock = None
     if settings.redis_url:  # one producer of a preset across instances, not just per host
         from falconproc.locks import redis_lock
 
-        client = _redis_client(settings)
+        client = _shared(shared, "redis", lambda: _redis_client(settings))
 
         def shared_lock(name: str, timeout: float):  # noqa: ANN202
             return redis_lock(client, f"falconproc:render:{name}", expiry=RENDER_LOCK_EXPIRY, timeout=timeout,
                               busy_message="this file is being processed; retry shortly")
-    return S3DerivedCache(_s3_bucket(settings), _s3_copy(settings), settings.cache_path / "locks", shared_lock)
+    return S3DerivedCache(_shared(shared, "s3", lambda: _s3_bucket(settings)),
+                          _shared(shared, "s3-copy", lambda: _s3_copy(settings)), settings.cache_path / "locks",
+                          shared_lock)
 
 
-def _flatfile_queue(settings: Settings) -> JobQueue:
+def _flatfile_queue(settings: Settings, shared: dict[str, Any]) -> JobQueue:
     from falconproc.queue.flatfile import FlatFileQueue
 
     return FlatFileQueue(settings.queue_path, max_pending=settings.max_queue_size,
@@ -133,23 +144,24 @@ def _redis_client(settings: Settings):  # noqa: ANN202 (redis types stay out of 
                                 health_check_interval=30, retry=retry)
 
 
-def _redis_queue(settings: Settings) -> JobQueue:
+def _redis_queue(settings: Settings, shared: dict[str, Any]) -> JobQueue:
     from falconproc.queue.redis import RedisQueue
 
     if not settings.redis_url:
         raise SettingsError("REDIS_URL: required with QUEUE_BACKEND=redis")
-    return RedisQueue(_redis_client(settings), max_pending=settings.max_queue_size,
+    return RedisQueue(_shared(shared, "redis", lambda: _redis_client(settings)), max_pending=settings.max_queue_size,
                       max_attempts=settings.job_max_attempts,
                       backoff_base=settings.job_backoff_base, backoff_cap=settings.job_backoff_cap,
                       priorities=settings.job_priorities)
 
 
 # STORAGE_BACKEND -> (originals, derived files); QUEUE_BACKEND -> queue.
-STORAGE_BACKENDS: dict[str, tuple[Callable[[Settings], ContentStore], Callable[[Settings], DerivedCache]]] = {
+STORAGE_BACKENDS: dict[str, tuple[Callable[[Settings, dict[str, Any]], ContentStore],
+                                   Callable[[Settings, dict[str, Any]], DerivedCache]]] = {
     "local": (_local_store, _local_cache),
     "s3": (_s3_store, _s3_cache),
 }
-QUEUE_BACKENDS: dict[str, Callable[[Settings], JobQueue]] = {
+QUEUE_BACKENDS: dict[str, Callable[[Settings, dict[str, Any]], JobQueue]] = {
     "flatfile": _flatfile_queue,
     "redis": _redis_queue,
 }
@@ -260,20 +272,21 @@ class Components:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings.from_env()
         check_backends(self.settings)
+        self._shared: dict[str, Any] = {}  # clients the backends share (see _shared)
 
     # -- backends --------------------------------------------------------------------
 
     @cached_property
     def store(self) -> ContentStore:
-        return STORAGE_BACKENDS[self.settings.storage_backend][0](self.settings)
+        return STORAGE_BACKENDS[self.settings.storage_backend][0](self.settings, self._shared)
 
     @cached_property
     def cache(self) -> DerivedCache:
-        return STORAGE_BACKENDS[self.settings.storage_backend][1](self.settings)
+        return STORAGE_BACKENDS[self.settings.storage_backend][1](self.settings, self._shared)
 
     @cached_property
     def queue(self) -> JobQueue:
-        queue = QUEUE_BACKENDS[self.settings.queue_backend](self.settings)
+        queue = QUEUE_BACKENDS[self.settings.queue_backend](self.settings, self._shared)
         # A job the reaper dead-letters (its runner died) gets its type's on_dead
         # bookkeeping, as one the supervisor fails does.
         queue.on_reaped_dead = self._run_on_dead
@@ -334,10 +347,13 @@ class Components:
     @cached_property
     def images(self) -> ImageService:
         from falconproc.images.service import ImageService
+        from falconproc.store.memo import SmallFileMemo
 
-        # A video's presets are rendered from its poster (made on the first request if its
-        # job has not run yet), a document's thumbnail and preview from its page 1.
-        return ImageService(self.settings, self.store, self.cache, stand_ins=[self.video, self.documents])
+        # A video's presets are rendered from its poster, a document's thumbnail and
+        # preview from its page 1 (both made by their jobs).
+        memo_bytes = self.settings.served_memo_bytes
+        return ImageService(self.settings, self.store, self.cache, stand_ins=[self.video, self.documents],
+                            served=SmallFileMemo(memo_bytes) if memo_bytes else None)
 
     @cached_property
     def video(self) -> VideoService:

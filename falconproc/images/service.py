@@ -90,13 +90,15 @@ def _target(preset: Preset) -> Target:
 
 class ImageService:
     def __init__(self, settings: Settings, store: ContentStore, cache: DerivedCache,
-                 catalog: PresetCatalog | None = None, stand_ins: Sequence[StandInSource] = ()):
+                 catalog: PresetCatalog | None = None, stand_ins: Sequence[StandInSource] = (),
+                 served: SmallFileMemo | None = None):
         self.settings = settings
         self.store = store
         self.cache = cache
         self.catalog = catalog or PresetCatalog(settings)
         self.stand_ins = tuple(stand_ins)
-        self.served = SmallFileMemo(settings.served_memo_bytes) if settings.served_memo_bytes else None
+        # The web side's memory of small files it served (a job process serves nothing).
+        self.served = served
         # Renders in web workers share the image job concurrency across all processes.
         self.cpus = available_cpus()
         # Machine-wide, so kept on local disk (CACHE_PATH) whatever the cache backend.

@@ -22,7 +22,7 @@ from falconproc.config import Settings
 from falconproc.errors import PosterPending
 from falconproc.mediatypes import is_video
 from falconproc.observability import metrics
-from falconproc.queue import QueueFull, QueueUnavailable
+from falconproc.queue import Job, QueueFull, QueueUnavailable
 from falconproc.store import ContentStore, DerivedCache
 from falconproc.video.poster import read_video
 from falconproc.video.tools import VideoToolsMissing, VideoUnreadable, require_tools
@@ -39,7 +39,7 @@ POSTER_POLL_SECONDS = 0.1
 
 class VideoService:
     def __init__(self, settings: Settings, store: ContentStore, cache: DerivedCache, threads: int = 2,
-                 request_poster: Callable[[str], None] | None = None):
+                 request_poster: Callable[[str], Job] | None = None):
         self.settings = settings
         self.store = store
         self.cache = cache
@@ -64,7 +64,7 @@ class VideoService:
         self._raise_recorded(content_hash)
         require_tools(self.settings)
         try:
-            self.request_poster(content_hash)
+            job = self.request_poster(content_hash)
         except (QueueFull, QueueUnavailable) as exc:
             raise PosterPending(f"the poster frame is not made yet and its job cannot be queued now: {exc}") from None
         deadline = time.monotonic() + self.settings.image_sync_timeout
@@ -73,7 +73,7 @@ class VideoService:
             if self.cache.exists(content_hash, POSTER):
                 return
             self._raise_recorded(content_hash)
-        raise PosterPending("the video job has not made the poster frame yet")
+        raise PosterPending("the video job has not made the poster frame yet", job=job)
 
     @contextlib.contextmanager
     def open_image(self, content_hash: str) -> Iterator[BinaryIO]:

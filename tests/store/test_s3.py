@@ -41,6 +41,16 @@ def _commit(store, data, rec=None):
     return store.commit(pending, sha256(data), metadata_for(data, rec), rec)
 
 
+def test_the_store_and_the_cache_of_a_process_share_one_client_and_one_local_copy(s3_components):
+    """One S3 connection pool and one read-through copy (whose eviction accounting counts
+    what both add) per process, not one per backend object."""
+    components = s3_components()
+    assert components.store.s3 is components.cache.s3
+    assert components.store.copy is components.cache.copy
+    other = s3_components("b")
+    assert other.store.s3 is not components.store.s3
+
+
 def test_a_large_upload_goes_multipart_and_leaves_no_spool(s3_components):
     store = s3_components().store
     store.s3.transfer.multipart_threshold = 5 << 20

@@ -33,7 +33,7 @@ class PresetResource:
         try:
             spec, fileobj, size = self.images.open_preset(content_hash, preset, fmt)
         except StandInPending as exc:
-            self._pending(resp, content_hash, exc.job_type)
+            self._pending(resp, content_hash, exc)
             return
         # The answer depends on Accept; each format has its own ETag (the own format's
         # is unchanged, so caches keep what they hold).
@@ -44,13 +44,13 @@ class PresetResource:
 
     on_head = on_get
 
-    def _pending(self, resp: falcon.Response, content_hash: str, job_type: str) -> None:
+    def _pending(self, resp: falcon.Response, content_hash: str, pending: StandInPending) -> None:
         """202 while the `document` job renders page 1 or the `video` job makes the
-        poster (queued now if it is not there)."""
-        job = self.queue.find(job_type, content_hash)
+        poster (queued now if neither the raiser nor the queue has it)."""
+        job = pending.job or self.queue.find(pending.job_type, content_hash)
         if job is None:
             try:
-                job = self.queue.enqueue(job_type, content_hash)
+                job = self.queue.enqueue(pending.job_type, content_hash)
             except QueueFull:
                 raise ApiError(falcon.HTTP_503, "overloaded", "the job queue is full; retry shortly",
                                headers={"Retry-After": "10"}) from None
