@@ -62,7 +62,9 @@ def tree(monkeypatch, tmp_path):
         reader = functools.partial(read_memory, cgroup_root=tmp_path / "no-cgroup", self_cgroup=self_cgroup)
         settings = unit_settings(Path("/nonexistent"), memory_limit_bytes=512 * MiB,
                                  memory_headroom_bytes=64 * MiB, memory_high_water=0.85)
-        return MemoryGovernor(settings, reader=reader, proportional_reader=functools.partial(reader, proportional=True))
+        # A clock that stands still: each reading is kept until a decision asks for a fresh one.
+        return MemoryGovernor(settings, reader=reader, proportional_reader=functools.partial(reader, proportional=True),
+                              clock=lambda: 0.0)
 
     yield start
     for proc in started:
