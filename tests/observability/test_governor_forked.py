@@ -83,8 +83,8 @@ def test_pages_shared_copy_on_write_count_once(tree):
     assert HELD <= proportional.used < 2 * HELD
     assert governor.admits_job(64 * MiB)  # fits: 512 MiB - 64 MiB headroom
     assert not governor.throttling()
-    assert not governor.over_limit()
     assert governor.pressure_reading().used == proportional.used  # what /health shows
+    assert not governor.over_limit()  # (a fresh reading)
 
 
 def test_pages_each_process_wrote_count_per_process(tree):
