@@ -3,19 +3,20 @@
 * local  ``falconproc serve`` with its default settings (local store);
 * s3     the same with ``STORAGE_BACKEND=s3`` against a Ceph RGW on 127.0.0.1 (started
          here by scripts/s3_server.sh, memstore OSD: the object store's own disk is not
-         measured, only what falconproc does with it).
+         measured, only what falconproc does with it), or with ``--server seaweedfs``
+         SeaweedFS (``weed mini``, its volumes on this disk).
 
 Ingest: ``--rounds`` uploads of ``--size`` new random bytes (100 MB; admitted with
 ALLOWED_TYPES=application/octet-stream,image/jpeg on both) to each, order
 alternating; wall time from the first byte sent to the answer, and the service tree's CPU
-per upload (the RGW's own CPU is shown apart for s3), and how much of the time came after
+per upload (the S3 server's own CPU, all its processes, is shown apart for s3), and how much of the time came after
 the last byte was sent (the commit: with the parts uploaded while the body arrives, only
 the last part, the completion and a server-side copy are left). Serving: a corpus JPEG uploaded and
 its presets made, its thumbnail fetched once (the s3 service keeps it in its read-through
 copy), then ``wrk -t2 -c32 -d10s`` against each, order alternating, ``--rounds`` rounds.
 Targets (issue 10): ingest s3/local <= 1.5 (time), serving local/s3 <= 1.2 (req/s).
 
-    python benchmarks/bench_s3_storage.py [--rounds 3] [--size 100000000] [--seconds 10]
+    python benchmarks/bench_s3_storage.py [--rounds 3] [--size 100000000] [--seconds 10] [--server ceph]
 
 Prints Markdown tables; writes benchmarks/results/s3-storage-<timestamp>.json.
 """
@@ -77,7 +78,7 @@ def _upload_file(url: str, path: Path) -> tuple[float, float]:
     return end - start, end - (body.sent_at or end)
 
 
-def _rgw_pids(state_dir: Path) -> list[int]:
+def _server_pids(state_dir: Path) -> list[int]:
     pids = []
     for pid_file in (state_dir / "run").glob("*.pid"):
         try:
@@ -93,10 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=100_000_000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--server", choices=("ceph", "seaweedfs"), default="ceph", help="the S3 server")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench-s3-"))
-    server = start_s3_server(work / "s3server")
+    server = start_s3_server(work / "s3server", args.server)
     try:
         bucket = server.new_bucket()
         # Random bytes sniff as application/octet-stream: admitted here, nothing else changes.
@@ -106,19 +108,19 @@ def main(argv: list[str] | None = None) -> int:
             "s3": common.start_falconproc_with(work, MEADOW, "s3", {**settings, **server.service_env(bucket)}),
         }
         payload = work / "payload.bin"
-        ingest: dict[str, dict[str, list[float]]] = {n: {"seconds": [], "afterLastByte": [], "cpu": [], "rgwCpu": []}
+        ingest: dict[str, dict[str, list[float]]] = {n: {"seconds": [], "afterLastByte": [], "cpu": [], "serverCpu": []}
                                                       for n in services}
         for rnd in range(args.rounds):
             order = list(services) if rnd % 2 == 0 else list(reversed(services))
             for name in order:
                 common.random_payload(payload, args.size)
                 svc = services[name][0]
-                cpu0, rgw0 = common.tree_cpu([svc.proc.pid]), common.tree_cpu(_rgw_pids(server.state_dir))
+                cpu0, server0 = common.tree_cpu([svc.proc.pid]), common.tree_cpu(_server_pids(server.state_dir))
                 seconds, after_last_byte = _upload_file(svc.url, payload)
                 ingest[name]["seconds"].append(seconds)
                 ingest[name]["afterLastByte"].append(after_last_byte)
                 ingest[name]["cpu"].append(common.tree_cpu([svc.proc.pid]) - cpu0)
-                ingest[name]["rgwCpu"].append(common.tree_cpu(_rgw_pids(server.state_dir)) - rgw0)
+                ingest[name]["serverCpu"].append(common.tree_cpu(_server_pids(server.state_dir)) - server0)
         serving: dict[str, dict[str, list[float]]] = {n: {"rps": [], "cpuPerRequest": [], "p99": []}
                                                        for n in services}
         for name, (svc, content_hash) in services.items():
@@ -148,10 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     med = statistics.median
     rows = [[name, f"{med(d['seconds']):.2f} s ({min(d['seconds']):.2f}-{max(d['seconds']):.2f})",
              f"{med(d['afterLastByte']):.3f} s", f"{args.size / med(d['seconds']) / 1e6:.0f} MB/s",
-             f"{med(d['cpu']):.2f} s", f"{med(d['rgwCpu']):.2f} s" if name == "s3" else "-"]
+             f"{med(d['cpu']):.2f} s", f"{med(d['serverCpu']):.2f} s" if name == "s3" else "-"]
             for name, d in ingest.items()]
     print(f"### Ingest of {args.size / 1e6:.0f} MB (median of {args.rounds})\n")
-    print(common.format_table(["backend", "time", "after the last byte", "throughput", "service CPU", "RGW CPU"],
+    print(common.format_table(["backend", "time", "after the last byte", "throughput", "service CPU", f"{args.server} CPU"],
                               rows))
     ingest_ratio = med(ingest["s3"]["seconds"]) / med(ingest["local"]["seconds"])
     print(f"\ns3 / local time: {ingest_ratio:.2f} (target <= 1.5)\n")
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     print(common.format_table(["backend", "req/s", "p99", "CPU per request"], rows))
     serving_ratio = med(serving["local"]["rps"]) / med(serving["s3"]["rps"])
     print(f"\nlocal / s3 req/s: {serving_ratio:.2f} (target <= 1.2)")
-    results = {"ingest": ingest, "serving": serving, "ingestRatio": ingest_ratio, "servingRatio": serving_ratio,
+    results = {"server": args.server, "ingest": ingest, "serving": serving, "ingestRatio": ingest_ratio, "servingRatio": serving_ratio,
                "args": vars(args), "machine": common.machine_info()}
     out_dir = common.RESULTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)

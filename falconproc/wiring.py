@@ -130,8 +130,19 @@ def _flatfile_queue(settings: Settings, shared: dict[str, Any]) -> JobQueue:
 def _redis_client(settings: Settings):  # noqa: ANN202 (redis types stay out of the import graph)
     import redis
 
-    return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10,
-                                health_check_interval=30, retry_on_timeout=True)
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.retry import Retry
+
+    # Every call bounded: a Redis that stops answering (stalled, or a half-dead connection)
+    # fails a call after one 5 s timeout, so the supervisor's loop goes on collecting
+    # results and enforcing limits, and a web request answers 503 instead of hanging.
+    # redis-py 8 would retry a timeout ten times, and a retried call reconnects with a
+    # handshake that waits the timeout again (one retry of timeouts: up to 20 s,
+    # measured). A lost connection (Redis restarted) is retried once, on a new one.
+    retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 1, supported_errors=(RedisConnectionError,))
+    return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=5,
+                                health_check_interval=30, retry=retry)
 
 
 def _redis_queue(settings: Settings, shared: dict[str, Any]) -> JobQueue:
@@ -390,8 +401,13 @@ class Components:
         from falconproc.jobs.supervisor import run_supervisor
 
         self.load_job_types()
+        # Built here (the scheduler with the cache and queue), before any thread or job
+        # process exists: the supervisor's store-passes thread uses them while job
+        # processes are forked, and a fork while a thread is inside a cached_property
+        # would leave the job process waiting on that property's lock for ever.
+        store, scheduler = self.store, self.scheduler
         run_supervisor(self.settings, self.queue, self.governor, self.job_context,
-                       queue_deferred=lambda: self.scheduler.enqueue_deferred(self.store.metadata),
+                       queue_deferred=lambda: scheduler.enqueue_deferred(store.metadata),
                        backfill=self._scan_backfill())
 
     def _scan_backfill(self) -> Callable[[], int] | None:

@@ -9,6 +9,7 @@
 # env:   S3_DIR (state, default /tmp/s3server)  S3_PORT (default 7480 ceph / 8333 seaweedfs)
 #        MON_PORT / MON_V1_PORT (ceph monitor, default 3300 / 6789: change them to run two servers)
 #        AK / SK (default testaccesskey / testsecretkey)  VENV (boto3 venv, default /tmp/s3venv)
+#        CEPH_CONF_EXTRA (ceph.conf lines added to [global]), RGW_THREADS (default 64): to measure variants
 # After `start`, $S3_DIR/env holds AWS_ENDPOINT_URL / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for the tests.
 # Everything listens on 127.0.0.1 only; nothing is sent anywhere else (SeaweedFS telemetry is switched off).
 set -euo pipefail
@@ -116,6 +117,7 @@ osd pool default pgp num = 8
 mon max pg per osd = 1000
 mon data avail warn = 1
 mon data avail crit = 1
+${CEPH_CONF_EXTRA:-}
 [mon]
 mon data = $D/mon
 # commit mon changes fast (default 1 s per paxos round makes pool creation slow)
@@ -137,7 +139,7 @@ rgw frontends = beast endpoint=127.0.0.1:$S3_PORT tcp_nodelay=1
 rgw data = $D/rgw
 rgw enable apis = s3, admin
 rgw dns name = localhost
-rgw thread pool size = 64
+rgw thread pool size = ${RGW_THREADS:-64}
 # radosgw forces a "secure" mon connection by default, which auth=none cannot provide
 ms mon client mode = crc
 EOF

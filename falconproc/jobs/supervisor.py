@@ -10,6 +10,11 @@ master, or alone as ``falconproc worker``) that:
   jobs, killed on its type's wall-clock timeout or past JOB_MEMORY_MAX_BYTES
   (the attempt fails, the queue retries or dead-letters it);
 - heartbeats the leases of its jobs and reaps jobs of dead claimers;
+- never waits on the object store: the passes that read it (the jobs of uploads
+  stored while the queue was down, the scan backfill) run in a thread of their own,
+  so a stalled S3 server (a read may wait read_timeout x attempts) cannot stop the
+  loop from claiming, heartbeating and enforcing limits; a loop turn that still
+  takes long is logged with the step that took the time;
 - on SIGTERM stops claiming, lets running jobs finish for the grace period,
   then kills and returns the rest to the queue untouched.
 
@@ -24,6 +29,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -58,6 +64,10 @@ DEFERRED_INTERVAL = 5.0
 BACKFILL_INTERVAL = 2.0
 # While the queue does not answer (Redis down), how long between tries.
 UNAVAILABLE_PAUSE = 1.0
+# A loop turn longer than this is logged with its slowest step: a turn normally takes
+# milliseconds, and one past a third of the lease lets other instances' reapers take
+# this one's running jobs.
+SLOW_TURN_SECONDS = 1.0
 DEFAULT_TIMEOUT = 60.0
 # A job tree's USS is costly to read (smaps_rollup, per process): read at 5 Hz, still
 # far quicker than any job can grow past the headroom (figures: benchmarks/README.md).
@@ -272,9 +282,10 @@ class Supervisor:
         self._last_reap = 0.0
         self._last_heartbeat = 0.0
         self._last_prune = 0.0
-        self._last_deferred = 0.0
-        self._last_backfill = 0.0
         self._queue_down = False
+        self._turn: dict[str, float] = {}  # seconds per step of the current loop turn
+        # (job, done?, result or error) of attempts that ended while the queue did not answer.
+        self._unreported: list[tuple[Job, bool, Any]] = []
         self.cpus = available_cpus()
 
     # -- configuration -----------------------------------------------------------
@@ -296,6 +307,7 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
         log.info("supervisor %s running job types %s", self.identity, self.types_in_priority_order())
+        self._start_store_passes()
         idle_sleep = LOOP_INTERVAL
         try:
             while not self.stopping:
@@ -303,7 +315,7 @@ class Supervisor:
                     log.warning("parent process died; supervisor draining")
                     break
                 try:
-                    busy = self.step()
+                    busy = self._timed_step()
                 except QueueUnavailable as exc:
                     # Redis down: running jobs go on (their leases may lapse and be reaped
                     # later); nothing new starts until it answers again.
@@ -352,51 +364,88 @@ class Supervisor:
     def _request_stop(self, signum: int, frame: Any) -> None:
         self.stopping = True
 
+    def _timed_step(self) -> bool:
+        """step(), with a warning naming the slowest step when the turn took long."""
+        self._turn = {}
+        started = time.monotonic()
+        try:
+            return self.step()
+        finally:
+            took = time.monotonic() - started
+            if took > SLOW_TURN_SECONDS:
+                slowest = max(self._turn, key=self._turn.get, default="collect and limits")
+                log.warning("a supervisor loop turn took %.1f s (%s: %.1f s)", took, slowest,
+                            self._turn.get(slowest, took))
+
+    def _timed(self, name: str, call: Callable[[], Any]) -> Any:
+        started = time.monotonic()
+        try:
+            return call()
+        finally:
+            self._turn[name] = self._turn.get(name, 0.0) + time.monotonic() - started
+
     def step(self) -> bool:
         """One pass: collect results, enforce limits, start jobs. True if anything happened."""
         now = time.monotonic()
-        busy = self._collect(now)
-        self._enforce_limits(now)
+        # Collecting and enforcing limits ask nothing of the queue: they happen every turn,
+        # even while it does not answer (each turn then waits on it once, boundedly).
+        busy = self._timed("collect", lambda: self._collect(now))
+        self._timed("limits", lambda: self._enforce_limits(now))
+        self._timed("report", self._report)
         if now - self._last_heartbeat > self.settings.job_lease_seconds / 3:
-            self._heartbeat()
+            self._timed("heartbeat", self._heartbeat)
             self._last_heartbeat = now
         if now - self._last_reap > REAP_INTERVAL:
-            self.queue.reap(self.settings.job_lease_seconds, alive=self._claimer_alive)
+            self._timed("reap", lambda: self.queue.reap(self.settings.job_lease_seconds, alive=self._claimer_alive))
             self._last_reap = now
         if now - self._last_prune > PRUNE_INTERVAL:
-            self.queue.prune_done()
+            self._timed("prune", self.queue.prune_done)
             self._last_prune = now
-        if self.queue_deferred is not None and now - self._last_deferred > DEFERRED_INTERVAL:
-            self._last_deferred = now
-            self._queue_deferred()
-        if self.backfill is not None and now - self._last_backfill > BACKFILL_INTERVAL:
-            self._last_backfill = now
-            busy |= self._backfill()
-        busy |= self._start_admitted(now)
-        busy |= self._claim_more(now)
+        busy |= self._timed("start", lambda: self._start_admitted(now))
+        busy |= self._timed("claim", lambda: self._claim_more(now))
         return busy
 
+    # -- the passes that read the object store, in their own thread ---------------------
+
+    def _start_store_passes(self) -> None:
+        if self.queue_deferred is None and self.backfill is None:
+            return
+        threading.Thread(target=self._store_passes, name="supervisor-store-passes", daemon=True).start()
+
+    def _store_passes(self) -> None:
+        """Every DEFERRED_INTERVAL the deferred jobs, every BACKFILL_INTERVAL a backfill
+        batch. What they queue rings the queue's doorbell: the loop claims it at once."""
+        next_deferred = next_backfill = 0.0
+        while not self.stopping:
+            now = time.monotonic()
+            if self.queue_deferred is not None and now >= next_deferred:
+                next_deferred = now + DEFERRED_INTERVAL
+                self._queue_deferred()
+            if self.backfill is not None and now >= next_backfill:
+                next_backfill = now + BACKFILL_INTERVAL
+                self._backfill()
+            due = [t for t, c in ((next_deferred, self.queue_deferred), (next_backfill, self.backfill)) if c]
+            time.sleep(min(max(min(due) - time.monotonic(), 0.0), MAX_IDLE_SLEEP))
+
     def _queue_deferred(self) -> None:
-        """The jobs of uploads stored while the queue did not answer (QueueUnavailable
-        goes up: it still does not)."""
+        """The jobs of uploads stored while the queue did not answer."""
         try:
             queued = self.queue_deferred()
-        except QueueUnavailable:
-            raise
+        except QueueUnavailable:  # still down: the loop says so; next time
+            return
         except Exception:  # noqa: BLE001 - the object store down, say: next time
             log.exception("queueing the deferred jobs failed; trying again in %.0f s", DEFERRED_INTERVAL)
             return
         if queued:
             log.info("queued the deferred jobs of %d uploads", queued)
 
-    def _backfill(self) -> bool:
+    def _backfill(self) -> None:
         try:
-            return bool(self.backfill())
-        except QueueUnavailable:
-            raise
+            self.backfill()
+        except QueueUnavailable:  # the loop says so; next time
+            pass
         except Exception:  # noqa: BLE001 - the store down: the next pass starts the sweep again
             log.exception("the scan backfill failed; trying again in %.0f s", BACKFILL_INTERVAL)
-            return False
 
     def _claim_more(self, now: float) -> bool:
         started = False
@@ -533,13 +582,31 @@ class Supervisor:
 
     def _complete(self, job: Job, result: dict[str, Any] | None) -> None:
         log.info("job %s (%s) done", job.id, job.type, extra=_ids(job))
+        self._unreported.append((job, True, result))  # told by _report, after the limits are enforced
+
+    def _fail(self, job: Job, error: str) -> None:
+        log.warning("job %s (%s) attempt %d failed: %s", job.id, job.type, job.attempts, error, extra=_ids(job))
+        self._unreported.append((job, False, error))
+
+    def _report(self) -> None:
+        """Tell the queue how the attempts ended, oldest first. While it does not answer
+        (QueueUnavailable goes up) they wait here and are told first thing once it does:
+        forgotten, a finished job would run again once its lease lapsed."""
+        while self._unreported:
+            job, ok, value = self._unreported[0]
+            if ok:
+                self._tell_done(job, value)
+            else:
+                self._tell_failed(job, value)
+            self._unreported.pop(0)
+
+    def _tell_done(self, job: Job, result: dict[str, Any] | None) -> None:
         try:
             self.queue.complete(job, result)
         except FileNotFoundError:
             log.warning("job %s finished after its lease was lost", job.id, extra=_ids(job))
 
-    def _fail(self, job: Job, error: str) -> None:
-        log.warning("job %s (%s) attempt %d failed: %s", job.id, job.type, job.attempts, error, extra=_ids(job))
+    def _tell_failed(self, job: Job, error: str) -> None:
         try:
             job = self.queue.fail(job, error)
         except FileNotFoundError:
@@ -564,6 +631,11 @@ class Supervisor:
             if time.monotonic() - self._last_heartbeat > self.settings.job_lease_seconds / 3:
                 self._heartbeat()
                 self._last_heartbeat = time.monotonic()
+        try:
+            self._report()
+        except QueueUnavailable:
+            log.warning("the queue does not answer: %d finished attempts not reported (they run again once "
+                        "their leases lapse)", len(self._unreported))
         for r in list(self.running):
             if r.proc is not None:
                 r.proc.kill()

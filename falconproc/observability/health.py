@@ -22,7 +22,7 @@ class HealthService:
         self.governor = governor
 
     def report(self) -> dict[str, Any]:
-        memory = self.governor.reading()
+        memory = self.governor.pressure_reading()  # what throttling is decided on
         limit = self.governor.limit_of(memory)
         high_water = self.governor.high_water_of(memory)
         degraded = []

@@ -177,7 +177,7 @@ class ServiceStateCollector:
             except QueueUnavailable:
                 pass
         yield from process_metrics()
-        reading = self.governor.reading()
+        reading = self.governor.pressure_reading()  # as /health shows it
         yield GaugeMetricFamily("falconproc_memory_used_bytes",
                                 "Memory of the service process tree (in a cgroup v2: its working set)",
                                 value=reading.used)

@@ -176,9 +176,12 @@ def test_supervisor_admission_counts_the_whole_service_tree(fresh_service):
     image's 256 MiB, would fit), a job must wait instead of starting."""
     # Measure the tree of an identical service first, then set the limit between the
     # tree's size and the tree plus one job, so only a whole-tree view refuses the job.
+    # Its PSS: what the governor decides a refusal on (the quick figure counts the pages
+    # the web workers share copy-on-write with the master once per worker).
     probe = fresh_service(**JOB_ENV, MEMORY_HIGH_WATER="1.0", WEB_WORKERS="6", RUN_SUPERVISOR="0")
     time.sleep(0.5)
-    tree = health(probe)["memory"]["used"]
+    root = psutil.Process(probe.proc.pid)
+    tree = sum(proc.memory_full_info().pss for proc in [root, *root.children(recursive=True)])
     probe.stop()
     estimate = 64 * MiB  # the default estimate of a `work` job
     limit = tree + 40 * MiB

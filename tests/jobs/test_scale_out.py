@@ -6,7 +6,9 @@ upload is stored and answered, its jobs run once Redis is back."""
 from __future__ import annotations
 
 import signal
+import time
 import uuid
+from pathlib import Path
 
 import psutil
 import requests
@@ -25,7 +27,8 @@ def _shared_env(s3_server, s3_bucket, redis_server, tmp_path, db: int) -> dict[s
             # The test job types log to QUEUE_PATH/../joblog: one shared log (and per-job
             # flock) for all instances shows any attempt overlapping another.
             "QUEUE_PATH": str(tmp_path / "shared" / "queue"), "JOB_PLUGINS": JOB_PLUGINS,
-            "JOB_LEASE_SECONDS": "3", "JOB_CONCURRENCY": "work=2,image=2,text=2,ocr=1", "WEB_WORKERS": "2"}
+            "JOB_LEASE_SECONDS": "3", "JOB_CONCURRENCY": "work=2,image=2,text=2,ocr=1", "WEB_WORKERS": "2",
+            "LOG_LEVEL": "info"}  # the supervisors' job lines, for a failure's message
 
 
 def _kill_tree(svc) -> None:
@@ -84,8 +87,13 @@ def test_an_instance_killed_mid_job_loses_nothing_and_a_fresh_one_serves_everyth
              90, message="a job running on instance a")  # an event: a loaded machine starts slowly
     _kill_tree(a)
 
-    wait_for(lambda: all(queue.get(j.id).status == DONE for j in work), 90, 0.2,
-             "every work job done by the survivor")
+    try:
+        wait_for(lambda: all(queue.get(j.id).status == DONE for j in work), 90, 0.2,
+                 "every work job done by the survivor")
+    except AssertionError as exc:  # what the survivor was doing instead
+        states = [(j.id[-8:], queue.get(j.id).status, queue.get(j.id).claimed_by) for j in work]
+        raise AssertionError(f"{exc}\njobs: {states}\nqueue: {queue.stats()}\nsurvivor's memory: "
+                             f"{health(b)['memory']}\nits log:\n{b.log(6000)}") from None
     events = read_joblog(tmp_path / "shared" / "queue", "work")
     assert not [e for e in events if e["event"] == "start" and e["overlap"]], "an attempt overlapped another"
     ended = {e["id"] for e in events if e["event"] == "end"}
@@ -169,5 +177,76 @@ def test_redis_down_at_upload_stores_it_and_its_jobs_run_once_redis_is_back(
         # bucket (to read the deferred notes) once shared its S3 connections and failed.
         stats = queue.stats()
         assert stats["dead"] == 0 and stats["done"] >= len(texts), stats
+    finally:
+        redis.stop()
+
+
+def _server_process(pid_file: Path) -> psutil.Process:
+    return psutil.Process(int(pid_file.read_text()))
+
+
+def test_the_supervisor_keeps_running_jobs_while_the_object_store_stalls(
+        fresh_service, s3_server, s3_bucket, redis_server, tmp_path):
+    """The RGW stopped (SIGSTOP: connections accepted, nothing answered) for longer than
+    the supervisor's periodic bucket reads take to come round: jobs are still claimed
+    and run, long before any S3 read could time out."""
+    env = _shared_env(s3_server, s3_bucket, redis_server, tmp_path, db=3)
+    svc = fresh_service(**env, INSTANCE_ID="s")
+    queue = open_service_queue(svc)
+    first = queue.enqueue("work", random_hash(), payload={"seconds": 0.05})
+    wait_for(lambda: queue.get(first.id).status == DONE, 60, 0.1, "the supervisor running jobs")
+
+    rgw = _server_process(s3_server.state_dir / "run" / "rgw.pid")
+    rgw.suspend()
+    try:
+        stalled_at = time.monotonic()
+        for round_ in range(3):  # over 10 s: past the 5 s between two looks for deferred jobs
+            jobs = [queue.enqueue("work", random_hash(), payload={"seconds": 0.2}) for _ in range(3)]
+            wait_for(lambda: all(queue.get(j.id).status == DONE for j in jobs), 8, 0.1,
+                     f"round {round_}: jobs done while the S3 server is stopped")
+            time.sleep(max(0.0, stalled_at + 4 * (round_ + 1) - time.monotonic()))
+        assert rgw.status() == psutil.STATUS_STOPPED  # it really was stalled the whole time
+    finally:
+        rgw.resume()
+    # The bucket reads that waited on it end (time out) without harm: jobs still run.
+    after = queue.enqueue("work", random_hash(), payload={"seconds": 0.05})
+    wait_for(lambda: queue.get(after.id).status == DONE, 60, 0.1, "a job after the S3 server resumed")
+
+
+def test_a_stalled_redis_does_not_stop_the_supervisor_from_enforcing_limits(fresh_service, tmp_path):
+    """Redis stopped (SIGSTOP: connections accepted, nothing answered) while a job runs
+    past its timeout: the supervisor's calls to Redis give up within their bound, its loop
+    goes on and kills the job (with what it started) while Redis is still stalled, and
+    the long turn is logged with the step that took the time. A job that finished during
+    the stall is reported once Redis answers: done after one attempt, not run again."""
+    from tests.support.servers import start_redis_server
+
+    redis = start_redis_server(tmp_path / "redis")  # private: this test stops it
+    try:
+        svc = fresh_service(QUEUE_BACKEND="redis", REDIS_URL=redis.url, JOB_PLUGINS=JOB_PLUGINS,
+                            QUEUE_PATH=str(tmp_path / "shared" / "queue"), JOB_TIMEOUTS="spawn=2",
+                            JOB_LEASE_SECONDS="3", INSTANCE_ID="t")
+        queue = open_service_queue(svc)
+        queue.enqueue("spawn", random_hash(), payload={"seconds": 300})
+        work = queue.enqueue("work", random_hash(), payload={"seconds": 1.0})
+        start = wait_for(lambda: [e for e in read_joblog(tmp_path / "shared" / "queue", "spawn")
+                                  if e["event"] == "start"], 60, 0.1, "the spawn job running")[0]
+        child = psutil.Process(start["child"])
+        wait_for(lambda: read_joblog(tmp_path / "shared" / "queue", "work"), 30, 0.05, "the work job running")
+
+        server = psutil.Process(redis.proc.pid)
+        server.suspend()
+        try:
+            # Unbounded, a heartbeat would wait redis-py's eleven tries of the socket timeout.
+            wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, 20, 0.2,
+                     "the timed-out job's child killed while Redis is stalled")
+            assert server.status() == psutil.STATUS_STOPPED
+            assert [e["event"] for e in read_joblog(tmp_path / "shared" / "queue", "work")] == ["start", "end"]
+        finally:
+            server.resume()
+        wait_for(lambda: queue.get(work.id).status == DONE, 30, 0.1, "the work job reported done")
+        assert queue.get(work.id).attempts == 1
+        wait_for(lambda: "a supervisor loop turn took" in svc.log(20000), 10, 0.2, "the slow turn logged")
+        assert [e["event"] for e in read_joblog(tmp_path / "shared" / "queue", "work")] == ["start", "end"]
     finally:
         redis.stop()

