@@ -122,9 +122,10 @@ def read_memory(cgroup_root: Path = CGROUP_ROOT, self_cgroup: Path = SELF_CGROUP
     counted = 0
     for proc in procs:
         try:
-            info = proc.memory_info()
+            # memory_full_info has memory_info's fields too: one read per process, not two.
+            info = proc.memory_full_info() if proportional else proc.memory_info()
             if proportional:
-                pss += proc.memory_full_info().pss
+                pss += info.pss
         except psutil.Error:  # exited between listing and reading
             continue
         shared = getattr(info, "shared", 0)  # Linux: resident file-backed + shmem pages

@@ -125,10 +125,10 @@ def _file_ranges(stream: object) -> Iterator[tuple[int, int]] | None:
     if next_range is not None:
         return iter(lambda: next_range(FILE_CHUNK), None)
     try:
-        fd = stream.fileno()  # type: ignore[attr-defined]
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(stream.fileno())  # type: ignore[attr-defined]
+        if not stat.S_ISREG(info.st_mode):
             return None
-        start, end = stream.tell(), os.fstat(fd).st_size  # type: ignore[attr-defined]
+        start, end = stream.tell(), info.st_size  # type: ignore[attr-defined]
     except (AttributeError, OSError, ValueError):
         return None
     return ((offset, min(FILE_CHUNK, end - offset)) for offset in range(start, end, FILE_CHUNK))
