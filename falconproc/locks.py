@@ -2,7 +2,13 @@
 
 flock locks belong to an open file description: the kernel drops them when the
 holder closes the descriptor or dies (even by SIGKILL), so a crashed process never
-leaves a lock behind. Every lock of the service is one of these:
+leaves a lock behind. A forked child shares that description, though: a process that
+forks while one of its threads holds a lock (the job supervisor forks job processes
+while its store-passes thread enqueues) would leave the lock held by the child for as
+long as the child lives, closing or not. So a lock is let go with LOCK_UN (which frees
+it whoever else has the descriptor), and a forked child closes the lock descriptors it
+inherited (so a holder that dies still frees its locks). Every lock of the service is
+one of these:
 
 - ``DirectoryLock``: read-modify-write of the files in a directory (store entries,
   cache metadata) and "this upload is alive" marks on temp directories;
@@ -22,7 +28,9 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
+from typing import ClassVar
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,6 +39,66 @@ from falconproc.errors import ServiceOverloaded
 log = logging.getLogger(__name__)
 
 _FIRST_DELAY, _MAX_DELAY = 0.005, 0.1
+
+# Descriptors of this process's flock locks (open, held or being taken).
+_lock_fds: set[int] = set()
+
+
+def _close_inherited_lock_fds() -> None:
+    """In a forked child: the threads that held these locks did not come along."""
+    for fd in list(_lock_fds):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _lock_fds.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_lock_fds)
+
+
+def open_lock_fd(path: Path, flags: int = os.O_RDWR | os.O_CREAT) -> int:
+    """A descriptor for a lock on ``path``; let it go with ``release_lock_fd``."""
+    fd = os.open(path, flags, 0o644)
+    _lock_fds.add(fd)
+    return fd
+
+
+def release_lock_fd(fd: int) -> None:
+    """Unlock and close: LOCK_UN first, since a child forked meanwhile may share the
+    descriptor's lock and closing ours alone would not free it."""
+    _lock_fds.discard(fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+class ThreadLock:
+    """A threading.Lock that a forked child gets unlocked. The job supervisor forks job
+    processes while its store-passes thread works: a lock that thread held at the fork
+    would stay held in the child for ever (the thread does not come along)."""
+
+    _all: ClassVar[weakref.WeakSet[ThreadLock]] = weakref.WeakSet()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        ThreadLock._all.add(self)
+
+    def __enter__(self) -> ThreadLock:
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    @classmethod
+    def _renew_all(cls) -> None:
+        for lock in list(cls._all):
+            lock._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=ThreadLock._renew_all)
 
 
 def try_flock(fd: int) -> bool:
@@ -63,12 +131,12 @@ def flock_within(fd: int, timeout: float | None, busy_message: str) -> None:
 def file_lock(path: Path, timeout: float | None = None, *,
               busy_message: str = "this resource is busy; retry shortly") -> Iterator[None]:
     """Hold the lock file ``path`` (created if missing) for the block."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_lock_fd(path)
     try:
         flock_within(fd, timeout, busy_message)
         yield
     finally:
-        os.close(fd)  # closing drops the flock
+        release_lock_fd(fd)
 
 
 class DirectoryLock:
@@ -81,7 +149,7 @@ class DirectoryLock:
         self.fd = -1
 
     def acquire(self) -> bool:
-        self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        self.fd = open_lock_fd(self.path, os.O_RDONLY | os.O_DIRECTORY)
         try:
             if self.blocking:
                 fcntl.flock(self.fd, fcntl.LOCK_EX)
@@ -96,7 +164,7 @@ class DirectoryLock:
 
     def release(self) -> None:
         if self.fd >= 0:
-            os.close(self.fd)  # closing drops the flock
+            release_lock_fd(self.fd)
             self.fd = -1
 
     def __enter__(self) -> DirectoryLock:
@@ -123,14 +191,14 @@ class SlotSemaphore:
         delay = _FIRST_DELAY
         while True:
             for path in self.paths:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                fd = open_lock_fd(path)
                 if not try_flock(fd):
-                    os.close(fd)
+                    release_lock_fd(fd)
                     continue
                 try:
                     yield 1 + self._held_by_others(path)
                 finally:
-                    os.close(fd)
+                    release_lock_fd(fd)
                 return
             if time.monotonic() > deadline:
                 raise ServiceOverloaded("all image slots are busy; retry shortly", retry_after=2)
@@ -142,11 +210,11 @@ class SlotSemaphore:
         for path in self.paths:
             if path == mine:
                 continue
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_lock_fd(path)
             try:
                 held += not try_flock(fd)
             finally:
-                os.close(fd)  # closing drops the probe's lock
+                release_lock_fd(fd)  # the probe's lock, if it got it
         return held
 
 

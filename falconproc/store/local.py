@@ -19,7 +19,6 @@ import errno
 import os
 import re
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ import psutil
 
 from falconproc.errors import ContentNotFound
 from falconproc.fsutil import atomic_write_json, fsync_dir, read_json
-from falconproc.locks import DirectoryLock
+from falconproc.locks import DirectoryLock, ThreadLock
 from falconproc.store.base import ContentStore, PendingUpload, StoredObject, UploadRecord, is_content_hash
 
 TMP_DIR = ".tmp"
@@ -88,7 +87,7 @@ class LocalContentStore(ContentStore):
         self.fsync = fsync
         self.page_cache_release_bytes = page_cache_release_bytes
         self.tmp_root.mkdir(parents=True, exist_ok=True)
-        self._usage_lock = threading.Lock()
+        self._usage_lock = ThreadLock()
         self._usage: tuple[float, tuple[int, int], int] | None = None
 
     # -- writing -----------------------------------------------------------------

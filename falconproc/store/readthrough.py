@@ -12,13 +12,14 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+from falconproc.locks import ThreadLock
 
 # Scan for eviction once this fraction of the budget was added since the last scan:
 # a directory walk per insertion would be O(n) on the hot path.
@@ -32,7 +33,7 @@ class ReadThroughCopy:
         self.max_bytes = max_bytes
         self.tmp_root.mkdir(parents=True, exist_ok=True)
         self._added = 0
-        self._lock = threading.Lock()
+        self._lock = ThreadLock()
 
     def path(self, key: str) -> Path:
         return self.root / key
@@ -80,10 +81,15 @@ class ReadThroughCopy:
                 continue
             with fh:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
-                if os.fstat(fh.fileno()).st_nlink == 0:  # evicted between open and flock
-                    continue
-                yield self.path(key)
-                return
+                try:
+                    if os.fstat(fh.fileno()).st_nlink == 0:  # evicted between open and flock
+                        continue
+                    yield self.path(key)
+                    return
+                finally:
+                    # Not left to the close: a job process forked meanwhile shares the
+                    # descriptor and would keep the copy pinned (see falconproc.locks).
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
         raise OSError(errno.EAGAIN, f"could not keep a local copy of {key}")
 
     def _account(self, size: int) -> None:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from falconproc.errors import ContentNotFound, ContentQuarantined, ServiceOverloaded
-from falconproc.locks import file_lock
+from falconproc.locks import ThreadLock, file_lock
 from falconproc.store.base import ContentStore, PendingUpload, StoredObject, UploadRecord, is_content_hash
 from falconproc.store.cache import DerivedCache
 from falconproc.store.local import LocalContentStore, LocalPendingUpload
@@ -424,7 +424,7 @@ class S3ContentStore(ContentStore):
         self.copy = copy
         self.instance_id = instance_id
         self._writer = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self._stats_lock = threading.Lock()
+        self._stats_lock = ThreadLock()
         self._stats = [0, 0]  # entries and bytes this process stored
         self._usage_cache: tuple[float, tuple[int, int]] | None = None
 

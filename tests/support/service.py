@@ -128,12 +128,22 @@ class Gunicorn:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:
+            try:
+                tree = psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                tree = []
             self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                # A master killed leaves its workers behind: a hung one would outlive the test.
+                for child in tree:
+                    try:
+                        child.kill()
+                    except psutil.NoSuchProcess:
+                        pass
         self.proc = None
 
     def log(self, chars: int = 5000) -> str:
