@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -122,6 +123,18 @@ class JobQueue(ABC):
     #: Called with each job ``reap`` dead-letters (its runner is gone, so no caller of
     #: ``fail`` is there to do the dead-letter bookkeeping); run outside any queue lock.
     on_reaped_dead: Callable[[Job], None] | None = None
+
+    def __init__(self, *, max_pending: int | None = 100, max_attempts: int = 3, backoff_base: float = 1.0,
+                 backoff_cap: float = 10.0, priorities: tuple[str, ...] = (),
+                 clock: Callable[[], float] = time.time):
+        """What every backend shares: the bound (MAX_QUEUE_SIZE), attempts and backoff
+        (JOB_MAX_ATTEMPTS, JOB_BACKOFF_*), JOB_PRIORITIES, and "now" (a fake clock in tests)."""
+        self.max_pending = max_pending
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.priorities = priorities
+        self.clock = clock
 
     def wakeup_fileno(self) -> int | None:
         """A descriptor that turns readable when a job is enqueued (None: the supervisor polls)."""

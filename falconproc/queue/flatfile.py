@@ -50,14 +50,10 @@ class FlatFileQueue(JobQueue):
     def __init__(self, root: Path, *, max_pending: int = 100, max_attempts: int = 3, backoff_base: float = 1.0,
                  backoff_cap: float = 10.0, priorities: tuple[str, ...] = (), fsync: bool = True,
                  clock: Callable[[], float] = time.time):
+        super().__init__(max_pending=max_pending, max_attempts=max_attempts, backoff_base=backoff_base,
+                         backoff_cap=backoff_cap, priorities=priorities, clock=clock)
         self.root = Path(root)
-        self.priorities = priorities
-        self.max_pending = max_pending
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
         self.fsync = fsync
-        self.clock = clock
         for name in (*STATES, "keys", "tmp"):
             (self.root / name).mkdir(parents=True, exist_ok=True)
         self._lock_path = self.root / "lock"

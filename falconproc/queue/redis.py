@@ -175,14 +175,10 @@ class RedisQueue(JobQueue):
     def __init__(self, client: Any, *, namespace: str = "falconproc:queue", max_pending: int = 100,
                  max_attempts: int = 3, backoff_base: float = 1.0, backoff_cap: float = 10.0,
                  priorities: tuple[str, ...] = (), clock: Callable[[], float] = time.time, fsync: bool = True):
+        super().__init__(max_pending=max_pending, max_attempts=max_attempts, backoff_base=backoff_base,
+                         backoff_cap=backoff_cap, priorities=priorities, clock=clock)
         self.redis = client
         self.ns = namespace
-        self.max_pending = max_pending
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.priorities = priorities
-        self.clock = clock
         self._keys = [f"{namespace}:{name}" for name in ("pending", "claimed", "done", "dead", "keys", "seq")]
         self._scripts = {name: client.register_script(_LIB + body) for name, body in _SCRIPTS.items()}
         self._channel = f"{namespace}:wake"
