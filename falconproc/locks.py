@@ -67,10 +67,10 @@ def open_lock_fd(path: Path, flags: int = os.O_RDWR | os.O_CREAT) -> int:
 def release_lock_fd(fd: int) -> None:
     """Unlock and close: LOCK_UN first, since a child forked meanwhile may share the
     descriptor's lock and closing ours alone would not free it."""
-    _lock_fds.discard(fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
+        _lock_fds.discard(fd)  # after the unlock: a child forked before it closes its copy
         os.close(fd)
 
 

@@ -13,6 +13,9 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+from falconproc.locks import open_lock_fd, release_lock_fd
 
 # A run directory's owner lock: held (flock) by its master and, inherited, by its web
 # workers; once none of them lives, the directory is debris.
@@ -66,12 +69,14 @@ _FOLDED_TYPES = ("counter", "histogram")
 def fold_lock(directory: str, exclusive: bool) -> Iterator[None]:
     """Scrapes read under a shared lock, a fold writes under an exclusive one: no scrape
     sees a dead worker's samples both in its file and in the archive, or in neither."""
-    fd = os.open(os.path.join(directory, _FOLD_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    # The master's keeper thread folds while the master may fork a web worker: a lock
+    # from falconproc.locks is never kept by the child (see there).
+    fd = open_lock_fd(Path(directory, _FOLD_LOCK))
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
     finally:
-        os.close(fd)
+        release_lock_fd(fd)
 
 
 def fold_dead_process(pid: int, directory: str) -> int:

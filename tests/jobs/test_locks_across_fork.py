@@ -7,6 +7,7 @@ supervisor then waited for its own queue lock for ever (tests/scan/test_scan_bac
 S3 case hung 1 run in 2). Real processes, real flock."""
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import os
 import signal
@@ -17,39 +18,37 @@ from pathlib import Path
 
 import pytest
 
-from falconproc.errors import ServiceOverloaded
 from falconproc.locks import DirectoryLock, SlotSemaphore, ThreadLock, file_lock
+from falconproc.observability.metrics_dir import fold_lock
 from tests.support.wait import wait_for
 
 FORK = multiprocessing.get_context("fork")
 
 
 def _locks(tmp_path: Path) -> dict[str, Callable[[], AbstractContextManager]]:
-    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir").mkdir(exist_ok=True)
     slots = SlotSemaphore(tmp_path, "render", 1)
     return {
         "file_lock": lambda: file_lock(tmp_path / "queue.lock"),
         "DirectoryLock": lambda: DirectoryLock(tmp_path / "dir"),
         "SlotSemaphore": lambda: slots.acquire(timeout=5),
+        "fold_lock": lambda: fold_lock(str(tmp_path), exclusive=True),  # the master's metrics fold
     }
 
 
+# The file each kind of lock flocks.
+LOCKED_FILE = {"file_lock": "queue.lock", "DirectoryLock": "dir", "SlotSemaphore": ".render-slot-0.lock",
+               "fold_lock": ".fold.lock"}
+KINDS = list(LOCKED_FILE)
+
+
 def _is_free(tmp_path: Path, kind: str) -> bool:
-    """Whether another process can take the lock within a second."""
+    """Whether another process can take the lock now."""
     def probe() -> None:
+        fd = os.open(tmp_path / LOCKED_FILE[kind], os.O_RDONLY)
         try:
-            if kind == "file_lock":
-                with file_lock(tmp_path / "queue.lock", timeout=1):
-                    pass
-            elif kind == "SlotSemaphore":
-                with SlotSemaphore(tmp_path, "render", 1).acquire(timeout=1):
-                    pass
-            else:
-                lock = DirectoryLock(tmp_path / "dir", blocking=False)
-                if not lock.acquire():
-                    os._exit(1)
-                lock.release()
-        except ServiceOverloaded:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             os._exit(1)
         os._exit(0)
 
@@ -65,7 +64,7 @@ def _idle_child() -> multiprocessing.Process:
     return proc
 
 
-@pytest.mark.parametrize("kind", ["file_lock", "DirectoryLock", "SlotSemaphore"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_lock_a_thread_held_while_the_process_forked_is_free_once_the_thread_lets_go(tmp_path, kind):
     lock = _locks(tmp_path)[kind]
     held, let_go = threading.Event(), threading.Event()
@@ -104,7 +103,7 @@ def _holder_that_forks(tmp_path: str, kind: str, child_pid: multiprocessing.Queu
     signal.pause()
 
 
-@pytest.mark.parametrize("kind", ["file_lock", "DirectoryLock", "SlotSemaphore"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_holder_that_dies_frees_its_lock_though_it_forked_while_holding_it(tmp_path, kind):
     pids = FORK.Queue()
     holder = FORK.Process(target=_holder_that_forks, args=(str(tmp_path), kind, pids))
