@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import sys
+from pathlib import Path
 
 from falconproc.config import SettingsError, effective_config, settings_markdown, variable_warnings
 from falconproc.wiring import Components, check_settings
@@ -61,7 +62,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     configure_logging(components.settings.log_format, components.settings.log_level)
     if not args.service_root_pid:  # under `serve`, its master already said these
         _log_warnings(components.settings, warnings)
-    components.run_supervisor()
+    components.run_supervisor(alive_file=args.alive_file)
     return 0
 
 
@@ -159,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     worker = sub.add_parser("worker", help="run the job supervisor alone (e.g. in its own container)")
     worker.add_argument("--service-root-pid", type=int, default=0,
                         help="measure memory over this process's tree (set by `serve`)")
+    worker.add_argument("--alive-file", type=Path, default=None,
+                        help="touch this file every loop turn (set by `serve`: its watchdog reads it)")
     worker.set_defaults(func=cmd_worker)
     doctor = sub.add_parser("doctor", help="report the implementation, paths and tools in use")
     doctor.add_argument("--require-native", action="store_true", help="exit 1 unless the compiled module loaded")

@@ -397,6 +397,12 @@ class Settings:
                                   "a job process is replaced after this many jobs")
     job_lease_seconds: float = knob("JOB_LEASE_SECONDS", 15.0, _float_range(1.0, 3600.0),
                                     "a running job whose heartbeat is older than this is requeued")
+    # Longer than the longest bounded wait in one loop turn (an S3 call that stalls: 30 s
+    # read timeout, 3 attempts), so a slow store is not taken for a hung supervisor.
+    supervisor_stall_timeout: float = knob("SUPERVISOR_STALL_TIMEOUT", 120.0, _float_range(0.0, 86400.0),
+                                           "`falconproc serve` restarts a job supervisor whose loop has not "
+                                           "turned for this many seconds, its threads' stacks logged first "
+                                           "(0: never)")
     job_memory_max_bytes: int = knob("JOB_MEMORY_MAX_BYTES", 768 * 1024 * 1024, _size_range(16 * 1024 * 1024),
                                      "a job process growing past this RSS is killed (the attempt fails)")
     job_plugins: tuple[str, ...] = knob("JOB_PLUGINS", (), _name_list,

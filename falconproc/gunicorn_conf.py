@@ -126,7 +126,7 @@ def _fold_metrics_of(pid: int) -> None:
         logging.getLogger("gunicorn.error").exception("folding the metrics of process %s failed", pid)
 
 
-_keeper = SupervisorKeeper(on_exited=_fold_metrics_of)
+_keeper = SupervisorKeeper(on_exited=_fold_metrics_of, stall_timeout=_settings.supervisor_stall_timeout)
 
 
 def when_ready(server) -> None:

@@ -22,6 +22,8 @@ from falconproc.queue import Job, JobQueue
 from falconproc.store import ContentStore, DerivedCache
 
 if TYPE_CHECKING:  # the services are imported when first built (the gunicorn master needs none)
+    from pathlib import Path
+
     from falconproc.documents.service import DocumentPages
     from falconproc.images.service import ImageService
     from falconproc.ingest.resumable import ResumableUploads
@@ -396,8 +398,9 @@ class Components:
         return HealthService(self.settings, self.store, queue_stats=self.queue.stats, governor=self.governor,
                              checks=checks)
 
-    def run_supervisor(self) -> None:
-        """``falconproc worker``: the job supervisor over this process's queue."""
+    def run_supervisor(self, alive_file: Path | None = None) -> None:
+        """``falconproc worker``: the job supervisor over this process's queue (touching
+        ``alive_file`` every loop turn, for the keeper's watchdog)."""
         from falconproc.jobs.supervisor import run_supervisor
 
         self.load_job_types()
@@ -408,7 +411,7 @@ class Components:
         store, scheduler = self.store, self.scheduler
         run_supervisor(self.settings, self.queue, self.governor, self.job_context,
                        queue_deferred=lambda: scheduler.enqueue_deferred(store.metadata),
-                       backfill=self._scan_backfill())
+                       backfill=self._scan_backfill(), alive_file=alive_file)
 
     def _scan_backfill(self) -> Callable[[], int] | None:
         """A batch of the scans of content stored while SCAN_MODE was off (None: no sweep)."""

@@ -37,6 +37,7 @@ STARTS_THE_SERVICE = {
     "tests/jobs/test_scale_out.py",
     "tests/jobs/test_supervisor_lifecycle.py",
     "tests/jobs/test_supervisor_orphans.py",
+    "tests/jobs/test_supervisor_watchdog.py",
     "tests/observability/test_backpressure.py",
     "tests/observability/test_bench_cli.py",
     "tests/observability/test_health.py",

@@ -1,6 +1,6 @@
 """The supervisor keeper: under ``falconproc serve`` the gunicorn master runs the job
-supervisor (``falconproc worker``) as a child, restarts it when it dies, and stops it
-on shutdown; nothing a dead supervisor started is left running."""
+supervisor (``falconproc worker``) as a child, restarts it when it dies or hangs, and
+stops it on shutdown; nothing a dead supervisor started is left running."""
 from __future__ import annotations
 
 import logging
@@ -8,11 +8,15 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 
 log = logging.getLogger("gunicorn.error")  # the master's log stream
+
+# The supervisor writes every thread's stack to its log on this signal (faulthandler).
+STACKS_SIGNAL = signal.SIGUSR2
 
 
 def kill_session(sid: int) -> int:
@@ -42,14 +46,22 @@ class SupervisorKeeper:
     """Runs ``falconproc worker`` as a child of the gunicorn master and restarts it if
     it dies; gunicorn's shutdown stops it (SIGTERM: it drains its jobs). However the
     supervisor ended, what is left of its session (job processes, tesseract) is killed
-    before a new one starts: no job of the old one runs beside its retry."""
+    before a new one starts: no job of the old one runs beside its retry.
+
+    A watchdog, as gunicorn has for its web workers: the supervisor touches an alive
+    file every loop turn; one whose file is older than ``stall_timeout`` seconds is
+    hung (waiting for a lock that never comes, say): its threads' stacks go to the log,
+    then it is killed and restarted like one that died (its claimed jobs are reaped)."""
 
     RESTART_DELAY = 0.5
     QUICK_DEATH_SECONDS = 2.0  # dying sooner than this after a start means it cannot start
+    STACKS_GRACE = 1.0  # seconds the supervisor gets to write its stacks before SIGKILL
 
-    def __init__(self, on_exited: Callable[[int], None] | None = None) -> None:
+    def __init__(self, on_exited: Callable[[int], None] | None = None, stall_timeout: float = 0.0) -> None:
         # Called with the pid of each supervisor that ended (its metric files are folded).
         self.on_exited = on_exited
+        self.stall_timeout = stall_timeout  # 0: no watchdog
+        self.alive_file: str | None = None
         self.proc: subprocess.Popen | None = None
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._watch, name="supervisor-keeper", daemon=True)
@@ -61,8 +73,45 @@ class SupervisorKeeper:
     def _spawn(self) -> None:
         # The supervisor's memory governor must see the whole tree, rooted at this master.
         # Its own session: see kill_session().
-        self.proc = subprocess.Popen([sys.executable, "-m", "falconproc.cli", "worker",
-                                      "--service-root-pid", str(os.getpid())], start_new_session=True)
+        argv = [sys.executable, "-m", "falconproc.cli", "worker", "--service-root-pid", str(os.getpid())]
+        if self.stall_timeout:
+            self._remove_alive_file()
+            fd, self.alive_file = tempfile.mkstemp(prefix="falconproc-supervisor-", suffix=".alive")
+            os.close(fd)  # its mtime is the message; created now, it counts from the start
+            argv += ["--alive-file", self.alive_file]
+        self.proc = subprocess.Popen(argv, start_new_session=True)
+
+    def _remove_alive_file(self) -> None:
+        if self.alive_file is not None:
+            try:
+                os.unlink(self.alive_file)
+            except FileNotFoundError:
+                pass
+            self.alive_file = None
+
+    def _stalled_for(self) -> float:
+        """Seconds since the supervisor's loop last turned, when past ``stall_timeout``; else 0."""
+        if not self.stall_timeout or self.alive_file is None:
+            return 0.0
+        try:
+            idle = time.time() - os.stat(self.alive_file).st_mtime
+        except FileNotFoundError:  # removed by hand (a tmp cleaner): count from now on
+            self.alive_file = None
+            return 0.0
+        return idle if idle > self.stall_timeout else 0.0
+
+    def _kill_hung(self, proc: subprocess.Popen, idle: float) -> None:
+        log.error("job supervisor %d has not turned its loop for %.0f s (SUPERVISOR_STALL_TIMEOUT %.0f s): "
+                  "killing it; its threads' stacks follow", proc.pid, idle, self.stall_timeout)
+        try:
+            proc.send_signal(STACKS_SIGNAL)
+            self.stopping.wait(self.STACKS_GRACE)
+            proc.kill()
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 5.0
+        while not self._ended(proc) and time.monotonic() < deadline:  # not judged hung twice
+            time.sleep(0.01)
 
     @staticmethod
     def _ended(proc: subprocess.Popen) -> bool:
@@ -102,6 +151,9 @@ class SupervisorKeeper:
                     break
                 self._spawn()
                 started = time.monotonic()
+            elif proc is not None and (idle := self._stalled_for()):
+                self._kill_hung(proc, idle)  # the next turn restarts it as one that died
+                continue
             self.stopping.wait(0.5)
 
     def stop(self, timeout: float) -> None:
@@ -119,3 +171,4 @@ class SupervisorKeeper:
                 while not self._ended(proc):
                     time.sleep(0.01)
         self._sweep_and_reap(proc)
+        self._remove_alive_file()

@@ -25,6 +25,7 @@ from outside; and a job process whose supervisor dies takes its group down with 
 """
 from __future__ import annotations
 
+import faulthandler
 import logging
 import multiprocessing
 import os
@@ -34,6 +35,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from collections.abc import Callable
+from pathlib import Path
 from multiprocessing.connection import Connection, wait as wait_for_any
 from typing import Any
 
@@ -42,6 +44,7 @@ import psutil
 from falconproc.config import Settings
 from falconproc.errors import ContentQuarantined
 from falconproc.jobs import registry
+from falconproc.jobs.keeper import STACKS_SIGNAL
 from falconproc.jobs.registry import JobContext, PermanentJobError
 from falconproc.observability import metrics
 from falconproc.observability.governor import MemoryGovernor
@@ -68,6 +71,8 @@ UNAVAILABLE_PAUSE = 1.0
 # milliseconds, and one past a third of the lease lets other instances' reapers take
 # this one's running jobs.
 SLOW_TURN_SECONDS = 1.0
+# The alive file's mtime is set at most this often (the keeper's watchdog reads it).
+ALIVE_INTERVAL = 1.0
 DEFAULT_TIMEOUT = 60.0
 # A job tree's USS is costly to read (smaps_rollup, per process): read at 5 Hz, still
 # far quicker than any job can grow past the headroom (figures: benchmarks/README.md).
@@ -260,8 +265,12 @@ class Running:
 
 class Supervisor:
     def __init__(self, settings: Settings, queue: JobQueue, governor: MemoryGovernor, make_context: ContextFactory,
-                 queue_deferred: Callable[[], int] | None = None, backfill: Callable[[], int] | None = None):
+                 queue_deferred: Callable[[], int] | None = None, backfill: Callable[[], int] | None = None,
+                 alive_file: Path | None = None):
         self.settings = settings
+        # Touched every loop turn: the keeper restarts us when it goes stale (see keeper.py).
+        self.alive_file = alive_file
+        self._last_alive = 0.0
         self.queue = queue
         # Queues the jobs of uploads stored while the queue did not answer (how many).
         self.queue_deferred = queue_deferred
@@ -306,11 +315,14 @@ class Supervisor:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
+        # The keeper asks for every thread's stack before it kills a supervisor that hangs.
+        faulthandler.register(STACKS_SIGNAL, all_threads=True)
         log.info("supervisor %s running job types %s", self.identity, self.types_in_priority_order())
         self._start_store_passes()
         idle_sleep = LOOP_INTERVAL
         try:
             while not self.stopping:
+                self._still_alive()
                 if os.getppid() != self.parent_pid:  # our gunicorn master died: do not linger
                     log.warning("parent process died; supervisor draining")
                     break
@@ -349,6 +361,16 @@ class Supervisor:
             for pool in self.idle.values():
                 for proc in pool:
                     proc.kill()
+
+    def _still_alive(self) -> None:
+        now = time.monotonic()
+        if self.alive_file is None or now - self._last_alive < ALIVE_INTERVAL:
+            return
+        self._last_alive = now
+        try:
+            os.utime(self.alive_file)
+        except OSError:  # removed under us: the keeper then judges by our start alone
+            pass
 
     def _wait(self, timeout: float) -> None:
         waitables: list[Any] = [r.proc.conn for r in self.running if r.proc is not None]
@@ -625,6 +647,7 @@ class Supervisor:
         """Let running jobs finish within the grace period; return the rest untouched."""
         deadline = time.monotonic() + self.settings.graceful_timeout
         while any(r.proc is not None for r in self.running) and time.monotonic() < deadline:
+            self._still_alive()
             self._enforce_limits(time.monotonic())
             if not self._collect(time.monotonic()):
                 time.sleep(LOOP_INTERVAL)
@@ -652,7 +675,7 @@ class Supervisor:
 
 def run_supervisor(settings: Settings, queue: JobQueue, governor: MemoryGovernor,
                    make_context: ContextFactory, queue_deferred: Callable[[], int] | None = None,
-                   backfill: Callable[[], int] | None = None) -> None:
+                   backfill: Callable[[], int] | None = None, alive_file: Path | None = None) -> None:
     """Run the supervisor loop until SIGTERM (``falconproc worker``)."""
     # Job processes are forked from here: what each job type preloads now (its parsers,
     # a tesseract version check) is done once instead of in every job process.
@@ -662,4 +685,4 @@ def run_supervisor(settings: Settings, queue: JobQueue, governor: MemoryGovernor
                 job_type.preload()
             except Exception:  # noqa: BLE001 - a failed preload is retried by the job itself
                 log.exception("preload of job type %s failed", job_type.name)
-    Supervisor(settings, queue, governor, make_context, queue_deferred, backfill).run()
+    Supervisor(settings, queue, governor, make_context, queue_deferred, backfill, alive_file).run()
