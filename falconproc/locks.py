@@ -7,7 +7,8 @@ forks while one of its threads holds a lock (the job supervisor forks job proces
 while its store-passes thread enqueues) would leave the lock held by the child for as
 long as the child lives, closing or not. So a lock is let go with LOCK_UN (which frees
 it whoever else has the descriptor), and a forked child closes the lock descriptors it
-inherited (so a holder that dies still frees its locks). Every lock of the service is
+inherited (so a holder that dies still frees its locks). Hence: never fork inside a
+lock's block (the child would find its descriptor closed). Every lock of the service is
 one of these:
 
 - ``DirectoryLock``: read-modify-write of the files in a directory (store entries,
@@ -77,7 +78,8 @@ def release_lock_fd(fd: int) -> None:
 class ThreadLock:
     """A threading.Lock that a forked child gets unlocked. The job supervisor forks job
     processes while its store-passes thread works: a lock that thread held at the fork
-    would stay held in the child for ever (the thread does not come along)."""
+    would stay held in the child for ever (the thread does not come along). Never fork
+    inside its block: the child's copy is a new, unheld lock."""
 
     _all: ClassVar[weakref.WeakSet[ThreadLock]] = weakref.WeakSet()
 
