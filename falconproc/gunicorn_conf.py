@@ -126,7 +126,10 @@ def _fold_metrics_of(pid: int) -> None:
         logging.getLogger("gunicorn.error").exception("folding the metrics of process %s failed", pid)
 
 
-_keeper = SupervisorKeeper(on_exited=_fold_metrics_of, stall_timeout=_settings.supervisor_stall_timeout)
+# The supervisor's alive file goes in this run's directory: removed on exit, swept after
+# a killed run, on tmpfs where METRICS_DIR is (the Dockerfile's /dev/shm).
+_keeper = SupervisorKeeper(on_exited=_fold_metrics_of, stall_timeout=_settings.supervisor_stall_timeout,
+                           alive_dir=_metrics_dir)
 
 
 def when_ready(server) -> None:

@@ -57,10 +57,12 @@ class SupervisorKeeper:
     QUICK_DEATH_SECONDS = 2.0  # dying sooner than this after a start means it cannot start
     STACKS_GRACE = 1.0  # seconds the supervisor gets to write its stacks before SIGKILL
 
-    def __init__(self, on_exited: Callable[[int], None] | None = None, stall_timeout: float = 0.0) -> None:
+    def __init__(self, on_exited: Callable[[int], None] | None = None, stall_timeout: float = 0.0,
+                 alive_dir: str | None = None) -> None:
         # Called with the pid of each supervisor that ended (its metric files are folded).
         self.on_exited = on_exited
         self.stall_timeout = stall_timeout  # 0: no watchdog
+        self.alive_dir = alive_dir  # where the alive file goes (None: the temp directory)
         self.alive_file: str | None = None
         self.proc: subprocess.Popen | None = None
         self.stopping = threading.Event()
@@ -76,7 +78,8 @@ class SupervisorKeeper:
         argv = [sys.executable, "-m", "falconproc.cli", "worker", "--service-root-pid", str(os.getpid())]
         if self.stall_timeout:
             self._remove_alive_file()
-            fd, self.alive_file = tempfile.mkstemp(prefix="falconproc-supervisor-", suffix=".alive")
+            fd, self.alive_file = tempfile.mkstemp(prefix="falconproc-supervisor-", suffix=".alive",
+                                                   dir=self.alive_dir)
             os.close(fd)  # its mtime is the message; created now, it counts from the start
             argv += ["--alive-file", self.alive_file]
         self.proc = subprocess.Popen(argv, start_new_session=True)

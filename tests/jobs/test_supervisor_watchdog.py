@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from pathlib import Path
 
 from tests.jobs._helpers import supervisor_of
 from tests.support.content import unique_png
@@ -46,3 +47,10 @@ def test_a_hung_supervisor_is_killed_with_its_stacks_logged_and_restarted(fresh_
     wait_for(lambda: cache_metadata(svc, content_hash).get("presets", {}).get("thumbnail"), 60,
              message="a job run by the restarted supervisor")
     assert supervisor_of(svc).pid == restarted.pid
+
+    # The alive file lives in the run's metrics directory and goes with the service.
+    cmdline = restarted.cmdline()
+    alive = Path(cmdline[cmdline.index("--alive-file") + 1])
+    assert alive.exists() and alive.parent.name.startswith("falconproc-metrics-")
+    svc.stop()
+    assert not alive.exists()
