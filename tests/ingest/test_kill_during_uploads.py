@@ -38,6 +38,9 @@ def test_sigkill_workers_and_master_during_uploads_then_restart_and_verify(fresh
             yield part
             if halt.wait(delay):
                 return  # the crash is over: stop sending (no Content-Length, so never a 2xx)
+            if crashing.is_set():  # frozen mid-body until the crash is over: caught there
+                halt.wait()
+                return
 
     def client():
         while not halt.is_set() and not crashing.is_set():
@@ -64,15 +67,17 @@ def test_sigkill_workers_and_master_during_uploads_then_restart_and_verify(fresh
         time.sleep(0.5)
         os.kill(first[1], signal.SIGKILL)
 
-        def in_flight_on_live_workers():
+        def in_flight_on_live_workers(at_least: int = 2):
             live = tuple(f"up-{pid}-" for pid in svc.worker_pids())
-            # Two or more, so that the crash still catches one mid-body even if another
-            # completes between this check and the kill.
-            return sum(name.startswith(live) for name in temp_entries(svc.files)) >= 2
+            return sum(name.startswith(live) for name in temp_entries(svc.files)) >= at_least
 
         # Replacement workers are taking uploads: now crash the whole service mid-body.
         wait_for(in_flight_on_live_workers, 15, 0.01, message="uploads in flight on the replacement workers")
+        # The bodies stop where they are (not a race with the kill on a loaded machine);
+        # those whose last bytes were already sent finish first.
         crashing.set()
+        time.sleep(0.5)
+        wait_for(lambda: in_flight_on_live_workers(1), 5, 0.01, message="uploads frozen mid-body")
         kill_service_tree(svc)
     finally:
         halt.set()
