@@ -24,7 +24,7 @@ from falconproc.observability.logs import (
     access_text_line,
     logging_config,
 )
-from falconproc.observability.metrics_dir import fold_dead_process, new_run_directory
+from falconproc.observability.metrics_dir import MULTIPROC_ENV, fold_dead_process, new_run_directory
 from falconproc.observability.runtime import mark_service_root
 from falconproc.osutil import keep_freed_memory
 from falconproc.web.keepalive import defer_100_continue
@@ -37,7 +37,7 @@ _settings = _components.settings
 # is set here, in the master, before any worker imports the app. One fresh directory
 # per master; directories of masters that were killed are removed.
 _metrics_dir = new_run_directory(str(_settings.metrics_dir) if _settings.metrics_dir else None)
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+os.environ[MULTIPROC_ENV] = _metrics_dir
 
 bind = [f"{_settings.host}:{_settings.port}"]
 workers = _settings.web_workers
@@ -126,10 +126,8 @@ def _fold_metrics_of(pid: int) -> None:
         logging.getLogger("gunicorn.error").exception("folding the metrics of process %s failed", pid)
 
 
-# The supervisor's alive file goes in this run's directory: removed on exit, swept after
-# a killed run, on tmpfs where METRICS_DIR is (the Dockerfile's /dev/shm).
-_keeper = SupervisorKeeper(on_exited=_fold_metrics_of, stall_timeout=_settings.supervisor_stall_timeout,
-                           alive_dir=_metrics_dir)
+_keeper = SupervisorKeeper(_metrics_dir, on_exited=_fold_metrics_of,
+                           stall_timeout=_settings.supervisor_stall_timeout)
 
 
 def when_ready(server) -> None:

@@ -394,9 +394,18 @@ class Components:
     def health(self) -> HealthService:
         from falconproc.observability.health import HealthService
 
+        from falconproc.jobs.keeper import alive_file_in, seconds_since_turn
+        from falconproc.observability.metrics_dir import run_directory
+
         checks = {"scanner_unavailable": self.scan.healthy} if self.settings.scan_mode != "off" else {}
+        run_dir = run_directory()
+        # Under `serve` (with RUN_SUPERVISOR), the supervisor's alive file in the run directory.
+        supervisor_turn = None
+        if run_dir is not None and self.settings.run_supervisor:
+            alive_file = alive_file_in(run_dir)
+            supervisor_turn = lambda: seconds_since_turn(alive_file)  # noqa: E731
         return HealthService(self.settings, self.store, queue_stats=self.queue.stats, governor=self.governor,
-                             checks=checks)
+                             checks=checks, supervisor_turn=supervisor_turn)
 
     def run_supervisor(self, alive_file: Path | None = None) -> None:
         """``falconproc worker``: the job supervisor over this process's queue (touching

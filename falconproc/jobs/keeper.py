@@ -8,15 +8,29 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 log = logging.getLogger("gunicorn.error")  # the master's log stream
 
 # The supervisor writes every thread's stack to its log on this signal (faulthandler).
 STACKS_SIGNAL = signal.SIGUSR2
+
+
+def alive_file_in(run_dir: str) -> Path:
+    """The file whose mtime is the supervisor's last loop turn (the supervisor touches
+    it; the keeper's watchdog and /health read it)."""
+    return Path(run_dir, "supervisor.alive")
+
+
+def seconds_since_turn(alive_file: Path) -> float | None:
+    """How long ago the supervisor last turned its loop (None: no file, no supervisor)."""
+    try:
+        return max(time.time() - alive_file.stat().st_mtime, 0.0)
+    except FileNotFoundError:
+        return None
 
 
 def kill_session(sid: int) -> int:
@@ -57,13 +71,14 @@ class SupervisorKeeper:
     QUICK_DEATH_SECONDS = 2.0  # dying sooner than this after a start means it cannot start
     STACKS_GRACE = 1.0  # seconds the supervisor gets to write its stacks before SIGKILL
 
-    def __init__(self, on_exited: Callable[[int], None] | None = None, stall_timeout: float = 0.0,
-                 alive_dir: str | None = None) -> None:
+    def __init__(self, run_dir: str, on_exited: Callable[[int], None] | None = None,
+                 stall_timeout: float = 0.0) -> None:
         # Called with the pid of each supervisor that ended (its metric files are folded).
         self.on_exited = on_exited
         self.stall_timeout = stall_timeout  # 0: no watchdog
-        self.alive_dir = alive_dir  # where the alive file goes (None: the temp directory)
-        self.alive_file: str | None = None
+        # In the master's run directory: removed on exit, swept after a killed run, and
+        # found there by /health in the web workers.
+        self.alive_file = alive_file_in(run_dir)
         self.proc: subprocess.Popen | None = None
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._watch, name="supervisor-keeper", daemon=True)
@@ -75,33 +90,17 @@ class SupervisorKeeper:
     def _spawn(self) -> None:
         # The supervisor's memory governor must see the whole tree, rooted at this master.
         # Its own session: see kill_session().
-        argv = [sys.executable, "-m", "falconproc.cli", "worker", "--service-root-pid", str(os.getpid())]
-        if self.stall_timeout:
-            self._remove_alive_file()
-            fd, self.alive_file = tempfile.mkstemp(prefix="falconproc-supervisor-", suffix=".alive",
-                                                   dir=self.alive_dir)
-            os.close(fd)  # its mtime is the message; created now, it counts from the start
-            argv += ["--alive-file", self.alive_file]
-        self.proc = subprocess.Popen(argv, start_new_session=True)
-
-    def _remove_alive_file(self) -> None:
-        if self.alive_file is not None:
-            try:
-                os.unlink(self.alive_file)
-            except FileNotFoundError:
-                pass
-            self.alive_file = None
+        self.alive_file.touch()  # a new supervisor's time counts from its start
+        self.proc = subprocess.Popen([sys.executable, "-m", "falconproc.cli", "worker",
+                                      "--service-root-pid", str(os.getpid()), "--alive-file", str(self.alive_file)],
+                                     start_new_session=True)
 
     def _stalled_for(self) -> float:
         """Seconds since the supervisor's loop last turned, when past ``stall_timeout``; else 0."""
-        if not self.stall_timeout or self.alive_file is None:
+        if not self.stall_timeout:
             return 0.0
-        try:
-            idle = time.time() - os.stat(self.alive_file).st_mtime
-        except FileNotFoundError:  # removed by hand (a tmp cleaner): count from now on
-            self.alive_file = None
-            return 0.0
-        return idle if idle > self.stall_timeout else 0.0
+        idle = seconds_since_turn(self.alive_file)
+        return idle if idle is not None and idle > self.stall_timeout else 0.0
 
     def _kill_hung(self, proc: subprocess.Popen, idle: float) -> None:
         log.error("job supervisor %d has not turned its loop for %.0f s (SUPERVISOR_STALL_TIMEOUT %.0f s): "
@@ -174,4 +173,4 @@ class SupervisorKeeper:
                 while not self._ended(proc):
                     time.sleep(0.01)
         self._sweep_and_reap(proc)
-        self._remove_alive_file()
+        self.alive_file.unlink(missing_ok=True)

@@ -11,10 +11,20 @@ from falconproc.queue import DEAD, QUEUED, RETRYING, RUNNING, QueueUnavailable
 from falconproc.store import ContentStore
 
 
+# A supervisor turns its loop several times a second; one that has not for this long
+# (or half SUPERVISOR_STALL_TIMEOUT, when shorter) is reported before the keeper restarts it.
+SUPERVISOR_STALLED_AFTER = 30.0
+
+
 class HealthService:
     def __init__(self, settings: Settings, store: ContentStore, queue_stats: Callable[[], dict[str, int]],
-                 governor: MemoryGovernor, checks: dict[str, Callable[[], bool]] | None = None):
+                 governor: MemoryGovernor, checks: dict[str, Callable[[], bool]] | None = None,
+                 supervisor_turn: Callable[[], float | None] | None = None):
         self.settings = settings
+        # Seconds since this instance's job supervisor last turned its loop (None: none runs).
+        self.supervisor_turn = supervisor_turn
+        stall = settings.supervisor_stall_timeout
+        self.stalled_after = min(SUPERVISOR_STALLED_AFTER, stall / 2) if stall else SUPERVISOR_STALLED_AFTER
         # reason -> check: a failing one degrades the report (clamd down: scans wait, retried)
         self.checks = dict(checks or {})
         self.store = store
@@ -51,6 +61,7 @@ class HealthService:
         if memory.used > high_water:
             degraded.append("memory_pressure")  # uploads are being answered 503
         degraded.extend(reason for reason, ok in self.checks.items() if not ok())
+        supervisor = self._supervisor(degraded)
         return {
             "status": "degraded" if degraded else "ok",
             "reasons": degraded,
@@ -71,4 +82,13 @@ class HealthService:
             },
             "storage": {"files": files, "totalSize": total, "availableSpace": available, **storage},
             "queue": queue_report,
+            **supervisor,
         }
+
+    def _supervisor(self, degraded: list[str]) -> dict[str, Any]:
+        ago = self.supervisor_turn() if self.supervisor_turn is not None else None
+        if ago is None:
+            return {}
+        if ago > self.stalled_after:
+            degraded.append("supervisor_stalled")  # no job starts or ends meanwhile
+        return {"supervisor": {"lastTurnSecondsAgo": round(ago, 1)}}

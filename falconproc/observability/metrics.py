@@ -19,11 +19,9 @@ from prometheus_client import REGISTRY
 from prometheus_client import multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
-from falconproc.observability.metrics_dir import fold_lock
+from falconproc.observability.metrics_dir import fold_lock, run_directory
 from falconproc.observability.runtime import service_root_pid
 from falconproc.queue import QueueUnavailable
-
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 REQUESTS = Counter("falconproc_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -255,7 +253,7 @@ class MetricsResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         TALLY.flush()  # this process's requests so far (the others' are at most FLUSH_SECONDS old)
         registry = CollectorRegistry()
-        directory = os.environ.get(MULTIPROC_ENV)
+        directory = run_directory()
         if directory:
             multiprocess.MultiProcessCollector(registry, directory)
             with fold_lock(directory, exclusive=False):

@@ -17,6 +17,16 @@ from pathlib import Path
 
 from falconproc.locks import open_lock_fd, release_lock_fd
 
+# The master exports its run directory to the workers under this name (prometheus_client's).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def run_directory() -> str | None:
+    """This service's run directory, as the master exported it to its workers (None
+    outside `falconproc serve`, e.g. under falcon.testing)."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
 # A run directory's owner lock: held (flock) by its master and, inherited, by its web
 # workers; once none of them lives, the directory is debris.
 _OWNER_LOCK = ".owner.lock"

@@ -270,7 +270,15 @@ def _schemas() -> dict[str, Any]:
                                       {"$ref": "#/components/schemas/QueueCounts"},
                                       {"type": "object", "required": ["error"],
                                        "properties": {"error": {"type": "string"}},
-                                       "description": "the queue does not answer (reason queue_unavailable)"}]}}},
+                                       "description": "the queue does not answer (reason queue_unavailable)"}]},
+                                  "supervisor": {"type": "object", "required": ["lastTurnSecondsAgo"],
+                                                 "properties": {"lastTurnSecondsAgo": {"type": "number",
+                                                                                       "minimum": 0}},
+                                                 "description": "under `falconproc serve` with RUN_SUPERVISOR: "
+                                                                "when the job supervisor last turned its loop "
+                                                                "(over 30 s, or half SUPERVISOR_STALL_TIMEOUT: "
+                                                                "reason "
+                                                                "supervisor_stalled)"}}},
         "QueueCounts": {"type": "object", "required": ["pending", "processing", "retrying", "dead", "failed"],
                         "properties": {"pending": {"type": "integer", "description": "queued + retrying"},
                                        "processing": {"type": "integer", "description": "running"},

@@ -3,8 +3,9 @@
 A supervisor once waited for ever for the queue's lock (a forked job process held it,
 see test_locks_across_fork.py): nothing died, so nothing restarted it, and no job ran
 again. Here the test itself holds the flat-file queue's lock, as that job process did:
-the supervisor blocks in its claim, its alive file goes stale, the keeper logs every
-thread's stack, kills it and starts another, which runs jobs once the lock is free."""
+the supervisor blocks in its claim, its alive file goes stale, /health reports it, the
+keeper logs every thread's stack, kills it and starts another, which runs jobs once the
+lock is free."""
 from __future__ import annotations
 
 import fcntl
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from tests.jobs._helpers import supervisor_of
 from tests.support.content import unique_png
-from tests.support.http import cache_metadata, upload
+from tests.support.http import cache_metadata, health, upload
 from tests.support.wait import wait_for
 
 STALL_TIMEOUT = 4
@@ -26,10 +27,17 @@ def test_a_hung_supervisor_is_killed_with_its_stacks_logged_and_restarted(fresh_
     # An idle supervisor turns its loop, however long nothing comes: not restarted.
     time.sleep(STALL_TIMEOUT * 2)
     assert supervisor_of(svc).pid == first.pid, "an idle supervisor was taken for a hung one"
+    report = health(svc)
+    assert report["status"] == "ok" and report["supervisor"]["lastTurnSecondsAgo"] <= 1.5, report
 
     fd = os.open(svc.base / "queue" / "lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # the supervisor's next claim waits for it
+        # /health says so first (after half the timeout), then the keeper acts.
+        stalled = wait_for(lambda: (r := health(svc))["status"] == "degraded" and r, STALL_TIMEOUT * 2, 0.05,
+                           message="/health reporting the stalled supervisor")
+        assert stalled["reasons"] == ["supervisor_stalled"], stalled
+        assert stalled["supervisor"]["lastTurnSecondsAgo"] >= STALL_TIMEOUT / 2  # rounded to 0.1 s
         restarted = wait_for(lambda: (s := supervisor_of(svc)) is not None and s.pid != first.pid and s,
                              STALL_TIMEOUT * 4, message="the hung supervisor's replacement")
     finally:
@@ -47,6 +55,7 @@ def test_a_hung_supervisor_is_killed_with_its_stacks_logged_and_restarted(fresh_
     wait_for(lambda: cache_metadata(svc, content_hash).get("presets", {}).get("thumbnail"), 60,
              message="a job run by the restarted supervisor")
     assert supervisor_of(svc).pid == restarted.pid
+    assert health(svc)["status"] == "ok"
 
     # The alive file lives in the run's metrics directory and goes with the service.
     cmdline = restarted.cmdline()

@@ -24,6 +24,7 @@ def _check_shape(report: dict) -> None:
     assert report["memory"]["limit"] > 0
     assert report["storage"]["availableSpace"] > 0
     assert set(report["queue"]) == {"pending", "processing", "retrying", "dead", "failed"}
+    assert 0 <= report["supervisor"]["lastTurnSecondsAgo"] < 5  # the job supervisor turns its loop
 
 
 def test_health_counts_uploads(fresh_service):
