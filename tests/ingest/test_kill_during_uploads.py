@@ -68,7 +68,9 @@ def test_sigkill_workers_and_master_during_uploads_then_restart_and_verify(fresh
         os.kill(first[1], signal.SIGKILL)
 
         def in_flight_on_live_workers(at_least: int = 2):
-            live = tuple(f"up-{pid}-" for pid in svc.worker_pids())
+            # Not the killed ones: listed until the master reaps them, and their temp
+            # dirs are swept right after.
+            live = tuple(f"up-{pid}-" for pid in svc.worker_pids() if pid not in first)
             return sum(name.startswith(live) for name in temp_entries(svc.files)) >= at_least
 
         # Replacement workers are taking uploads: now crash the whole service mid-body.
